@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from workshop_lib import versions
+from workshop_lib.cli import main
+
+
+def test_nothing_is_unpinned() -> None:
+    assert versions.check_no_latest() == []
+    for p in versions.IMAGES.values():
+        assert ":latest" not in p.version and ":" in p.version.rsplit("/", 1)[-1]
+
+
+def test_stack_matches_the_workshop() -> None:
+    assert versions.COMPONENTS["dynamo"].version == "0.9.0"
+    assert versions.COMPONENTS["nixl"].version == "0.9.0"
+    assert versions.COMPONENTS["vllm"].version == "0.14.1"
+    assert versions.image("dynamo-frontend") == "nvcr.io/nvidia/ai-dynamo/dynamo-frontend:0.9.0"
+    assert versions.chart_version("dynamo-platform") == "0.9.0"
+
+
+def test_python_pins_are_exact_and_cover_the_lab() -> None:
+    pins = versions.python_pins()
+    assert pins["ai-dynamo"].version == "0.9.0"
+    assert pins["nixl-cu12"].version == "0.9.0"
+    assert versions.nixl_wheels() == ["nixl==0.9.0", "nixl-cu12==0.9.0"]
+    assert all(p.version and p.version[0].isdigit() for p in pins.values())
+
+
+def test_workshop_versions_table(capsys) -> None:
+    assert main(["versions"]) == 0
+    out = capsys.readouterr().out
+    assert "dynamo-platform" in out and "nixl-cu12" in out and "0.9.0" in out
+
+
+def test_workshop_versions_json(capsys) -> None:
+    assert main(["versions", "--json", "--kind", "image"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["kind"] for r in rows} == {"image"}
+    assert any(r["name"] == "vllm-runtime" for r in rows)
+
+
+def test_console_script_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "workshop_lib.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "versions" in out.stdout
+
+
+def test_bad_option_exits_non_zero(capsys) -> None:
+    assert main(["config", "--set", "kv_backend=TCP"]) == 1
+    assert "kv_backend" in capsys.readouterr().err

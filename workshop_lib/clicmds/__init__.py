@@ -1,0 +1,1 @@
+"""One module per ``workshop`` subcommand; each defines ``register(subparsers)``."""
