@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -224,7 +225,7 @@ class WorkshopConfig:
                 "pin them to two different nodes in one availability zone (or leave both None for anti-affinity)",
             )
 
-    def replace(self, **changes: Any) -> "WorkshopConfig":
+    def replace(self, **changes: Any) -> WorkshopConfig:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
 
@@ -237,7 +238,7 @@ class WorkshopConfig:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], *, strict: bool = True) -> "WorkshopConfig":
+    def from_params(cls, params: Mapping[str, Any], *, strict: bool = True) -> WorkshopConfig:
         """Build from notebook parameters (``TARGET``, ``KV_BACKEND``...) or field names; case-insensitive keys.
 
         Unknown keys raise (``strict``) or are ignored, so a notebook can pass ``globals()``-like mappings with
@@ -258,7 +259,7 @@ class WorkshopConfig:
             raise ConfigError("parameters", str(exc), "check the parameter names") from None
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> "WorkshopConfig":
+    def from_yaml(cls, path: str | os.PathLike[str]) -> WorkshopConfig:
         """Build from a YAML mapping of parameters; errors name the file (and line for YAML syntax)."""
         p = Path(path)
         try:
@@ -279,7 +280,7 @@ class WorkshopConfig:
             raise ConfigError(f"{p}: {exc.where}", exc.problem, exc.fix) from None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, prefix: str = "WORKSHOP_") -> "WorkshopConfig":
+    def from_env(cls, environ: Mapping[str, str] | None = None, prefix: str = "WORKSHOP_") -> WorkshopConfig:
         """Build from ``WORKSHOP_<FIELD>`` environment variables (e.g. ``WORKSHOP_KV_BACKEND=UCX``)."""
         env = os.environ if environ is None else environ
         known = set(cls.field_names())

@@ -1,0 +1,222 @@
+"""Run the four workshop notebooks headless with papermill (``make run``, ``workshop run``).
+
+Each notebook is executed into ``runs/<timestamp>/`` with its parameters, exported to HTML, and summarised in one
+table (notebook, status, seconds, key verdicts). Values the notebooks record (:mod:`workshop_lib.record`) land in
+``runs/<timestamp>/records/``. An executed notebook that contains a secret value (the HF token) is a failure.
+
+Example:
+    >>> summary = run_notebooks(target="local")          # doctest: +SKIP
+    >>> print(format_summary(summary))                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from workshop_lib import record as record_mod
+from workshop_lib.errors import NotebookError
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO / "notebooks"
+# Records whose names start with one of these go into the summary's "key verdicts" column.
+SUMMARY_PREFIXES = ("verdict", "summary", "status")
+
+
+@dataclass
+class NotebookRun:
+    """The outcome of one notebook."""
+
+    notebook: str
+    status: str  # "ok" | "failed" | "skipped"
+    seconds: float
+    output: Path | None = None
+    html: Path | None = None
+    records: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def verdicts(self) -> str:
+        keys = [k for k in sorted(self.records) if k.startswith(SUMMARY_PREFIXES)]
+        return ", ".join(f"{k}={self.records[k]}" for k in keys)
+
+
+def discover(names: Sequence[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The workshop notebooks in order; ``names`` selects by prefix (``01``) or stem.
+
+    Raises:
+        NotebookError: a name matches no notebook.
+    """
+    all_nbs = sorted(p for p in notebook_dir.glob("[0-9][0-9]-*.ipynb"))
+    if not names:
+        return all_nbs
+    chosen: list[Path] = []
+    for n in names:
+        hits = [p for p in all_nbs if p.stem == n or p.stem.startswith(f"{n}-") or p.name == n]
+        if not hits:
+            raise NotebookError(
+                "--notebooks", f"no notebook matches {n!r}", f"use one of {', '.join(p.stem for p in all_nbs)}"
+            )
+        chosen.extend(h for h in hits if h not in chosen)
+    return chosen
+
+
+def find_secrets(nb_path: Path, secrets: Sequence[str]) -> list[str]:
+    """Names of cells (``cell <n>``) whose source or outputs contain any of ``secrets`` (values never returned)."""
+    secrets = [s for s in secrets if s and len(s) >= 6]
+    if not secrets:
+        return []
+    nb = json.loads(nb_path.read_text())
+    bad = []
+    for i, cell in enumerate(nb.get("cells", [])):
+        blob = json.dumps(cell)
+        if any(s in blob for s in secrets):
+            bad.append(f"cell {i}")
+    return bad
+
+
+def _export_html(nb_path: Path) -> Path:
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(nb_path))
+    out = nb_path.with_suffix(".html")
+    out.write_text(body)
+    return out
+
+
+def run_one(
+    nb: Path,
+    out_dir: Path,
+    parameters: Mapping[str, Any],
+    *,
+    kernel_name: str = "python3",
+    timeout_s: int = 1800,
+    html: bool = True,
+) -> NotebookRun:
+    """Execute ``nb`` with papermill into ``out_dir``; never raises for a failing notebook (status "failed")."""
+    import papermill as pm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rec_dir = out_dir / "records"
+    out = out_dir / nb.name
+    env_before = {k: os.environ.get(k) for k in (record_mod.ENV_DIR, record_mod.ENV_NOTEBOOK)}
+    os.environ[record_mod.ENV_DIR] = str(rec_dir)
+    os.environ[record_mod.ENV_NOTEBOOK] = nb.stem
+    rec_file = rec_dir / f"{nb.stem}.json"
+    rec_file.unlink(missing_ok=True)
+    start = time.monotonic()
+    error = None
+    try:
+        pm.execute_notebook(
+            str(nb),
+            str(out),
+            parameters=dict(parameters),
+            kernel_name=kernel_name,
+            cwd=str(nb.parent),
+            progress_bar=False,
+            execution_timeout=timeout_s,
+            log_output=False,
+        )
+    except Exception as exc:  # papermill wraps cell errors; report, do not crash the run
+        ename = getattr(exc, "ename", type(exc).__name__)
+        evalue = getattr(exc, "evalue", str(exc))
+        cell = getattr(exc, "exec_count", None)
+        error = f"{ename}: {evalue}" + (f" (cell [{cell}])" if cell is not None else "")
+    finally:
+        for k, v in env_before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    seconds = time.monotonic() - start
+    html_path = None
+    if html and out.exists():
+        try:
+            html_path = _export_html(out)
+        except Exception as exc:  # an export problem must not hide the notebook's own status
+            error = error or f"HTML export failed: {exc}"
+    secret_cells = find_secrets(out, [os.environ.get("HF_TOKEN", "")]) if out.exists() else []
+    if secret_cells:
+        error = f"the HF token appears in {', '.join(secret_cells)} of the executed notebook; it was deleted"
+        out.unlink()
+        if html_path:
+            html_path.unlink(missing_ok=True)
+            html_path = None
+    return NotebookRun(
+        notebook=nb.stem,
+        status="failed" if error else "ok",
+        seconds=round(seconds, 1),
+        output=out if out.exists() else None,
+        html=html_path,
+        records=record_mod.load(rec_file),
+        error=error,
+    )
+
+
+def run_notebooks(
+    target: str = "local",
+    parameters: Mapping[str, Any] | None = None,
+    names: Sequence[str] | None = None,
+    out_root: Path | None = None,
+    *,
+    timeout_s: int = 1800,
+    html: bool = True,
+    stop_on_failure: bool = False,
+    quiet: bool = False,
+) -> list[NotebookRun]:
+    """Execute the workshop notebooks in order on ``target`` into ``runs/<timestamp>/``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out_dir = (out_root or REPO / "runs") / stamp
+    params = {"TARGET": target, **(parameters or {})}
+    results: list[NotebookRun] = []
+    nbs = discover(names)
+    if not nbs:
+        raise NotebookError(str(NOTEBOOK_DIR), "no workshop notebooks found", "run from a checkout of the kit")
+    def say(text: str, end: str = "\n") -> None:
+        if not quiet:
+            print(text, end=end, flush=True)
+
+    say(f"running {len(nbs)} notebook(s) on TARGET={target} into {out_dir}")
+    for i, nb in enumerate(nbs, 1):
+        say(f"[{i}/{len(nbs)}] {nb.stem} ...", end="")
+        res = run_one(nb, out_dir, params, timeout_s=timeout_s, html=html)
+        results.append(res)
+        say(f" {res.status} in {res.seconds:.0f} s" + (f": {res.error}" if res.error else ""))
+        if res.status == "failed" and stop_on_failure:
+            break
+    (out_dir / "summary.json").write_text(
+        json.dumps(
+            [
+                {
+                    "notebook": r.notebook,
+                    "status": r.status,
+                    "seconds": r.seconds,
+                    "output": str(r.output) if r.output else None,
+                    "html": str(r.html) if r.html else None,
+                    "records": r.records,
+                    "error": r.error,
+                }
+                for r in results
+            ],
+            indent=2,
+        )
+    )
+    return results
+
+
+def format_summary(results: Sequence[NotebookRun]) -> str:
+    """A plain-text table: notebook, status, seconds, key verdicts."""
+    rows = [("notebook", "status", "seconds", "key verdicts")]
+    rows += [(r.notebook, r.status.upper(), f"{r.seconds:.0f}", r.verdicts() or (r.error or "")) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for j, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=False)) + "  " + row[3])
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 12)
+    return "\n".join(lines)
