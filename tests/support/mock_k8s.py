@@ -310,8 +310,13 @@ class MockCluster:
 
 
 # --------------------------------------------------------------------------------------------- HTTP
-def _discovery_list(group_version: str) -> dict[str, Any] | None:
-    rs = [r for r in RESOURCES if r.api_version == group_version]
+def _served(c: MockCluster) -> list[Resource]:
+    """Built-in resources plus custom ones whose CRD exists (``nvidia.com`` kinds appear with the Dynamo CRDs)."""
+    return [r for r in RESOURCES if r.group != "nvidia.com" or c.get("customresourcedefinitions", "", f"{r.plural}.{r.group}")]
+
+
+def _discovery_list(c: MockCluster, group_version: str) -> dict[str, Any] | None:
+    rs = [r for r in _served(c) if r.api_version == group_version]
     if not rs:
         return None
     verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -326,9 +331,9 @@ def _discovery_list(group_version: str) -> dict[str, Any] | None:
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": items}
 
 
-def _api_groups() -> dict[str, Any]:
+def _api_groups(c: MockCluster) -> dict[str, Any]:
     groups: dict[str, list[str]] = {}
-    for r in RESOURCES:
+    for r in _served(c):
         if r.group:
             groups.setdefault(r.group, [])
             if r.version not in groups[r.group]:
@@ -344,7 +349,7 @@ def _api_groups() -> dict[str, Any]:
     }
 
 
-def _parse_path(path: str) -> tuple[Resource, str | None, str | None, str | None] | None:
+def _parse_path(c: MockCluster, path: str) -> tuple[Resource, str | None, str | None, str | None] | None:
     """``/api/v1/namespaces/ns/pods/name/log`` -> (resource, namespace, name, subresource)."""
     parts = [p for p in path.split("/") if p]
     if parts[:1] == ["api"] and len(parts) >= 3:
@@ -358,7 +363,7 @@ def _parse_path(path: str) -> tuple[Resource, str | None, str | None, str | None
         ns, rest = rest[1], rest[2:]
     elif len(rest) == 2 and rest[0] == "namespaces":
         rest = ["namespaces", rest[1]]
-    for r in RESOURCES:
+    for r in _served(c):
         if r.api_version == gv and r.plural == rest[0]:
             name = rest[1] if len(rest) > 1 else None
             sub = rest[2] if len(rest) > 2 else None
@@ -410,15 +415,15 @@ class _Handler(BaseHTTPRequestHandler):
                              "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
             return
         if method == "GET" and path == "/apis":
-            self._send(200, _api_groups())
+            self._send(200, _api_groups(c))
             return
         if method == "GET" and (path.startswith("/api/") or path.startswith("/apis/")) and path.count("/") in (2, 3):
             gv = path.split("/", 2)[2]
-            disc = _discovery_list(gv)
+            disc = _discovery_list(c, gv)
             if disc is not None and (path.startswith("/api/") or "/" in gv):
                 self._send(200, disc)
                 return
-        parsed = _parse_path(path)
+        parsed = _parse_path(c, path)
         if parsed is None:
             self._send(404, status_body(404, "NotFound", "the server could not find the requested resource"))
             return
