@@ -1,0 +1,135 @@
+"""``workshop lab``: the local lab. ``up | status [--json] | logs [NAME] [-n N] [-f] | down`` for the serving lab;
+``setup`` and ``nixl`` come from :mod:`workshop_lib.lab.nixl_cli` when it is part of the build.
+
+Example:
+    $ workshop lab up
+    $ workshop lab status --json
+    $ workshop lab logs frontend -n 20
+    $ workshop lab down
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from workshop_lib.lab.serving import NAMES, Lab, LabStatus
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lab", help="the local lab: etcd, NATS, Dynamo frontend, mocker prefill/decode; NIXL pairs")
+    lab_sub = p.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
+
+    up = lab_sub.add_parser("up", help="start the serving lab (idempotent); returns when a chat completion works")
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness (default 120)")
+    up.add_argument("--json", action="store_true", help="print the status as JSON when ready")
+    up.add_argument("--no-progress", action="store_true", help="no progress bar")
+    up.set_defaults(func=cmd_up)
+
+    st = lab_sub.add_parser("status", help="health of each lab process (exit 1 when not all healthy)")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    st.set_defaults(func=cmd_status)
+
+    lg = lab_sub.add_parser("logs", help="print a lab process's log (all five when NAME is omitted)")
+    lg.add_argument("name", nargs="?", choices=NAMES, metavar="NAME", help=f"one of {', '.join(NAMES)}")
+    lg.add_argument("-n", type=int, default=40, help="number of lines (default 40)")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    lg.set_defaults(func=cmd_logs)
+
+    dn = lab_sub.add_parser("down", help="stop the serving lab's processes (safe to repeat)")
+    dn.set_defaults(func=cmd_down)
+
+    try:
+        nixl_cli = importlib.import_module("workshop_lib.lab.nixl_cli")
+    except ModuleNotFoundError as exc:
+        if exc.name != "workshop_lib.lab.nixl_cli":
+            raise
+    else:
+        nixl_cli.add_setup_parser(lab_sub)
+        nixl_cli.add_nixl_parser(lab_sub)
+
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def format_status(st: LabStatus) -> str:
+    """A human table of :class:`LabStatus` (pure).
+
+    Example:
+        >>> format_status(LabStatus(False, None, None, None, {}))
+        'lab: not running (start it with `workshop lab up`)'
+    """
+    if not st.processes:
+        return "lab: not running (start it with `workshop lab up`)"
+    head = "healthy" if st.healthy else ("UNHEALTHY" if st.running else "stopped")
+    lines = [f"lab: {head}  frontend {st.frontend_url}  model {st.model}  RSS {st.rss_mb} MB", f"run: {st.run_dir}"]
+    lines.append(f"{'name':<9} {'pid':>7} {'port':>6} {'ok':<4} detail")
+    for p in st.processes.values():
+        detail = p.detail.splitlines()[0] if p.detail else ""
+        lines.append(f"{p.name:<9} {p.pid or '-':>7} {p.port or '-':>6} {'yes' if p.healthy else 'NO':<4} {detail}")
+        if not p.healthy:
+            lines.append(f"{'':<9} log: {p.log}")
+            lines.extend(f"{'':<9} | {ln}" for ln in p.detail.splitlines()[1:])
+    return "\n".join(lines)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    st = Lab().up(timeout=args.timeout, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(st.to_json(), indent=2))
+    else:
+        print(format_status(st))
+        print(f"ready in {time.monotonic() - t0:.1f} s; try: workshop lab status, workshop lab logs frontend")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    st = Lab().status()
+    print(json.dumps(st.to_json(), indent=2) if args.json else format_status(st))
+    return 0 if st.healthy else 1
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    lab = Lab()
+    names = [args.name] if args.name else list(NAMES)
+    for name in names:
+        if len(names) > 1:
+            print(f"==> {lab.log_path(name)} <==")
+        text = lab.tail(name, args.n)
+        if text:
+            print(text)
+    if args.follow:
+        _follow([lab.log_path(n) for n in names])
+    return 0
+
+
+def _follow(paths: list[Path]) -> None:
+    """Print lines appended to ``paths`` until interrupted."""
+    offsets = {p: p.stat().st_size if p.exists() else 0 for p in paths}
+    try:
+        while True:
+            for p in paths:
+                if not p.exists():
+                    continue
+                with open(p, "rb") as fh:
+                    fh.seek(offsets[p])
+                    data = fh.read()
+                    offsets[p] = fh.tell()
+                if data:
+                    prefix = f"[{p.stem}] " if len(paths) > 1 else ""
+                    for line in data.decode("utf-8", "replace").splitlines():
+                        print(prefix + line)
+                    sys.stdout.flush()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    stopped = Lab().down()
+    print(f"stopped: {', '.join(stopped)}" if stopped else "lab: nothing was running")
+    return 0
