@@ -1,0 +1,306 @@
+"""Preflight: is this cluster (or this machine) ready for the workshop? One PASS/WARN/FAIL row per check.
+
+EKS checks read the cluster once (:func:`snapshot`, side effects) and then judge it with small pure functions, so each
+verdict is testable from data. The HF token secret is checked by its key names only; its value is never kept,
+printed or returned.
+
+Example:
+    >>> from workshop_lib.cluster import Cluster  # doctest: +SKIP
+    >>> df = preflight_eks(Cluster.connect(), WorkshopConfig(target="eks"))  # doctest: +SKIP
+    >>> df[df.status == "FAIL"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import platform as _platform
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from workshop_lib import versions
+from workshop_lib.cluster.client import Cluster
+from workshop_lib.cluster.diagnose import ready_counts
+from workshop_lib.config import INSTANCE_TYPES, WorkshopConfig, parse_quantity
+from workshop_lib.errors import ClusterError
+
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+COLUMNS = ["check", "status", "found", "expected", "fix"]
+INSTANCE_LABEL = "node.kubernetes.io/instance-type"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+GPU_RESOURCE = "nvidia.com/gpu"
+DGD_CRD = "dynamographdeployments.nvidia.com"
+# Expected platform pods: name prefix -> containers (FACTS.md, "Cluster setup").
+PLATFORM_PODS = {
+    "dynamo-platform-dynamo-operator-controller-manager-": 2,
+    "dynamo-platform-etcd-0": 1,
+    "dynamo-platform-nats-0": 2,
+}
+INSTALL_FIX = "workshop platform install"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One preflight verdict."""
+
+    check: str
+    status: str
+    found: str
+    expected: str
+    fix: str = ""
+
+
+@dataclass
+class Snapshot:
+    """What preflight read from the cluster. ``errors`` maps a part (nodes, daemonsets...) to why it could not be read."""
+
+    version: str = ""
+    host: str = ""
+    context: str = ""
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    daemonsets: list[dict[str, Any]] = field(default_factory=list)
+    crds: list[dict[str, Any]] = field(default_factory=list)
+    platform_pods: list[dict[str, Any]] = field(default_factory=list)
+    secret_keys: list[str] | None = None  # None: the secret does not exist
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def to_frame(rows: list[Row]) -> pd.DataFrame:
+    """Rows as a DataFrame with columns ``check, status, found, expected, fix``."""
+    return pd.DataFrame([asdict(r) for r in rows], columns=COLUMNS)
+
+
+# ------------------------------------------------------------------------------------------------ reading (edge)
+def snapshot(cluster: Cluster, cfg: WorkshopConfig) -> Snapshot:
+    """Read everything the EKS checks need. Unreadable parts (403...) are recorded in ``errors``, not raised."""
+    s = Snapshot(version=cluster.version(), host=cluster.host, context=cluster.context)
+
+    def read(part: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except ClusterError as exc:
+            s.errors[part] = str(exc)
+            return None
+
+    s.nodes = read("nodes", lambda: cluster.list("v1", "Node")) or []
+    s.daemonsets = read("daemonsets", lambda: cluster.list("apps/v1", "DaemonSet")) or []
+    s.crds = read("crds", lambda: cluster.list("apiextensions.k8s.io/v1", "CustomResourceDefinition")) or []
+    s.platform_pods = read("platform", lambda: cluster.list("v1", "Pod", cfg.platform_namespace)) or []
+
+    def secret_keys() -> list[str] | None:
+        sec = cluster.get("v1", "Secret", cfg.hf_token_secret, cfg.namespace)
+        return None if sec is None else sorted({**(sec.get("data") or {}), **(sec.get("stringData") or {})})
+
+    s.secret_keys = read("secret", secret_keys)
+    return s
+
+
+# ------------------------------------------------------------------------------------------------ judging (pure)
+def gpu_nodes(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Nodes whose instance type is a known GPU instance (``INSTANCE_TYPES``)."""
+    return [n for n in nodes if (n["metadata"].get("labels") or {}).get(INSTANCE_LABEL) in INSTANCE_TYPES]
+
+
+def _alloc(node: dict[str, Any], resource: str) -> float | None:
+    v = ((node.get("status") or {}).get("allocatable") or {}).get(resource)
+    return None if v is None else parse_quantity(v, resource)
+
+
+def _name(o: dict[str, Any]) -> str:
+    return str(o["metadata"]["name"])
+
+
+def check_reachable(s: Snapshot) -> Row:
+    minor = s.version.split(".")[1] if s.version.count(".") >= 1 else "0"
+    ok = minor.isdigit() and int(minor) >= 27
+    return Row("cluster reachable", PASS if ok else WARN, f"{s.version} at {s.host} (context {s.context})",
+               "Kubernetes >= 1.27", "" if ok else "upgrade the cluster: Dynamo 0.9.0 is tested on recent EKS versions")
+
+
+def check_gpu_nodes(s: Snapshot, cfg: WorkshopConfig) -> list[Row]:
+    if "nodes" in s.errors:
+        return [Row("GPU nodes", FAIL, "cannot list nodes", "list nodes", s.errors["nodes"])]
+    gpus = gpu_nodes(s.nodes)
+    types = Counter((n["metadata"]["labels"]).get(INSTANCE_LABEL) for n in gpus)
+    found = ", ".join(f"{c} x {t}" for t, c in sorted(types.items())) or "none"
+    exp = f">= 2 x {cfg.instance_type} ({INSTANCE_TYPES[cfg.instance_type].gpus} GPU, {INSTANCE_TYPES[cfg.instance_type].efa} EFA each)"
+    rows = []
+    if not gpus:
+        rows.append(Row("GPU nodes", FAIL, found, exp,
+                        f"add a GPU node group with {cfg.instance_type} (label {INSTANCE_LABEL})"))
+    elif types.get(cfg.instance_type, 0) < 2:
+        rows.append(Row("GPU nodes", WARN, found, exp, f"the cross-node section needs two {cfg.instance_type} nodes; "
+                        "set instance_type to the type you have, or scale the node group to 2"))
+    else:
+        rows.append(Row("GPU nodes", PASS, found, exp))
+    for n in gpus:
+        it = INSTANCE_TYPES[n["metadata"]["labels"][INSTANCE_LABEL]]
+        g, e, hp = _alloc(n, GPU_RESOURCE), _alloc(n, EFA_RESOURCE), _alloc(n, "hugepages-2Mi")
+        name = _name(n)
+        if not g:
+            rows.append(Row(f"{GPU_RESOURCE} on {name}", FAIL, "not allocatable", str(it.gpus),
+                            "install the NVIDIA device plugin / GPU operator on the GPU nodes"))
+        else:
+            rows.append(Row(f"{GPU_RESOURCE} on {name}", PASS if g >= it.gpus else WARN, f"{g:.0f}", str(it.gpus),
+                            "" if g >= it.gpus else "some GPUs are unhealthy or not advertised: check the device plugin pod on this node"))
+        if e is None:
+            rows.append(Row(f"{EFA_RESOURCE} on {name}", FAIL, "not allocatable", str(it.efa),
+                            "install the EFA device plugin (aws-efa-k8s-device-plugin v0.5.6) and launch the node "
+                            "group with EFA interfaces enabled"))
+        else:
+            rows.append(Row(f"{EFA_RESOURCE} on {name}", PASS if e >= it.efa else WARN, f"{e:.0f}", str(it.efa),
+                            "" if e >= it.efa else f"{it.name} has {it.efa} EFA devices: launch the node group with all "
+                            "EFA interfaces (or set efa_per_worker to what is there)"))
+        need = parse_quantity(cfg.hugepages_2mi, "hugepages_2mi")
+        have = hp or 0.0
+        rows.append(Row(f"hugepages-2Mi on {name}", PASS if have >= need else FAIL, f"{have / 2**20:.0f}Mi",
+                        f">= {cfg.hugepages_2mi}", "" if have >= need else
+                        "pre-allocate 2Mi hugepages in the node group's user data (sysctl vm.nr_hugepages) and "
+                        "restart kubelet, or lower hugepages_2mi"))
+    return rows
+
+
+def check_same_az(s: Snapshot, cfg: WorkshopConfig) -> Row:
+    zones = Counter((n["metadata"].get("labels") or {}).get(ZONE_LABEL, "?") for n in gpu_nodes(s.nodes)
+                    if n["metadata"]["labels"].get(INSTANCE_LABEL) == cfg.instance_type)
+    found = ", ".join(f"{z}: {c}" for z, c in sorted(zones.items())) or "no GPU nodes"
+    ok = any(c >= 2 for c in zones.values())
+    return Row("two GPU nodes in one AZ", PASS if ok else FAIL, found, f">= 2 x {cfg.instance_type} in one zone",
+               "" if ok else "EFA does not cross availability zones: put both GPU nodes in one AZ (node group subnets)")
+
+
+def check_daemonset(s: Snapshot, label: str, needle: str, n_gpu: int, fix: str) -> Row:
+    if "daemonsets" in s.errors:
+        return Row(label, FAIL, "cannot list DaemonSets", "list daemonsets", s.errors["daemonsets"])
+    ds = [d for d in s.daemonsets if needle in _name(d)]
+    if not ds:
+        return Row(label, FAIL, "not installed", f"ready on all {n_gpu} GPU nodes", fix)
+    d = ds[0]
+    st = d.get("status") or {}
+    ready, desired = int(st.get("numberReady", 0)), int(st.get("desiredNumberScheduled", 0))
+    found = f"{d['metadata'].get('namespace')}/{_name(d)} {ready}/{desired} ready"
+    ok = ready == desired and ready >= n_gpu
+    return Row(label, PASS if ok else FAIL, found, f"ready on all {n_gpu} GPU nodes",
+               "" if ok else f"kubectl -n {d['metadata'].get('namespace')} describe ds {_name(d)}: its pods are not "
+               "running on every GPU node (tolerations, nodeSelector, image pull)")
+
+
+def check_crds(s: Snapshot) -> Row:
+    want = versions.chart_version("dynamo-crds")
+    if "crds" in s.errors:
+        return Row("Dynamo CRDs", FAIL, "cannot list CRDs", f"dynamo-crds {want}", s.errors["crds"])
+    crd = next((c for c in s.crds if _name(c) == DGD_CRD), None)
+    if crd is None:
+        return Row("Dynamo CRDs", FAIL, f"{DGD_CRD} missing", f"dynamo-crds {want}", INSTALL_FIX)
+    chart = (crd["metadata"].get("labels") or {}).get("helm.sh/chart", "")
+    if not chart:
+        return Row("Dynamo CRDs", WARN, f"{DGD_CRD} present, chart version unknown", f"dynamo-crds {want}",
+                   f"reinstall with {INSTALL_FIX} so the version is recorded (helm.sh/chart label)")
+    found = chart.removeprefix("dynamo-crds-")
+    ok = found == want
+    return Row("Dynamo CRDs", PASS if ok else FAIL, f"dynamo-crds {found}", f"dynamo-crds {want}",
+               "" if ok else f"upgrade: {INSTALL_FIX} (installs dynamo-crds {want})")
+
+
+def check_platform(s: Snapshot, cfg: WorkshopConfig) -> list[Row]:
+    if "platform" in s.errors:
+        return [Row("platform pods", FAIL, "cannot list pods", f"pods in {cfg.platform_namespace}", s.errors["platform"])]
+    rows = []
+    for prefix, containers in PLATFORM_PODS.items():
+        pod = next((p for p in s.platform_pods if _name(p).startswith(prefix)), None)
+        label = f"platform pod {prefix.rstrip('-')}{'-*' if prefix.endswith('-') else ''}"
+        if pod is None:
+            rows.append(Row(label, FAIL, "missing", f"{containers}/{containers} Ready in {cfg.platform_namespace}", INSTALL_FIX))
+            continue
+        r, t = ready_counts(pod)
+        ok = r == containers == t
+        rows.append(Row(label, PASS if ok else FAIL, f"{_name(pod)} {r}/{t}", f"{containers}/{containers}",
+                        "" if ok else f"kubectl -n {cfg.platform_namespace} describe pod {_name(pod)}; then {INSTALL_FIX}"))
+    return rows
+
+
+def check_hf_secret(s: Snapshot, cfg: WorkshopConfig) -> Row:
+    label = f"secret {cfg.namespace}/{cfg.hf_token_secret}"
+    create = (f"kubectl -n {cfg.namespace} create secret generic {cfg.hf_token_secret} "
+              '--from-literal=HF_TOKEN="$HF_TOKEN"')
+    if "secret" in s.errors:
+        return Row(label, FAIL, "cannot read", "key HF_TOKEN", s.errors["secret"])
+    if s.secret_keys is None:
+        return Row(label, FAIL, "missing", "key HF_TOKEN", create)
+    keys = ", ".join(s.secret_keys) or "no keys"
+    if "HF_TOKEN" in s.secret_keys:
+        return Row(label, PASS, f"keys: {keys} (values not read out)", "key HF_TOKEN")
+    if "token" in s.secret_keys:
+        return Row(label, FAIL, f"keys: {keys}", "key HF_TOKEN",
+                   "the key must be HF_TOKEN: a key named 'token' is not picked up and model download fails with "
+                   f"HTTP 401. Delete the secret and re-create it: {create}")
+    return Row(label, FAIL, f"keys: {keys}", "key HF_TOKEN", f"re-create it: {create}")
+
+
+def judge(s: Snapshot, cfg: WorkshopConfig) -> list[Row]:
+    """All EKS verdicts for a snapshot (pure)."""
+    n_gpu = max(len(gpu_nodes(s.nodes)), 1)
+    return [
+        check_reachable(s),
+        *check_gpu_nodes(s, cfg),
+        check_same_az(s, cfg),
+        check_daemonset(s, "EFA device plugin DaemonSet", "efa", n_gpu,
+                        "install the EFA device plugin: helm install aws-efa-k8s-device-plugin eks/aws-efa-k8s-device-plugin "
+                        "--version v0.5.6 -n kube-system (tolerating the GPU taint)"),
+        check_daemonset(s, "GDRCopy DaemonSet", "gdrcopy", n_gpu,
+                        "apply the GDRCopy installer DaemonSet (workshop render --profile platform writes it)"),
+        check_crds(s),
+        *check_platform(s, cfg),
+        check_hf_secret(s, cfg),
+    ]
+
+
+def preflight_eks(cluster: Cluster, cfg: WorkshopConfig) -> pd.DataFrame:
+    """Run the EKS checks against a connected cluster."""
+    return to_frame(judge(snapshot(cluster, cfg), cfg))
+
+
+# ------------------------------------------------------------------------------------------------ local target
+def local_rows() -> list[Row]:
+    """The local lab's prerequisites: Linux, Python, cores, and ``workshop_lib.lab.setup.status()`` when present."""
+    rows = [
+        Row("operating system", PASS if sys.platform == "linux" else FAIL, f"{_platform.system()} {_platform.release()}",
+            "Linux", "" if sys.platform == "linux" else "run the local lab on Linux (a VM or container works)"),
+        Row("python", PASS if sys.version_info >= (3, 11) else FAIL, _platform.python_version(), ">= 3.11",
+            "" if sys.version_info >= (3, 11) else "use Python 3.11 or newer (make PYTHON=python3.11 setup)"),
+    ]
+    cores = os.cpu_count() or 1
+    rows.append(Row("CPU cores", PASS if cores >= 2 else WARN, str(cores), ">= 2",
+                    "" if cores >= 2 else "the lab runs on one core, slowly"))
+    try:
+        from workshop_lib.lab import setup as lab_setup  # written alongside; optional in early builds
+    except ImportError:
+        rows.append(Row("local lab setup", WARN, "workshop_lib.lab.setup not in this build", "setup status",
+                        "update the kit (git pull) and run workshop lab setup"))
+        return rows
+    for item in lab_setup.status():
+        rows.append(Row(str(item.name), PASS if item.ok else FAIL, str(item.found), str(item.expected),
+                        "" if item.ok else str(item.fix)))
+    return rows
+
+
+def preflight_local() -> pd.DataFrame:
+    return to_frame(local_rows())
+
+
+def run(target: str = "eks", cfg: WorkshopConfig | None = None, *, kubeconfig: str | None = None,
+        context: str | None = None) -> pd.DataFrame:
+    """Preflight for ``target``. For ``eks`` an unreachable cluster raises ClusterError (one line)."""
+    cfg = cfg or WorkshopConfig(target=target)
+    if target == "local":
+        return preflight_local()
+    return preflight_eks(Cluster.connect(kubeconfig, context), cfg)
+
+
+def failed(df: pd.DataFrame) -> bool:
+    """True when any row is FAIL."""
+    return bool((df["status"] == FAIL).any())
