@@ -162,6 +162,8 @@ def load_documents(path: str | os.PathLike[str]) -> list[Doc]:
 def yaml_files(paths: list[str | os.PathLike[str]]) -> list[Path]:
     """Expand directories into their ``*.yaml``/``*.yml`` files (sorted); files are kept as given.
 
+    Inside directories, Helm values files (``values*.yaml``) are skipped: they are chart input, not objects.
+
     Raises:
         ManifestError: a path that does not exist.
     """
@@ -169,7 +171,8 @@ def yaml_files(paths: list[str | os.PathLike[str]]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml") and q.is_file()))
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml") and q.is_file()
+                              and not q.name.startswith("values")))
         elif p.exists():
             out.append(p)
         else:

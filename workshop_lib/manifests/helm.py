@@ -125,8 +125,14 @@ def install_script(cfg: WorkshopConfig, head: str, addon_files: list[str]) -> st
         f"# 2. Operator + etcd + NATS. The {versions.OPERATOR_IMAGE_TAG_FIX} override fixes the 0.9.0 chart's 0.7.1 fallback.",
         shlex.join(platform.command(VALUES_FILE)),
         "",
-        "# 3. Node add-ons for EFA nodes, the namespace and the HF token secret template (fill the token in first).",
+        "# 3. The workshop namespace and the node add-ons for EFA nodes.",
         *[f"kubectl apply -f {f}" for f in addon_files],
+        "",
+        "# 4. The HF token Secret (key HF_TOKEN) from the environment: piped from a shell builtin, so it is never",
+        "#    printed, written to disk or visible in a process list.",
+        ': "${HF_TOKEN:?export HF_TOKEN first (a Hugging Face read token)}"',
+        f"printf '%s' \"$HF_TOKEN\" | kubectl create secret generic {cfg.hf_token_secret} -n {cfg.namespace} "
+        "--from-file=HF_TOKEN=/dev/stdin --dry-run=client -o yaml | kubectl apply -f -",
         "",
         f"# Expected: pods dynamo-platform-dynamo-operator-controller-manager-* 2/2, dynamo-platform-etcd-0 1/1 and "
         f"dynamo-platform-nats-0 2/2 in {cfg.platform_namespace}.",

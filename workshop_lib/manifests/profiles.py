@@ -107,9 +107,9 @@ def _file(path: str, docs: list[dict[str, Any]], head: str) -> RenderedFile:
 def _render_platform(cfg: WorkshopConfig, head: str, opts: dict[str, str]) -> list[RenderedFile]:
     d = DIRS["platform"]
     platform = helm.platform_releases(cfg)[1]
-    addon_files = ["namespace.yaml", "efa-device-plugin.yaml", "gdrcopy-installer.yaml", "hf-token-secret.template.yaml"]
-    secret_note = ["Template only: put your token in place of the placeholder, or let the notebook create the Secret",
-                   "from $HF_TOKEN. Never commit a filled-in copy."]
+    addon_files = ["namespace.yaml", "efa-device-plugin.yaml", "gdrcopy-installer.yaml"]
+    secret_note = ["Template only: install.sh and the notebooks create this Secret from $HF_TOKEN instead.",
+                   "Never commit a copy with a real token in it."]
     secret_head = head + "".join(f"# {n}\n" for n in secret_note)
     return [
         RenderedFile(f"{d}/install.sh", [], helm.install_script(cfg, head, addon_files)),

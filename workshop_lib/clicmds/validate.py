@@ -1,0 +1,57 @@
+"""``workshop validate``: check manifests offline (CRD schema, structure, workshop lint rules).
+
+Examples:
+    workshop validate manifests/ --crd ../shared/reference/dynamo-0.9.0/crds/nvidia.com_dynamographdeployments.yaml
+    workshop validate my-dgd.yaml --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from workshop_lib.errors import ClusterError, ValidationFailed
+from workshop_lib.manifests.schema import crd_from_cluster
+from workshop_lib.manifests.validate import errors, validate_paths
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="validate manifests against the DGD CRD and the workshop's lint rules")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or directories")
+    p.add_argument("--crd", help="DynamoGraphDeployment CRD yaml (default: the cluster's, when a kubeconfig exists)")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+    p.set_defaults(func=run)
+
+
+def _crd(arg: str | None) -> Path | dict[str, Any] | None:
+    if arg:
+        return Path(arg)
+    kubeconfig = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    if Path(kubeconfig.split(os.pathsep)[0]).is_file():
+        try:
+            return crd_from_cluster()
+        except ClusterError as exc:
+            print(f"note: {exc}", file=sys.stderr)
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    findings = validate_paths(args.paths, _crd(args.crd))
+    errs = errors(findings)
+    if args.json:
+        print(json.dumps([f.to_dict() for f in findings], indent=2))
+    else:
+        for f in findings:
+            print(f.format())
+        warnings = sum(f.severity == "warning" for f in findings)
+        print(f"{len(errs)} error(s), {warnings} warning(s)")
+    if errs:
+        if not args.json:
+            raise ValidationFailed(errs[0].file, f"{len(errs)} error finding(s), first: {errs[0].code} {errs[0].message}",
+                                   errs[0].fix)
+        return 1
+    return 0

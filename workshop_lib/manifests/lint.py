@@ -1,0 +1,232 @@
+"""The workshop's lint rules: mistakes that pass the CRD schema but break the lesson on a real cluster.
+
+Each rule has a code, a message and a fix (FACTS.md gives the reasons):
+
+| code  | rule |
+|-------|------|
+| WL001 | worker memory under 128Gi with NIXL LIBFABRIC on p5.48xlarge (OOMKilled at NIXL init) |
+| WL002 | NIXL backend asked for through an env var the framework ignores (``NIXL_BACKEND`` for vLLM...) |
+| WL003 | backend mechanism broken: vLLM ``--kv-transfer-config`` without ``--connector none``; bad TRT-LLM value |
+| WL004 | prefill and decode able to land on one node in a cross-node graph |
+| WL005 | EFA requested without ``privileged`` |
+| WL006 | an unpinned or ``:latest`` image |
+| WL007 | DGD name plus service name over 45 characters |
+| WL008 | duplicate ``DYN_SYSTEM_PORT`` in the multi-DGD pattern |
+| WL009 | ``DYN_SYSTEM_PORT`` other than 9090 (pod Running but never Ready) |
+
+Example:
+    >>> from workshop_lib.manifests.documents import load_text
+    >>> docs = load_text("kind: Pod\\nmetadata: {name: p}\\nspec: {containers: [{name: c, image: 'busybox:latest'}]}")
+    >>> [f.code for f in lint(docs)]
+    ['WL006']
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+from workshop_lib.config import LIBFABRIC_MIN_MEMORY, parse_quantity
+from workshop_lib.errors import ConfigError
+from workshop_lib.manifests.documents import Doc
+from workshop_lib.manifests.findings import Finding, finding
+from workshop_lib.manifests.inspect import EFA_RESOURCE, Service, container_efa, containers, services
+
+MAX_NAME = 45
+PROBE_PORT = "9090"
+IGNORED_ENV = {
+    "vllm": {"NIXL_BACKEND", "VLLM_NIXL_KVCACHE_BACKEND", "TRTLLM_NIXL_KVCACHE_BACKEND"},
+    "trtllm": {"NIXL_BACKEND", "VLLM_NIXL_KVCACHE_BACKEND"},
+}
+BACKEND_FIX = {
+    "vllm": "pass --connector none --kv-transfer-config "
+            "'{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_both\",\"kv_connector_extra_config\":{\"backends\":[\"LIBFABRIC\"]}}'",
+    "trtllm": "set TRTLLM_NIXL_KVCACHE_BACKEND=LIBFABRIC (or UCX) with cache_transceiver_config.backend: NIXL",
+}
+
+
+def _bytes(value: str) -> float | None:
+    try:
+        return parse_quantity(value)
+    except ConfigError:
+        return None
+
+
+def _p5_like(svc: Service) -> bool:
+    inst = (svc.pod.get("nodeSelector") or {}).get("node.kubernetes.io/instance-type")
+    return inst == "p5.48xlarge" if inst else svc.quantity(EFA_RESOURCE) is not None
+
+
+def rule_libfabric_memory(docs: list[Doc]) -> Iterable[Finding]:
+    floor = parse_quantity(LIBFABRIC_MIN_MEMORY)
+    for doc in docs:
+        for svc in services(doc):
+            if svc.kv_backend != "LIBFABRIC" or not _p5_like(svc):
+                continue
+            mem = svc.quantity("memory")
+            if mem and (b := _bytes(mem[1])) is not None and b < floor:
+                yield finding(doc, "WL001", "error", mem[0],
+                              f"worker memory {mem[1]} < {LIBFABRIC_MIN_MEMORY} with NIXL LIBFABRIC on p5.48xlarge "
+                              "(33 rails register ~1 GiB at init; 64Gi was OOMKilled, exit 137)",
+                              f"set worker_memory to {LIBFABRIC_MIN_MEMORY} or more (workshop render --set worker_memory=128Gi)")
+
+
+def rule_ignored_env(docs: list[Doc]) -> Iterable[Finding]:
+    for doc in docs:
+        for svc in services(doc):
+            fw = svc.framework
+            for name in sorted(IGNORED_ENV.get(fw, set()) & set(svc.env())):
+                yield finding(doc, "WL002", "error", svc.env()[name][0],
+                              f"{fw} does not read {name}: the NIXL backend stays UCX", BACKEND_FIX[fw])
+
+
+def rule_backend_mechanism(docs: list[Doc]) -> Iterable[Finding]:
+    for doc in docs:
+        for svc in services(doc):
+            if svc.framework == "vllm" and svc.arg_value("--kv-transfer-config") and svc.arg_value("--connector") != "none":
+                yield finding(doc, "WL003", "error", (*svc.path, "extraPodSpec", "mainContainer", "args"),
+                              "--kv-transfer-config without --connector none: Dynamo refuses to start "
+                              "('Cannot specify both --kv-transfer-config and --connector')", "add --connector none")
+            value = (svc.env().get("TRTLLM_NIXL_KVCACHE_BACKEND") or ((), None))
+            if svc.framework == "trtllm" and value[1] is not None and value[1].upper() not in ("UCX", "LIBFABRIC"):
+                yield finding(doc, "WL003", "error", value[0],
+                              f"TRTLLM_NIXL_KVCACHE_BACKEND={value[1]!r} is not a backend: TRT-LLM logs an error and uses UCX",
+                              "use LIBFABRIC or UCX")
+
+
+def _group(svc: Service) -> str:
+    return str(svc.spec.get("dynamoNamespace") or f"{svc.doc.file}:{svc.doc.name}")
+
+
+def _cross_node(svcs: list[Service]) -> bool:
+    labels = lambda s: (s.doc.data.get("metadata") or {}).get("labels") or {}  # noqa: E731
+    return any(str(labels(s).get("workshop.nvidia.com/profile", "")).startswith("cross-node") for s in svcs) or any(
+        s.quantity(EFA_RESOURCE) for s in svcs if s.role)
+
+
+def _host(svc: Service) -> str | None:
+    return svc.pod.get("nodeName") or (svc.pod.get("nodeSelector") or {}).get("kubernetes.io/hostname")
+
+
+def _anti_host(svc: Service) -> bool:
+    terms = ((svc.pod.get("affinity") or {}).get("podAntiAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or []
+    return any(isinstance(t, dict) and t.get("topologyKey") == "kubernetes.io/hostname" for t in terms)
+
+
+def rule_same_node(docs: list[Doc]) -> Iterable[Finding]:
+    groups: dict[str, list[Service]] = defaultdict(list)
+    for doc in docs:
+        for svc in services(doc):
+            groups[_group(svc)].append(svc)
+    for svcs in groups.values():
+        prefill = [s for s in svcs if s.role == "prefill"]
+        decode = [s for s in svcs if s.role == "decode"]
+        if not prefill or not decode or not _cross_node(svcs):
+            continue
+        for p in prefill:
+            for d in decode:
+                hp, hd = _host(p), _host(d)
+                apart = (hp and hd and hp != hd) or (not (hp and hd) and (_anti_host(p) or _anti_host(d)))
+                if not apart:
+                    what = f"both pinned to {hp!r}" if hp and hp == hd else "no node pinning or hostname anti-affinity"
+                    yield finding(d.doc, "WL004", "error", (*d.path, "extraPodSpec"),
+                                  f"{p.name} and {d.name} can land on one node ({what}); same-node EFA gives "
+                                  "'fi_read still retrying EAGAIN'",
+                                  "set prefill_node/decode_node to two nodes in one AZ, or keep the cross-node overlay's "
+                                  "pod anti-affinity (topologyKey kubernetes.io/hostname)")
+
+
+def rule_efa_privileged(docs: list[Doc]) -> Iterable[Finding]:
+    fix = "set securityContext.privileged: true on the container (IPC_LOCK alone cannot register GPU memory)"
+    for doc in docs:
+        for svc in services(doc):
+            if (efa := svc.quantity(EFA_RESOURCE)) and not svc.privileged:
+                yield finding(doc, "WL005", "error", efa[0], f"{svc.name} requests {efa[1]} EFA devices but is not privileged", fix)
+        if doc.kind != "DynamoGraphDeployment":
+            for path, c, _ in containers(doc):
+                if container_efa(c) and not (c.get("securityContext") or {}).get("privileged"):
+                    yield finding(doc, "WL005", "error", path, f"container {c.get('name', '?')} requests EFA but is not privileged", fix)
+
+
+def image_problem(image: str) -> str | None:
+    """Why ``image`` is not pinned, or None when it is (a tag other than latest, or a digest).
+
+    >>> image_problem("nats:latest"), image_problem("nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.9.0")
+    ("tag 'latest' moves", None)
+    """
+    if "@sha256:" in image:
+        return None
+    name = image.rsplit("/", 1)[-1]
+    if ":" not in name:
+        return "no tag (means latest)"
+    tag = name.rsplit(":", 1)[1]
+    if not tag or tag == "latest":
+        return f"tag {tag!r} moves"
+    return None
+
+
+def rule_unpinned_image(docs: list[Doc]) -> Iterable[Finding]:
+    for doc in docs:
+        for path, c, _ in containers(doc):
+            image = c.get("image")
+            if isinstance(image, str) and (why := image_problem(image)):
+                yield finding(doc, "WL006", "error", (*path, "image"), f"image {image!r} is not pinned: {why}",
+                              "use a fixed tag from workshop_lib/versions.py (workshop versions --kind image)")
+
+
+def rule_name_length(docs: list[Doc]) -> Iterable[Finding]:
+    for doc in docs:
+        for svc in services(doc):
+            full = f"{doc.name}-{svc.name.lower()}"
+            if len(full) > MAX_NAME:
+                yield finding(doc, "WL007", "error", svc.path,
+                              f"{full!r} is {len(full)} characters (> {MAX_NAME}): operator-made names get too long",
+                              "shorten the DGD name or the service name")
+
+
+def _system_ports(docs: list[Doc]) -> list[tuple[Service, tuple, str]]:
+    out = []
+    for doc in docs:
+        for svc in services(doc):
+            env = svc.env().get("DYN_SYSTEM_PORT")
+            if env and env[1] is not None:
+                out.append((svc, env[0], env[1]))
+    return out
+
+
+def rule_duplicate_ports(docs: list[Doc]) -> Iterable[Finding]:
+    seen: dict[tuple[str, str], Service] = {}
+    for svc, path, port in _system_ports(docs):
+        key = (_group(svc), port)
+        if key in seen:
+            yield finding(svc.doc, "WL008", "error", path,
+                          f"DYN_SYSTEM_PORT {port} is also used by {seen[key].doc.name}/{seen[key].name} in the same Dynamo namespace",
+                          "give each DGD its own port, e.g. 9090 frontend, 9091 prefill, 9190 decode")
+        else:
+            seen[key] = svc
+
+
+def rule_probe_port(docs: list[Doc]) -> Iterable[Finding]:
+    for svc, path, port in _system_ports(docs):
+        if port != PROBE_PORT:
+            yield finding(svc.doc, "WL009", "warning", path,
+                          f"DYN_SYSTEM_PORT {port}: the operator probes {PROBE_PORT}, so the pod stays Running but not Ready "
+                          "(inference still works)", "expect Ready=false, or use the single-DGD layout")
+
+
+RULES: dict[str, Callable[[list[Doc]], Iterable[Finding]]] = {
+    "WL001": rule_libfabric_memory,
+    "WL002": rule_ignored_env,
+    "WL003": rule_backend_mechanism,
+    "WL004": rule_same_node,
+    "WL005": rule_efa_privileged,
+    "WL006": rule_unpinned_image,
+    "WL007": rule_name_length,
+    "WL008": rule_duplicate_ports,
+    "WL009": rule_probe_port,
+}
+
+
+def lint(docs: list[Doc]) -> list[Finding]:
+    """Every lint finding over ``docs`` (all files together: multi-DGD rules look across documents)."""
+    return [f for rule in RULES.values() for f in rule(docs)]
