@@ -1,0 +1,53 @@
+"""``workshop platform install|status``: the Dynamo CRDs and platform through Helm, and their health."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+
+from workshop_lib import platform, preflight
+from workshop_lib.clicmds.config import load
+from workshop_lib.clicmds.preflight import add_cluster_args, format_table
+from workshop_lib.cluster.client import Cluster
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("platform", help="install or check the Dynamo platform (dynamo-crds, dynamo-platform) via Helm")
+    psub = p.add_subparsers(dest="platform_command", metavar="ACTION", required=True)
+    i = psub.add_parser("install", help="helm upgrade --install both charts (idempotent), then wait for the pods")
+    i.add_argument("--dry-run", action="store_true", help="print the helm commands, run nothing")
+    i.add_argument("--no-wait", action="store_true", help="do not wait for the platform pods")
+    i.add_argument("--timeout", type=float, default=600, help="seconds to wait for the pods (default 600)")
+    add_cluster_args(i)
+    i.set_defaults(func=run_install)
+    s = psub.add_parser("status", help="CRD version and platform pods (and helm releases with --helm)")
+    s.add_argument("--helm", action="store_true", help="also list the helm releases (needs helm)")
+    s.add_argument("--json", action="store_true", help="print JSON rows")
+    add_cluster_args(s)
+    s.set_defaults(func=run_status)
+
+
+def run_install(args: argparse.Namespace) -> int:
+    cfg = dataclasses.replace(load(args), target="eks")
+    cmds = platform.install(cfg, kubeconfig=args.kubeconfig, context=args.context, dry_run=args.dry_run,
+                            verify=not args.no_wait, timeout_s=args.timeout)
+    for argv in cmds:
+        print(shlex.join(argv))
+    if args.dry_run:
+        return 0
+    if not args.no_wait:
+        df = platform.status(Cluster.connect(args.kubeconfig, args.context), cfg)
+        print(format_table(df.to_dict(orient="records")))
+        return 1 if preflight.failed(df) else 0
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    cfg = dataclasses.replace(load(args), target="eks")
+    df = platform.status(Cluster.connect(args.kubeconfig, args.context), cfg, with_helm=args.helm,
+                         kubeconfig=args.kubeconfig, context=args.context)
+    rows = df.to_dict(orient="records")
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    return 1 if preflight.failed(df) else 0
