@@ -1,0 +1,384 @@
+"""Write the four workshop notebooks from this file (``python notebooks/build.py``); outputs are never committed.
+
+The notebooks are generated so that their structure stays uniform (objectives, parameters, steps, verification,
+troubleshooting, what you learned, teardown) and so that a test can check the committed files are current
+(``python notebooks/build.py --check``). Narrative lives here; logic lives in ``workshop_lib.sections``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+Cell = tuple[str, str] | tuple[str, str, list[str]]
+
+# Parameters every notebook shares (papermill overrides any of them; names map to WorkshopConfig fields).
+COMMON_PARAMS = '''TARGET = "local"              # "local": the lab on this machine; "eks": your cluster via kubeconfig
+NAMESPACE = "dynamo-workshop"    # where the workshop's DynamoGraphDeployments go (eks)
+PLATFORM_NAMESPACE = "dynamo-system"
+MODEL = "Qwen/Qwen3-0.6B"       # eks: the model the workers serve (local serves the lab's offline tokenizer model)
+FRAMEWORK = "vllm"              # vllm | trtllm
+KV_BACKEND = "LIBFABRIC"        # LIBFABRIC | UCX: the NIXL backend that moves the KV cache
+INSTANCE_TYPE = "p5.48xlarge"   # p5.48xlarge (32 EFA) | p5en.48xlarge | p4d.24xlarge | p6-b200.48xlarge
+PREFILL_NODE = None             # eks: node name for the prefill worker (None: anti-affinity picks)
+DECODE_NODE = None              # eks: node name for the decode worker
+WORKER_IMAGE = None             # eks: an image built with EFA for LIBFABRIC (None: the 0.9.0 runtime image)
+DEPLOY_TIMEOUT_S = 1800         # eks: TRT-LLM JIT alone takes 15-20 min on P5
+PRICE_PER_NODE_HOUR = 55.04     # eks: USD per GPU node-hour, for the running cost (use your own price)
+TEARDOWN = False                # True: the last cell removes what this notebook created'''
+
+PARAM_NAMES = ["TARGET", "NAMESPACE", "PLATFORM_NAMESPACE", "MODEL", "FRAMEWORK", "KV_BACKEND", "INSTANCE_TYPE",
+               "PREFILL_NODE", "DECODE_NODE", "WORKER_IMAGE", "DEPLOY_TIMEOUT_S", "PRICE_PER_NODE_HOUR", "TEARDOWN"]
+
+
+def params_cell(extra: str = "", extra_names: list[str] | None = None) -> list[Cell]:
+    """The tagged parameters cell, then the cell that turns it into a validated context (with the optional form)."""
+    body = COMMON_PARAMS + ("\n" + extra if extra else "")
+    collect = "PARAMS = common.parameters(globals())  # every UPPER-CASE parameter above (and papermill's)"
+    return [
+        ("code", body, ["parameters"]),
+        ("markdown", "In JupyterLab the cell below shows a form over these parameters: edit it, then run on. "
+                     "Headless (papermill, `workshop run`) it shows nothing and the values above are used."),
+        ("code", f"{collect}\nform = parameter_form(PARAMS)\nform"),
+    ]
+
+
+def start_cell(section: str, module: str) -> Cell:
+    return ("code", f'ctx = common.start(form.values(), "{section}")\nprint(common.banner(ctx))')
+
+
+def closing(section: str, module: str, learned: list[str]) -> list[Cell]:
+    points = "\n".join(f"{i}. {p}" for i, p in enumerate(learned, 1))
+    return [
+        ("markdown", "## Troubleshooting\n\nThe failures people actually hit in this section, with their cause and fix "
+                     "(the source column says where each was reported)."),
+        ("code", f'troubleshoot.table("{section}", ctx.cfg.target)'),
+        ("markdown", f"## What you learned\n\n{points}"),
+        ("markdown", "## Teardown\n\nSafe to run twice. With `TEARDOWN = False` it only says what it would leave "
+                     "running (the next notebook builds on it); set `TEARDOWN = True` (or "
+                     f"`workshop run --notebooks {section} -p TEARDOWN True`) to remove it."),
+        ("code", f"for line in {module}.teardown(ctx, TEARDOWN):\n    print(line)\nprint(common.cost_note(ctx, final=True))"),
+    ]
+
+
+# ===================================================================================================== 01
+NB01: list[Cell] = [
+    ("markdown", """# 01 · Cluster setup (15 min)
+
+**Goal:** a cluster (or, with `TARGET = "local"`, this machine) ready for disaggregated serving: the Dynamo platform
+(operator, etcd, NATS), GPU nodes that expose their EFA devices, GDRCopy, and the Hugging Face token secret.
+
+By the end you can:
+- install the Dynamo 0.9.0 CRDs and platform with Helm, with the one override the 0.9.0 chart needs;
+- check that each P5 node advertises **32** `vpc.amazonaws.com/efa` devices and runs a GDRCopy pod;
+- store the HF token in a Kubernetes Secret without it ever appearing on screen or in the notebook;
+- read every step's PASS/WARN/FAIL table and act on its *fix* column.
+
+| `TARGET` | what this notebook does |
+|---|---|
+| `eks` | preflight checks, `helm upgrade --install` of `dynamo-crds` and `dynamo-platform`, waits for the pods, checks EFA and GDRCopy, creates the secret |
+| `local` | starts the lab's etcd and NATS (and the serving processes notebook 02 uses), probes them, renders and validates every manifest offline and prints the commands an eks user runs |
+
+Run the cells top to bottom. Headless: `workshop run --target local --notebooks 01`."""),
+    ("code", "from workshop_lib.sections import common, troubleshoot\n"
+             "from workshop_lib.sections import s01_setup as s01\n"
+             "from workshop_lib.widgets import parameter_form"),
+    *params_cell(),
+    start_cell("01", "s01"),
+    ("markdown", """## Step 1 · Prerequisites
+
+On eks the preflight checks the things that break deployments later: the API server answers, the GPU nodes are
+P5 in one availability zone, EFA and GPUs are allocatable, hugepages exist, and the CRDs are (or are not yet)
+installed. On local, `workshop lab setup` installed etcd, NATS, the libcuda stub and libfabric 2.x once; this is
+what it found."""),
+    ("code", "s01.prerequisites(ctx)"),
+    ("markdown", """## Step 2 · The Dynamo platform
+
+The platform is three things: the **operator** (turns a `DynamoGraphDeployment` into pods), **etcd** (where workers
+register so the frontend can find them) and **NATS** with JetStream (the event plane). On eks both charts are pinned
+to 0.9.0, and the operator image tag is overridden because the 0.9.0 chart falls back to 0.7.1. On local the same
+two services run as processes on loopback, together with the frontend and the two mocker workers of notebook 02."""),
+    ("code", "s01.platform(ctx)"),
+    ("markdown", """## Step 3 · Manifests, rendered and validated offline
+
+Every manifest the workshop applies is rendered from the parameters above and validated against the
+`DynamoGraphDeployment` CRD schema and the workshop's lint rules (ports, memory, EFA, backend flags) *before* anything
+touches a cluster. These are the commands an eks attendee runs by hand for this section:"""),
+    ("code", "files, manifest_checks = s01.render_manifests(ctx)\nctx.state['manifest_checks'] = manifest_checks\n"
+             "common.show(files)\nmanifest_checks"),
+    ("code", "for command in s01.eks_commands(ctx.cfg):\n    print(command)"),
+    ("markdown", """## Step 4 · The Hugging Face token
+
+The workers download the model, so they need your token. It is read from `HF_TOKEN` in the environment (or typed at
+a hidden prompt), goes straight into the Secret `hf-token-secret` under the key **`HF_TOKEN`** (a key named `token`
+is not picked up and the download fails with HTTP 401), and is never printed or kept in this notebook."""),
+    ("code", "print(s01.hf_token(ctx))"),
+    ("markdown", """## Verification
+
+One table for the whole section. Every row says what was found, what was expected, the evidence (a line the
+server or the cluster itself returned) and, when something is wrong, the fix."""),
+    ("code", "checks = common.record_checks(\"setup\", s01.verify(ctx))\nchecks"),
+    *closing("01", "s01", [
+        "The Dynamo platform is an operator plus etcd (discovery) and NATS (events); Helm installs it, pinned to 0.9.0.",
+        "A P5 node exposes 32 EFA devices to pods as `vpc.amazonaws.com/efa`; without the device plugin it exposes none.",
+        "Secrets go from the environment into a Kubernetes Secret, never through the notebook's output.",
+        "Manifests are validated against the CRD schema before they are applied, so mistakes surface here, not in a pod.",
+    ]),
+]
+
+# ===================================================================================================== 02
+NB02: list[Cell] = [
+    ("markdown", """# 02 · Disaggregated serving on one node (15 min)
+
+**Goal:** run prefill and decode as two separate workers behind one frontend, and prove from the logs that the
+frontend routes every request prefill → decode and that NIXL (the library that moves the KV cache) is active.
+
+By the end you can:
+- deploy a disaggregated graph (frontend + prefill worker + decode worker) and wait for it, with progress;
+- read the frontend log for the **prefill router** and the worker logs for the **NIXL backend**;
+- send a streamed completion and read its time to first token (TTFT) and inter-token latency (ITL);
+- move real bytes between two NIXL agents over **UCX** and check them.
+
+| `TARGET` | what this notebook does |
+|---|---|
+| `eks` | renders, validates and applies the single-node DGD, waits (TRT-LLM's JIT takes 15-20 min on P5), diagnoses the worker logs, port-forwards the frontend and sends a completion |
+| `local` | uses the lab's Dynamo frontend with a mocker prefill and a mocker decode worker (real routing and rendezvous, simulated GPU), then runs a NIXL UCX pair that moves and verifies real bytes |"""),
+    ("code", "from workshop_lib.sections import common, troubleshoot\n"
+             "from workshop_lib.sections import s02_single_node as s02\n"
+             "from workshop_lib.widgets import parameter_form"),
+    *params_cell('PROMPT = "Explain in one sentence why prefill and decode run on separate GPUs."\n'
+                 'MAX_TOKENS = 32\n'
+                 'NIXL_SIZES = "4K,1M"             # local: block sizes of the UCX pair\n'
+                 'NIXL_ITERS = 5',
+                 ["PROMPT", "MAX_TOKENS", "NIXL_SIZES", "NIXL_ITERS"]),
+    start_cell("02", "s02"),
+    ("markdown", """## Step 1 · Deploy the disaggregated graph
+
+On eks this is one `DynamoGraphDeployment` with three services on one node: the frontend, a prefill worker and a
+decode worker, the KV cache moving between them through NIXL (`KV_BACKEND`). The wait watches the DGD and its pods and
+reports problems as they happen. **With TRT-LLM the first start compiles kernels for 15-20 minutes on P5**: the
+progress bar keeps moving; do not delete the pod.
+
+On local the same three roles run as processes: `python -m dynamo.frontend` and two `python -m dynamo.mocker` workers
+(`--is-prefill-worker`, `--is-decode-worker`) that register in etcd. The mocker simulates the GPU's timing and does
+not move KV bytes; Step 4 moves real bytes with NIXL itself."""),
+    ("code", "s02.deploy(ctx)"),
+    ("markdown", """## Step 2 · Did the frontend find a prefill worker?
+
+When the frontend discovers a worker registered as *prefill* it activates its **prefill router**: from then on every
+request goes to a prefill worker first, and the decode worker receives the KV cache instead of recomputing it.
+The log diagnosis below reads the frontend's and workers' logs and shows the evidence line for each finding."""),
+    ("code", "router = s02.router(ctx)\nrouter"),
+    ("markdown", """## Step 3 · A streamed completion
+
+A chat completion through the frontend's OpenAI-compatible API, streamed token by token. TTFT covers routing,
+prefill and the KV hand-off; ITL is the decode worker's pace."""),
+    ("code", "reply = s02.completion(ctx, PROMPT, max_tokens=MAX_TOKENS)\nreply"),
+    ("markdown", """## Step 4 · NIXL: is it really moving the KV cache?
+
+On eks the worker logs must show the NIXL agent starting and the backend you asked for being instantiated
+(`Backend LIBFABRIC was instantiated`, or `NixlTransferAgent ... using NIXL backend: LIBFABRIC` for TRT-LLM).
+On local two NIXL 0.9.0 agents in two processes exchange metadata, then one reads the other's registered memory over
+**UCX**; the bytes are checked on arrival. Inside one node UCX uses the fastest path it finds (here a kernel memory
+copy; between two H100s it picks NVLink via `cuda_ipc`). Across nodes is where the backend choice matters: notebook 03."""),
+    ("code", "nixl = s02.nixl(ctx)\nnixl"),
+    ("markdown", "## Verification"),
+    ("code", "checks = common.record_checks(\"single_node\", s02.verify(ctx))\nchecks"),
+    *closing("02", "s02", [
+        "Disaggregation splits a request: a prefill worker builds the KV cache, a decode worker continues from it.",
+        "The frontend's prefill router is what makes the split happen; its log line is the proof.",
+        "NIXL moves the KV cache; the worker log names the backend that was actually instantiated (not the one you asked for).",
+        "TTFT includes the KV hand-off, so a slow transfer shows up first as a slow first token.",
+    ]),
+]
+
+# ===================================================================================================== 03
+NB03: list[Cell] = [
+    ("markdown", """# 03 · Cross-node disaggregation over EFA (20 min)
+
+**Goal:** prefill on one P5 node, decode on another, the KV cache moving between them through NIXL's **LIBFABRIC**
+backend over **EFA** RDMA, and the proof of it from both sides' logs.
+
+By the end you can:
+- place prefill and decode on two nodes in one availability zone, with 128Gi and all 32 EFA devices per worker;
+- count the handshakes on each side (the reference run shows 8 and 8) and confirm LIBFABRIC on provider `efa`;
+- recognise the **silent TCP fallback** (`Discovered 1 socket devices (TCP fallback)`, provider `sockets`/`tcp`);
+- explain why 64Gi workers get OOMKilled with 32 EFA devices, from the number of rails in the log.
+
+| `TARGET` | what this notebook does |
+|---|---|
+| `eks` | renders, validates and applies the cross-node DGD, waits, diagnoses both workers' logs, detects and explains OOMKilled |
+| `local` | runs two NIXL LIBFABRIC agents in two network namespaces joined by a veth pair (two "nodes"; loopback when not root), diagnoses their logs, and computes the rail memory lesson |"""),
+    ("code", "from workshop_lib.sections import common, troubleshoot\n"
+             "from workshop_lib.sections import s03_cross_node as s03\n"
+             "from workshop_lib.widgets import parameter_form"),
+    *params_cell('WORKER_MEMORY = "128Gi"         # eks: 64Gi is OOMKilled at LIBFABRIC init on p5.48xlarge\n'
+                 'NIXL_SIZES = "4K,1M"             # local: block sizes of the LIBFABRIC pair\n'
+                 'NIXL_ITERS = 5\n'
+                 'NETNS = None                     # local: True = two network namespaces (root), None = when root',
+                 ["WORKER_MEMORY", "NIXL_SIZES", "NIXL_ITERS", "NETNS"]),
+    start_cell("03", "s03"),
+    ("markdown", """## Step 1 · Two nodes
+
+On eks the cross-node graph pins prefill and decode to different nodes (`PREFILL_NODE`/`DECODE_NODE`, or
+anti-affinity) in one availability zone (EFA does not cross AZs), gives each worker 128Gi, all EFA devices,
+`privileged: true` (needed to register GPU memory with EFA) and `FI_PROVIDER=efa`, and selects LIBFABRIC in the
+framework's own way (vLLM: `kv_connector_extra_config.backends`; TRT-LLM: `TRTLLM_NIXL_KVCACHE_BACKEND`).
+
+On local the two "nodes" are two network namespaces joined by a virtual Ethernet pair; a NIXL LIBFABRIC agent runs in
+each and one reads the other's memory. No EFA exists here, so libfabric must fall back to TCP: watch for it below."""),
+    ("code", "s03.deploy(ctx)"),
+    ("markdown", """## Step 2 · What the logs say, side by side
+
+The diagnosis reads each side's log and reports the NIXL backend, the libfabric provider, the EFA devices found,
+the data rails, the handshakes, and any error signature, each with its evidence line. On a healthy P5 pair both sides
+say LIBFABRIC, provider `efa`, 32 devices, and 8 handshakes each."""),
+    ("code", "sides = s03.diagnose(ctx)\nsides"),
+    ("markdown", """### The verdict
+
+`tcp-fallback` means NIXL asked libfabric for an RDMA-capable fabric, found no EFA device, and quietly used TCP
+sockets. Everything still *works*, which is why it is dangerous: on a P5 deployment this is the signature of TTFT
+around 100 s instead of milliseconds. **A P5 deployment must never show it.** On the local lab it is expected, and
+it is exactly the line to look for in your own worker logs."""),
+    ("code", "verdict = s03.verdict(ctx)\nprint(verdict)"),
+    ("markdown", """## Step 3 · Memory: why 64Gi was not enough
+
+NIXL 0.9.0's LIBFABRIC backend opens one **data rail per EFA device** plus one **control rail**, and each rail
+registers a control pool of 4096 × 8 KiB = 32 MiB of host memory (plus its own fabric, domain, completion queue,
+address vector and endpoint). The table computes that from the rails in *this* run's log, and for a P5 worker.
+(Arithmetic from the NIXL source, not a measurement; provider buffers come on top.)"""),
+    ("code", "memory = s03.rail_memory(ctx)\nmemory"),
+    ("code", "s03.oom_check(ctx)"),
+    ("markdown", "## Verification"),
+    ("code", "checks = common.record_checks(\"cross_node\", s03.verify(ctx))\nchecks"),
+    *closing("03", "s03", [
+        "Cross-node KV transfer is where the backend matters: LIBFABRIC on provider efa uses RDMA; anything else is TCP.",
+        "The proof is in both sides' logs: the backend instantiated, provider efa, EFA devices found, handshakes on each side.",
+        "`Discovered ... socket devices (TCP fallback)` is the silent fallback: it works, slowly, and must never appear on P5.",
+        "Each EFA device becomes a rail with its own registered memory: 33 rails x 32 MiB is about 1 GiB per agent before buffers.",
+    ]),
+]
+
+# ===================================================================================================== 04
+NB04: list[Cell] = [
+    ("markdown", """# 04 · Performance: UCX vs LIBFABRIC (10 min)
+
+**Goal:** measure what the backend choice does to serving latency and to raw KV-transfer bandwidth, and read the
+numbers honestly.
+
+By the end you can:
+- run a serving sweep (TTFT, ITL and throughput at increasing concurrency) against a deployment;
+- run a KV-transfer sweep (bandwidth vs block size) for UCX and LIBFABRIC;
+- compare with the published P5 figures, and say why the UCX baseline on EFA is labelled **"UCX (TCP)"**;
+- reason about multi-rail: rails vs EFA devices, memory, and the known multi-rail metadata bug.
+
+| `TARGET` | what this notebook does |
+|---|---|
+| `eks` | sweeps the UCX and LIBFABRIC deployments at concurrency 1, 5, 10, 20 (ISL 512 / OSL 128) and runs the nixlbench pair |
+| `local` | sweeps the lab's frontend with a few small requests, and runs the NIXL pair for UCX and LIBFABRIC in DRAM over TCP |"""),
+    ("code", "from workshop_lib.sections import common, troubleshoot\n"
+             "from workshop_lib.sections import s04_performance as s04\n"
+             "from workshop_lib.widgets import parameter_form"),
+    *params_cell('CONCURRENCY = None               # None: [1, 5, 10, 20] on eks, [1, 2, 4] on local\n'
+                 'REQUESTS = None                  # requests per concurrency; None: 100 on eks, 8 on local\n'
+                 'ISL = None                       # None: 512 on eks, 64 on local\n'
+                 'OSL = None                       # None: 128 on eks, 16 on local\n'
+                 'NIXL_SIZES = None                # None: 4K..64M on eks, "4K,64K,1M" on local\n'
+                 'NIXL_ITERS = None                # None: 100 on eks, 3 on local\n'
+                 'UCX_URL = None                   # eks: frontend URL of the UCX deployment (None: port-forward)\n'
+                 'LIBFABRIC_URL = None             # eks: frontend URL of the LIBFABRIC deployment',
+                 ["CONCURRENCY", "REQUESTS", "ISL", "OSL", "NIXL_SIZES", "NIXL_ITERS", "UCX_URL", "LIBFABRIC_URL"]),
+    start_cell("04", "s04"),
+    ("markdown", """## Step 1 · Serving sweep
+
+Each concurrency level sends a fixed number of streamed requests and records TTFT, ITL and throughput. On eks it runs
+once against the UCX deployment and once against the LIBFABRIC one. On local the lab's mocker simulates the GPU and
+moves no KV bytes, so the sweep shows how the architecture behaves under load, not a backend comparison."""),
+    ("code", "serving = s04.serving_sweep(ctx)\nserving"),
+    ("code", "s04.serving_plot(ctx)"),
+    ("markdown", """## Step 2 · KV-transfer sweep
+
+Bandwidth of one NIXL transfer by block size, for both backends. On eks: nixlbench between the two P5 nodes, GPU
+memory to GPU memory. On local: the NIXL pair, DRAM to DRAM, UCX and LIBFABRIC both over TCP (the plot says so)."""),
+    ("code", "transfer = s04.transfer_sweep(ctx)\ntransfer"),
+    ("code", "s04.transfer_plot(ctx)"),
+    ("markdown", """## Step 3 · Against the published figures
+
+The seed workshop measured, on two p5.48xlarge with TRT-LLM and one EFA rail, TTFT with UCX and with LIBFABRIC. On
+EFA without GPUDirect UCX falls back to TCP, and UCX over RDMA measured the same, so its column is **"UCX (TCP)"**.
+The published figures are shown as labelled reference, never mixed with this run's numbers."""),
+    ("code", "s04.speedup_table(ctx)"),
+    ("code", "s04.reference_results(ctx)"),
+    ("markdown", """## Step 4 · Multi-rail
+
+A P5 has 32 EFA devices; NIXL 0.9.0's LIBFABRIC backend makes one data rail per device it is given, striping large
+transfers across them. More rails mean more bandwidth for large blocks *and* more registered memory per agent (the
+table below), and NIXL 0.8/0.9 has a known multi-rail metadata bug (TRT-LLM issue #10024: rail deserialization fails
+with 32 EFA); the published single-rail numbers were taken with one rail (`FI_EFA_DEV_LIST=0`)."""),
+    ("code", "s04.rails_table(ctx)"),
+    ("markdown", "## Verification"),
+    ("code", "checks = common.record_checks(\"performance\", s04.verify(ctx))\nchecks"),
+    *closing("04", "s04", [
+        "Serving latency is where the backend shows: TTFT carries the KV transfer, ITL mostly does not.",
+        "On EFA, UCX without GPUDirect is TCP: compare LIBFABRIC against 'UCX (TCP)', and say so.",
+        "Bandwidth grows with block size; small blocks are latency-bound on any transport.",
+        "Rails trade memory for bandwidth, and multi-rail has a known metadata bug in 0.8/0.9: measure with one rail first.",
+    ]),
+]
+
+NOTEBOOKS: dict[str, list[Cell]] = {
+    "01-cluster-setup.ipynb": NB01,
+    "02-single-node-disagg.ipynb": NB02,
+    "03-cross-node-efa.ipynb": NB03,
+    "04-performance.ipynb": NB04,
+}
+
+
+def build(cells: list[Cell]) -> nbformat.NotebookNode:
+    """A notebook (nbformat 4, Python 3 kernel, no outputs) from ``cells``."""
+    nb = new_notebook()
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    for i, cell in enumerate(cells):
+        kind, src = cell[0], cell[1]
+        tags = cell[2] if len(cell) > 2 else []  # type: ignore[misc]
+        c = new_markdown_cell(src) if kind == "markdown" else new_code_cell(src)
+        c["id"] = f"c{i:02d}"
+        if tags:
+            c.metadata["tags"] = list(tags)
+        nb.cells.append(c)
+    return nb
+
+
+def render_all() -> dict[str, str]:
+    """File name -> notebook JSON text."""
+    return {name: nbformat.writes(build(cells)) + "\n" for name, cells in NOTEBOOKS.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 when a committed notebook differs from this file")
+    args = ap.parse_args(argv)
+    stale = []
+    for name, text in render_all().items():
+        path = HERE / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+    if stale:
+        print(f"stale notebooks: {', '.join(stale)}; run python notebooks/build.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

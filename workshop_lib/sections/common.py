@@ -1,0 +1,151 @@
+"""What every notebook does the same way: read its parameters, show tables, record verdicts, count the cost.
+
+Example:
+    >>> ctx = start({"TARGET": "local", "REQUESTS": 8, "TEARDOWN": False}, section="02")
+    >>> ctx.cfg.target, ctx.local, ctx.extra["REQUESTS"]
+    ('local', True, 8)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workshop_lib.checks import CheckTable
+from workshop_lib.config import WorkshopConfig
+from workshop_lib.record import record
+
+REPO = Path(__file__).resolve().parents[2]
+
+SECTIONS = {
+    "01": ("Cluster setup", 15),
+    "02": ("Single-node disaggregation", 15),
+    "03": ("Cross-node disaggregation over EFA", 20),
+    "04": ("Performance: UCX vs LIBFABRIC", 10),
+}
+
+
+@dataclass
+class Context:
+    """One notebook's run: its validated config, the parameters that are not config fields, and a work directory.
+
+    Attributes:
+        cfg: the :class:`WorkshopConfig` built from the parameters cell.
+        extra: parameters that are not config fields (``REQUESTS``, ``TEARDOWN``...), upper-case keys.
+        section: ``"01"``..``"04"``.
+        work_dir: where this notebook writes logs and results (``runs/notebooks/<section>`` unless ``WORK_DIR``).
+        started: ``time.monotonic()`` at start, for the elapsed time.
+        state: what one step hands to a later one (the lab status, a port-forward...).
+    """
+
+    cfg: WorkshopConfig
+    extra: dict[str, Any]
+    section: str
+    work_dir: Path
+    started: float = field(default_factory=time.monotonic)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def local(self) -> bool:
+        return self.cfg.target == "local"
+
+    @property
+    def eks(self) -> bool:
+        return self.cfg.target == "eks"
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """A non-config parameter by (case-insensitive) name."""
+        return self.extra.get(name.upper(), default)
+
+    def elapsed_min(self) -> float:
+        return round((time.monotonic() - self.started) / 60, 1)
+
+
+def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The notebook's parameters from its globals: upper-case names holding plain values (papermill's too).
+
+    >>> parameters({"TARGET": "eks", "REQUESTS": 4, "PARAMS": {}, "pd": object(), "_X": 1})
+    {'TARGET': 'eks', 'REQUESTS': 4}
+    """
+    plain = (str, int, float, bool, list, tuple, type(None))
+    return {k: v for k, v in namespace.items()
+            if k.isupper() and not k.startswith("_") and k != "PARAMS" and isinstance(v, plain)}
+
+
+def start(params: Mapping[str, Any], section: str) -> Context:
+    """Build the notebook's :class:`Context` from its parameters (names as in the parameters cell).
+
+    Raises:
+        ConfigError: a parameter that is a config field has a bad value (the message names it and the fix).
+    """
+    known = set(WorkshopConfig.field_names())
+    cfg = WorkshopConfig.from_params({k: v for k, v in params.items() if k.lower() in known}, strict=False)
+    extra = {k.upper(): v for k, v in params.items() if k.lower() not in known}
+    base = extra.get("WORK_DIR") or os.environ.get("WORKSHOP_WORK_DIR") or (REPO / "runs" / "notebooks")
+    work = Path(base) / f"{section}-{cfg.target}"
+    work.mkdir(parents=True, exist_ok=True)
+    record("target", cfg.target)
+    return Context(cfg=cfg, extra=extra, section=section, work_dir=work)
+
+
+def banner(ctx: Context) -> str:
+    """A one-paragraph reminder of what this run is (target, model, backend, what is real here)."""
+    title, minutes = SECTIONS.get(ctx.section, ("", 0))
+    cfg = ctx.cfg
+    if ctx.local:
+        where = ("TARGET=local: the same architecture on this machine, all real software (etcd, NATS, Dynamo 0.9.0 "
+                 "frontend, mocker prefill and decode workers, NIXL 0.9.0 agents); no GPU, no EFA, so transports are "
+                 "TCP/shared memory and buffers are DRAM.")
+    else:
+        where = (f"TARGET=eks: namespace {cfg.namespace!r} through your kubeconfig, {cfg.framework} workers on "
+                 f"{cfg.instance_type} ({cfg.instance.efa} EFA per node), NIXL backend {cfg.kv_backend}.")
+    text = f"Section {ctx.section}, {title} ({minutes} min). {where}"
+    return text + ("\n" + cost_note(ctx) if ctx.eks else "")
+
+
+def show(obj: Any) -> Any:
+    """Display ``obj`` rich in Jupyter, as text elsewhere; returns it."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is not None:
+            display(obj)
+            return obj
+    except ImportError:  # pragma: no cover
+        pass
+    print(obj)
+    return obj
+
+
+def record_checks(name: str, table: CheckTable) -> CheckTable:
+    """Record a table's verdict as ``verdict_<name>`` and its rows as ``checks_<name>``; returns the table."""
+    record(f"verdict_{name}", table.verdict())
+    record(f"checks_{name}", table.to_records())
+    return table
+
+
+def cost_note(ctx: Context, *, final: bool = False) -> str:
+    """eks: the GPU nodes' running cost (node-hours x ``PRICE_PER_NODE_HOUR``), with the teardown reminder at the
+    end of a notebook (``final``); local: that nothing is billed."""
+    from workshop_lib import cost
+
+    if ctx.local:
+        return cost.local_note() if final else ""
+    from workshop_lib.sections import eks
+
+    try:
+        est = cost.estimate(eks.gpu_node_starts(ctx.cfg), ctx.cfg.price_per_node_hour, instance_type=ctx.cfg.instance_type)
+    except Exception as exc:  # noqa: BLE001 - the cost line must never stop a notebook
+        return f"(running cost unavailable: {exc})"
+    record("cost_usd", round(est.total_usd, 2))
+    return cost.teardown_reminder(ctx.cfg, est) if final else est.text()
+
+
+def learned(points: list[str]) -> str:
+    """A numbered recap (markdown) of what the section taught."""
+    return "\n".join(f"{i}. {p}" for i, p in enumerate(points, 1))

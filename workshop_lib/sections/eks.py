@@ -1,0 +1,236 @@
+"""The eks side of the notebooks: one cached cluster connection and the few steps built on ``workshop_lib.cluster``,
+``preflight``, ``platform`` and ``manifests``.
+
+Example:
+    >>> from workshop_lib.config import WorkshopConfig
+    >>> efa_rows([{"metadata": {"name": "n1", "labels": {"node.kubernetes.io/instance-type": "p5.48xlarge"}},
+    ...            "status": {"allocatable": {"vpc.amazonaws.com/efa": "32"}}}], WorkshopConfig()).rows[0].status
+    'PASS'
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import os
+import shlex
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+from workshop_lib.checks import CheckTable
+from workshop_lib.config import INSTANCE_TYPES, WorkshopConfig
+from workshop_lib.cost import gpu_node_starts as _starts
+from workshop_lib.errors import ConfigError, PlatformError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from workshop_lib.cluster import Cluster
+
+INSTANCE_LABEL = "node.kubernetes.io/instance-type"
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+_CLUSTERS: dict[str, Cluster] = {}
+
+
+def cluster() -> Cluster:
+    """The cluster of ``$KUBECONFIG`` (or ``~/.kube/config``), connected once per kernel and kubeconfig."""
+    from workshop_lib.cluster import Cluster
+
+    key = os.environ.get("KUBECONFIG", "~/.kube/config") + "|" + os.environ.get("WORKSHOP_KUBE_CONTEXT", "")
+    if key not in _CLUSTERS:
+        _CLUSTERS[key] = Cluster.connect(context=os.environ.get("WORKSHOP_KUBE_CONTEXT") or None)
+    return _CLUSTERS[key]
+
+
+def gpu_node_starts(cfg: WorkshopConfig) -> list[str]:
+    """``creationTimestamp`` of each ``cfg.instance_type`` node (for the running cost)."""
+    return _starts(cluster().list("v1", "Node"), cfg.instance_type)
+
+
+# ------------------------------------------------------------------------------------------------ section 01
+def preflight(cfg: WorkshopConfig) -> pd.DataFrame:
+    """The preflight rows for the cluster."""
+    from workshop_lib.preflight import preflight_eks
+
+    return preflight_eks(cluster(), cfg)
+
+
+def helm_commands(cfg: WorkshopConfig) -> list[list[str]]:
+    """The ``helm upgrade --install`` argv of the CRDs and the platform, in order."""
+    from workshop_lib.manifests import platform_releases
+
+    return [r.command() for r in platform_releases(cfg)]
+
+
+def _helm(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    except FileNotFoundError:
+        raise PlatformError("helm", "not found on PATH", "install Helm 3 (https://helm.sh/docs/intro/install/)") from None
+    if out.returncode != 0:
+        last = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise PlatformError(f"helm {argv[1]} {argv[2] if len(argv) > 2 else ''}".strip(), last[0],
+                            "check the chart access and your kubeconfig, then re-run the cell")
+    return out.stdout
+
+
+def install_platform(cfg: WorkshopConfig, timeout_s: int = 1800) -> pd.DataFrame:
+    """Install (or upgrade) the CRDs and the platform with Helm, then wait for the three platform pods.
+
+    Returns one row per release (release, chart, version, namespace, command).
+    """
+    import pandas as pd
+
+    from workshop_lib.cluster import wait_for_pods
+    from workshop_lib.manifests import platform_releases
+
+    rows = []
+    for rel in platform_releases(cfg):
+        argv = rel.command()
+        _helm(argv)
+        rows.append({"release": rel.name, "chart": rel.chart, "version": rel.version, "namespace": rel.namespace,
+                     "command": shlex.join(argv)})
+    wait_for_pods(cluster(), cfg.platform_namespace, count=3, timeout_s=timeout_s)
+    return pd.DataFrame(rows)
+
+
+def uninstall_platform(cfg: WorkshopConfig) -> list[str]:
+    """``helm uninstall`` the platform and the CRDs (reverse order); a missing release is not an error."""
+    from workshop_lib.manifests import platform_releases
+
+    out = []
+    for rel in reversed(platform_releases(cfg)):
+        argv = ["helm", "uninstall", rel.name, "--namespace", rel.namespace, "--ignore-not-found"]
+        _helm(argv)
+        out.append(f"uninstalled {rel.name} ({rel.namespace})")
+    return out
+
+
+def efa_rows(nodes: list[dict[str, Any]], cfg: WorkshopConfig) -> CheckTable:
+    """One row per GPU node: allocatable ``vpc.amazonaws.com/efa`` against the instance type's EFA count."""
+    t = CheckTable()
+    gpu = [n for n in nodes if (n["metadata"].get("labels") or {}).get(INSTANCE_LABEL) in INSTANCE_TYPES]
+    if not gpu:
+        t.add("EFA allocatable", "FAIL", "no GPU nodes", f"{cfg.instance.efa} per {cfg.instance_type}",
+              fix=f"add {cfg.instance_type} nodes (EFA enabled) to the cluster")
+    for n in gpu:
+        itype = n["metadata"]["labels"][INSTANCE_LABEL]
+        want = INSTANCE_TYPES[itype].efa
+        got = ((n.get("status") or {}).get("allocatable") or {}).get(EFA_RESOURCE)
+        t.check_true(f"EFA allocatable on {n['metadata']['name']}", got is not None and int(got) == want,
+                     got if got is not None else "missing", f"{want} ({itype})",
+                     evidence=f"status.allocatable[{EFA_RESOURCE}]={got}",
+                     fix="install the EFA device plugin DaemonSet and make sure the node was created with EFA")
+    return t
+
+
+def verify_platform(cfg: WorkshopConfig) -> CheckTable:
+    """Section 01 on eks: platform pods (2/2, 1/1, 2/2), EFA allocatable per node, GDRCopy, CRDs, the HF secret."""
+    from workshop_lib import preflight as pf
+
+    snap = pf.snapshot(cluster(), cfg)
+    rows = {r.check: r for r in pf.judge(snap, cfg)}
+    t = CheckTable()
+    for name, row in rows.items():
+        if name.startswith(("platform pod", "Dynamo CRDs", "GDRCopy", "EFA device plugin", "secret ")):
+            t.add(name, row.status, row.found, row.expected, evidence=row.found, fix=row.fix)
+    t.extend(efa_rows(snap.nodes, cfg))
+    return t
+
+
+def put_hf_secret(cfg: WorkshopConfig, token: str | None = None) -> str:
+    """Create or update the HF token Secret (key ``HF_TOKEN``) from ``token``, ``$HF_TOKEN`` or a hidden prompt.
+
+    The value is never printed or returned.
+
+    Raises:
+        ConfigError: no token given anywhere.
+    """
+    value = token or os.environ.get("HF_TOKEN") or ""
+    source = "the argument" if token else "$HF_TOKEN"
+    if not value and _interactive():
+        value, source = getpass.getpass("Hugging Face token (input hidden): ").strip(), "the prompt"
+    if not value:
+        raise ConfigError("HF_TOKEN", "no Hugging Face token in the environment",
+                          "export HF_TOKEN=... before starting Jupyter, or run the cell interactively to be prompted")
+    secret = {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": cfg.hf_token_secret, "namespace": cfg.namespace},
+        "data": {"HF_TOKEN": base64.b64encode(value.encode()).decode()},
+    }
+    cl = cluster()
+    if cl.get("v1", "Namespace", cfg.namespace) is None:
+        cl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": cfg.namespace}})
+    cl.apply(secret, force_conflicts=True)
+    del value, secret
+    return (f"secret {cfg.namespace}/{cfg.hf_token_secret} (key HF_TOKEN) written from {source}; "
+            "the value was not displayed or stored in this notebook")
+
+
+def _interactive() -> bool:
+    from workshop_lib.widgets import headless
+
+    return not headless()
+
+
+# ------------------------------------------------------------------------------------------------ sections 02-04
+def apply_files(files: list[Any]) -> list[str]:
+    """Server-side apply every document of rendered files, in dependency order; returns ``kind/name`` applied."""
+    from workshop_lib.cluster import apply_all
+
+    docs = [d for f in files for d in f.docs if isinstance(d, dict) and d.get("kind")]
+    apply_all(cluster(), docs)
+    return [f"{d['kind']}/{d['metadata']['name']}" for d in docs]
+
+
+def dgd_names(files: list[Any]) -> list[str]:
+    """Names of the DynamoGraphDeployments in rendered files."""
+    return [d["metadata"]["name"] for f in files for d in f.docs
+            if isinstance(d, dict) and d.get("kind") == "DynamoGraphDeployment"]
+
+
+def wait_dgds(cfg: WorkshopConfig, names: list[str]) -> None:
+    """Watch each DGD until Ready (progress bar; problems such as OOMKilled reported as they happen)."""
+    from workshop_lib.cluster import wait_for_dgd
+
+    for name in names:
+        wait_for_dgd(cluster(), name, cfg.namespace, timeout_s=cfg.deploy_timeout_s)
+
+
+def component_log(cfg: WorkshopConfig, component: str, dgd: str | None = None) -> str:
+    """The current log text of a Dynamo component's pods (``frontend``, ``prefill``, ``decode``...)."""
+    from workshop_lib.cluster import component_logs
+
+    logs = component_logs(cluster(), cfg.namespace, component, dgd=dgd)
+    return "\n".join(line for lines in logs.values() for line in lines)
+
+
+def frontend_url(cfg: WorkshopConfig, service: str, state: dict[str, Any]) -> str:
+    """A local URL to the frontend Service (port-forward, kept in ``state`` so it is opened once)."""
+    from workshop_lib.cluster import port_forward
+
+    key = f"pf:{service}"
+    if key not in state:
+        cm = port_forward(cluster(), cfg.namespace, service, cfg.frontend_port)
+        state[key] = (cm, cm.__enter__())
+    return str(state[key][1])
+
+
+def close_forwards(state: dict[str, Any]) -> list[str]:
+    """Close every port-forward opened by :func:`frontend_url` (safe twice)."""
+    out = []
+    for key in [k for k in state if k.startswith("pf:")]:
+        cm, url = state.pop(key)
+        cm.__exit__(None, None, None)
+        out.append(f"closed port-forward {url} -> {key[3:]}")
+    return out
+
+
+def teardown_namespace(cfg: WorkshopConfig, names: list[str]) -> list[str]:
+    """Delete the named DGDs (safe to repeat); the namespace, platform and secret stay."""
+    cl = cluster()
+    out = []
+    for name in names:
+        gone = cl.delete("nvidia.com/v1alpha1", "DynamoGraphDeployment", name, cfg.namespace)
+        out.append(f"deleted DynamoGraphDeployment {name}" if gone else f"DynamoGraphDeployment {name} already gone")
+    return out
