@@ -1,0 +1,355 @@
+"""From log events to a verdict: which NIXL backend, which libfabric provider, is KV really moving over EFA RDMA?
+
+The verdict is evidence-based: ``"efa-rdma"`` needs a line that confirms the efa provider (``Discovered N EFA devices``,
+``Opened fabric: efa``, an EFA ``HANDSHAKE``); a silent fallback (LIBFABRIC on tcp/sockets, UCX over tcp) gives
+``"tcp-fallback"``; any failure signature gives ``"error"``. Events stream into counters (constant memory).
+
+Example:
+    >>> from workshop_lib.logs.parser import parse_lines
+    >>> d = diagnose(parse_lines(["Discovered 1 socket devices (TCP fallback)",
+    ...                           "Using simplified topology for sockets devices"]))
+    >>> d.verdict, d.libfabric_provider, d.efa_devices
+    ('tcp-fallback', 'sockets', 0)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from workshop_lib.logs import patterns as P
+from workshop_lib.logs.parser import COLUMNS, Event, ParseResult, classify
+from workshop_lib.logs.scan import FileScan
+
+VERDICTS = ("efa-rdma", "tcp-fallback", "ucx", "error", "unknown")
+CONTRACT_KEYS = ("nixl_backend", "libfabric_provider", "efa_devices", "data_rails", "handshakes",
+                 "prefill_router_active", "errors", "verdict")
+MAX_ERRORS = 50
+_EXPLICIT_BACKEND = {"nixl.backend_instantiated", "nixl.backend_selected", "trtllm.backend", "nixlbench.backend",
+                     "trtllm.backend_fallback"}
+_STRONG_PROVIDER = {"libfabric.opened_fabric", "nixl.efa_devices", "nixl.socket_devices", "nixl.sockets_topology",
+                    "nixl.rail_created", "efa.handshake", "efa.peer_host", "libfabric.provider"}
+_RAIL_EVENTS = {"nixl.connection_created", "nixl.self_connection", "nixl.rails_serialized"}
+
+
+def _where(ev: Event) -> str:
+    return f"{ev.source}:{ev.line}: {ev.text}"
+
+
+def _tl_class(tl: str) -> str:
+    if tl in P.UCX_RDMA_TLS or tl.startswith(("rc_", "dc_", "ud_")):
+        return "rdma"
+    if tl in P.UCX_GPU_TLS:
+        return "gpu"
+    if tl == "tcp":
+        return "tcp"
+    return "shm" if tl in P.UCX_SHM_TLS else "other"
+
+
+@dataclass
+class _ErrorEntry:
+    code: str
+    ev: Event
+    count: int = 1
+    last_line: int = 0
+
+
+class Accumulator:
+    """Consumes events one at a time and keeps only counters, first evidence lines and a capped error list."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.backend_explicit: tuple[str, Event] | None = None
+        self.backend_implicit: tuple[str, Event] | None = None
+        self.provider_strong: tuple[str, Event] | None = None
+        self.provider_weak: dict[str, Event] = {}
+        self.rejected: set[str] = set()
+        self.efa_devices: tuple[int, Event] | None = None
+        self.no_efa: Event | None = None
+        self.rails: tuple[int, Event] | None = None
+        self.handshakes = 0
+        self.handshake_ev: Event | None = None
+        self.router: Event | None = None
+        self.router_pending: Event | None = None
+        self.ucx: dict[str, Event] = {}
+        self.caps: Event | None = None
+        self.errors: dict[tuple[str, str], _ErrorEntry] = {}
+        self.errors_dropped = 0
+        self._last_generic: _ErrorEntry | None = None
+
+    def add(self, ev: Event) -> None:  # noqa: C901 - one flat dispatch on the event name
+        e = ev.event
+        if e != "line":
+            self.counts[e] += 1
+        if ev.code:
+            self._add_error(ev)
+        if e in _EXPLICIT_BACKEND and ev.backend:
+            self.backend_explicit = (ev.backend.upper(), ev)
+        elif ev.backend == "LIBFABRIC" and e != "nixl.plugin_loaded" and self.backend_implicit is None:
+            self.backend_implicit = ("LIBFABRIC", ev)
+        if e in _STRONG_PROVIDER and ev.provider and not (e == "nixl.efa_devices" and not ev.devices):
+            self.provider_strong = (ev.provider, ev)
+        elif ev.provider and ev.component == "libfabric" and e not in (
+                "libfabric.provider_rejected", "libfabric.efa_caps_unsupported", "benign"):
+            self.provider_weak.pop(ev.provider, None)
+            self.provider_weak[ev.provider] = ev  # keeps "last seen" order
+        if e == "libfabric.provider_rejected" and ev.provider and ev.provider not in P.LAYERED_PROVIDERS:
+            self.rejected.add(ev.provider)
+        elif e == "libfabric.efa_caps_unsupported" and self.caps is None:
+            self.caps = ev
+        if e == "nixl.efa_devices" and ev.devices is not None:
+            if self.efa_devices is None or ev.devices >= self.efa_devices[0]:
+                self.efa_devices = (int(ev.devices), ev)
+        elif e in ("nixl.socket_devices", "nixl.no_devices") and self.no_efa is None:
+            self.no_efa = ev
+        if e in _RAIL_EVENTS and ev.rails is not None and (self.rails is None or ev.rails > self.rails[0]):
+            self.rails = (int(ev.rails), ev)
+        if e == "efa.handshake":
+            self.handshakes += 1
+            self.handshake_ev = self.handshake_ev or ev
+        elif e == "dynamo.prefill_router_active":
+            self.router = self.router or ev
+        elif e == "dynamo.prefill_model_detected":
+            self.router_pending = self.router_pending or ev
+        elif e == "ucx.transport" and ev.transport:
+            for tl in ev.transport.split(","):
+                self.ucx.setdefault(_tl_class(tl), ev)
+
+    def _add_error(self, ev: Event) -> None:
+        code = ev.code or "GENERIC_ERROR"
+        last = self._last_generic
+        if code == "GENERIC_ERROR" and last and last.ev.source == ev.source and ev.line == last.last_line + 1:
+            last.count, last.last_line = last.count + 1, ev.line  # one multi-line error report (a traceback)
+            return
+        key = (code, "" if code != "GENERIC_ERROR" else ev.text[:80])
+        entry = self.errors.get(key)
+        if entry:
+            entry.count += 1
+            entry.last_line = ev.line
+        elif len(self.errors) < MAX_ERRORS:
+            entry = self.errors[key] = _ErrorEntry(code, ev, 1, ev.line)
+        else:
+            self.errors_dropped += 1
+        self._last_generic = entry if code == "GENERIC_ERROR" else None
+
+    # --- results ---------------------------------------------------------------------------------------------
+    def provider(self) -> tuple[str | None, Event | None, bool]:
+        """(provider, evidence, confirmed)."""
+        if self.provider_strong:
+            return self.provider_strong[0], self.provider_strong[1], True
+        for prov in reversed(self.provider_weak):
+            if prov not in self.rejected:
+                return prov, self.provider_weak[prov], False
+        return None, None, False
+
+    def backend(self) -> tuple[str | None, Event | None]:
+        got = self.backend_explicit or self.backend_implicit
+        return (got[0], got[1]) if got else (None, None)
+
+    def diagnosis(self, sources: Sequence[str], lines: int) -> Diagnosis:
+        backend, b_ev = self.backend()
+        provider, p_ev, confirmed = self.provider()
+        prov_norm = "efa" if provider and provider.startswith("efa") else provider
+        efa_devices = self.efa_devices[0] if self.efa_devices else (0 if self.no_efa else None)
+        ev_of: dict[str, Event | None] = {
+            "nixl_backend": b_ev, "libfabric_provider": p_ev,
+            "efa_devices": self.efa_devices[1] if self.efa_devices else self.no_efa,
+            "data_rails": self.rails[1] if self.rails else None, "handshakes": self.handshake_ev,
+            "prefill_router_active": self.router or self.router_pending,
+        }
+        entries = list(self.errors.values())
+        if self.caps and prov_norm != "efa":
+            entries.insert(0, _ErrorEntry("EFA_CAPS_UNSUPPORTED", self.caps))
+        errors = [_error_dict(x, len(sources) > 1) for x in entries]
+        notes: list[str] = []
+        verdict, v_ev = self._verdict(backend, b_ev, prov_norm, p_ev, confirmed, entries, notes)
+        if self.errors_dropped:
+            notes.append(f"{self.errors_dropped} more error lines not listed (cap {MAX_ERRORS})")
+        if prov_norm in P.TCP_PROVIDERS and verdict == "error":
+            notes.append(f"libfabric also fell back to {provider} (TCP): no EFA RDMA even once the error is fixed")
+        if backend == "LIBFABRIC" and provider is None:
+            notes.append("LIBFABRIC selected but the provider is not in the log: set NIXL_LOG_LEVEL=INFO and "
+                         "FI_LOG_LEVEL=info to see 'Discovered N EFA devices' / 'Opened fabric: efa'")
+        if self.router_pending and not self.router:
+            notes.append("prefill model detected but 'Prefill router activated successfully' never logged")
+        return Diagnosis(
+            nixl_backend=backend, libfabric_provider=provider, efa_devices=efa_devices,
+            data_rails=self.rails[0] if self.rails else None, handshakes=self.handshakes,
+            prefill_router_active=self.router is not None, errors=errors, verdict=verdict,
+            evidence=_where(v_ev) if v_ev else None, sources=list(sources), lines=lines,
+            event_counts=dict(self.counts), notes=notes,
+            field_evidence={k: (_where(v) if v else None) for k, v in ev_of.items()},
+        )
+
+    def _verdict(self, backend: str | None, b_ev: Event | None, provider: str | None, p_ev: Event | None,
+                 confirmed: bool, errors: list[_ErrorEntry], notes: list[str]) -> tuple[str, Event | None]:
+        if errors:
+            fatal = [x for x in errors if x.ev.level == "FATAL"]
+            return "error", (fatal or errors)[0].ev
+        if backend in ("LIBFABRIC", None) and provider:
+            if provider in P.TCP_PROVIDERS:
+                return "tcp-fallback", p_ev
+            if provider == "efa" and confirmed:
+                return "efa-rdma", (self.efa_devices[1] if self.efa_devices else self.handshake_ev or p_ev)
+            if backend == "LIBFABRIC":
+                notes.append(f"provider {provider} seen but efa is not confirmed")
+                return "unknown", p_ev
+        if backend in ("UCX", None) and self.ucx:
+            if "tcp" in self.ucx and not ({"rdma", "gpu"} & self.ucx.keys()):
+                return "tcp-fallback", self.ucx["tcp"]
+            if backend == "UCX":
+                return "ucx", next(iter(self.ucx.values()))
+        if backend == "UCX":
+            if provider == "efa":
+                notes.append("the fabric works over efa (fi_* test), but NIXL runs UCX: pass the LIBFABRIC backend")
+            return "ucx", b_ev
+        return "unknown", b_ev
+
+
+def _error_dict(x: _ErrorEntry, multi: bool) -> dict:
+    spec = P.ERROR_CODES[x.code]
+    msg = x.ev.text
+    if x.count > 1:
+        msg += f" [{x.count} lines]"
+    if multi:
+        msg = f"{Path(x.ev.source).name}: {msg}"
+    return {"code": x.code, "line": int(x.ev.line), "message": msg, "fix": spec.fix}
+
+
+@dataclass
+class Diagnosis:
+    """One diagnosis. ``to_dict()`` gives exactly the instructors' JSON contract (:data:`CONTRACT_KEYS`)."""
+
+    nixl_backend: str | None
+    libfabric_provider: str | None
+    efa_devices: int | None
+    data_rails: int | None
+    handshakes: int
+    prefill_router_active: bool
+    errors: list[dict]
+    verdict: str
+    evidence: str | None = None
+    sources: list[str] = field(default_factory=list)
+    lines: int = 0
+    event_counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    field_evidence: dict[str, str | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The JSON contract: exactly :data:`CONTRACT_KEYS`."""
+        return {k: getattr(self, k) for k in CONTRACT_KEYS}
+
+    def table(self) -> pd.DataFrame:
+        """One row per contract field: field, value, evidence line."""
+        rows = [{"field": k, "value": getattr(self, k), "evidence": self.field_evidence.get(k)}
+                for k in CONTRACT_KEYS if k not in ("errors", "verdict")]
+        rows.append({"field": "errors", "value": len(self.errors),
+                     "evidence": self.errors[0]["message"] if self.errors else None})
+        rows.append({"field": "verdict", "value": self.verdict, "evidence": self.evidence})
+        return pd.DataFrame(rows, columns=["field", "value", "evidence"])
+
+
+@dataclass
+class MultiDiagnosis:
+    """Per-file diagnoses, the combined view, and cross-file checks (both sides handshake, same backend...)."""
+
+    per_file: dict[str, Diagnosis]
+    combined: Diagnosis
+    checks: pd.DataFrame
+
+    def to_dict(self) -> dict:
+        return {"files": {k: v.to_dict() for k, v in self.per_file.items()}, "combined": self.combined.to_dict(),
+                "checks": self.checks.to_dict("records")}
+
+
+def _events_of(res: ParseResult) -> Iterable[Event]:
+    for rec in res.events.to_dict("records"):
+        clean = {k: (None if (v is None or v is pd.NA or (isinstance(v, float) and v != v)) else v)
+                 for k, v in rec.items() if k in COLUMNS}
+        for k in ("line", "devices", "rails", "fi_addr"):
+            if clean.get(k) is not None:
+                clean[k] = int(clean[k])
+        clean["line"] = clean.get("line") or 0
+        clean["text"] = clean.get("text") or ""
+        clean["event"] = clean.get("event") or "line"
+        yield Event(**clean)
+
+
+def _feed(source: str | Path | ParseResult, accs: Sequence[Accumulator]) -> tuple[str, int]:
+    if isinstance(source, ParseResult):
+        for ev in _events_of(source):
+            for a in accs:
+                a.add(ev)
+        return source.source, source.lines
+    name = str(source)
+    scan = FileScan(source)
+    for no, raw in scan:
+        ev = classify(raw, no, name)
+        if ev is not None:
+            for a in accs:
+                a.add(ev)
+    return name, scan.lines
+
+
+def diagnose(*sources: str | Path | ParseResult) -> Diagnosis:
+    """One diagnosis over all sources together (files are scanned fast; ParseResults reuse their events).
+
+    Raises:
+        LogParseError: a file is missing, a directory or unreadable.
+    """
+    acc = Accumulator()
+    names, total = [], 0
+    for s in sources:
+        name, n = _feed(s, [acc])
+        names.append(name)
+        total += n
+    return acc.diagnosis(names, total)
+
+
+def diagnose_files(paths: Sequence[str | Path]) -> MultiDiagnosis:
+    """Diagnose each file and all of them together, then check the sides against each other."""
+    combined = Accumulator()
+    per: dict[str, Diagnosis] = {}
+    total = 0
+    for p in paths:
+        own = Accumulator()
+        name, n = _feed(p, [own, combined])
+        per[name] = own.diagnosis([name], n)
+        total += n
+    comb = combined.diagnosis(list(per), total)
+    return MultiDiagnosis(per, comb, cross_checks(per))
+
+
+def cross_checks(per: dict[str, Diagnosis]) -> pd.DataFrame:
+    """PASS/FAIL/WARN rows comparing the files (e.g. prefill and decode pods). Columns: check, status, detail."""
+    rows: list[dict] = []
+
+    def add(check: str, status: str, detail: str) -> None:
+        rows.append({"check": check, "status": status, "detail": detail})
+
+    def show(attr: str) -> str:
+        return ", ".join(f"{Path(k).name}={getattr(d, attr)}" for k, d in per.items())
+
+    backends = {d.nixl_backend for d in per.values()}
+    add("same NIXL backend on every side",
+        "PASS" if len(backends) == 1 and None not in backends else ("WARN" if backends <= {None} | backends and
+                                                                      len(backends - {None}) <= 1 else "FAIL"),
+        show("nixl_backend"))
+    providers = {d.libfabric_provider for d in per.values()} - {None}
+    add("same libfabric provider on every side", "PASS" if len(providers) == 1 and all(
+        d.libfabric_provider for d in per.values()) else ("FAIL" if len(providers) > 1 else "WARN"),
+        show("libfabric_provider"))
+    hs = [d.handshakes for d in per.values()]
+    add("EFA handshakes on each side", "PASS" if all(hs) and len(set(hs)) == 1 else ("WARN" if all(hs) else "FAIL"),
+        show("handshakes") + " (the seed workshop sees 8 and 8)")
+    rails = {d.data_rails for d in per.values()} - {None}
+    add("same data rail count", "PASS" if len(rails) == 1 and all(d.data_rails for d in per.values()) else ("FAIL" if len(rails) > 1 else "WARN"), show("data_rails"))
+    n_err = sum(len(d.errors) for d in per.values())
+    add("no errors on any side", "PASS" if n_err == 0 else "FAIL", show("verdict"))
+    add("every side on EFA RDMA", "PASS" if all(d.verdict == "efa-rdma" for d in per.values()) else "FAIL",
+        show("verdict"))
+    return pd.DataFrame(rows, columns=["check", "status", "detail"])

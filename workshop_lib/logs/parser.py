@@ -1,0 +1,272 @@
+"""Streaming log parser: one line at a time, constant memory, never raises on bad input.
+
+Every line is decoded with ``errors="replace"``, stripped of ANSI colour, of a ``kubectl logs --prefix``
+(``[pod/name/container] ``) or stern-style (``<pod> <container> ``) prefix and of vLLM process tags, then matched
+against the known line formats and event rules of :mod:`workshop_lib.logs.patterns`.
+
+Example:
+    >>> res = parse_lines(["I1207 19:34:40.291955 1302 libfabric_backend.cpp:601] Successfully created connection "
+    ...                    "for agent: target on 1 data rails and 1 control rails", "bash-5.1$ python"])
+    >>> res.events.loc[0, ["component", "event", "backend", "peer"]].tolist(), int(res.events.loc[0, "rails"])
+    (['nixl', 'nixl.connection_created', 'LIBFABRIC', 'target'], 1)
+    >>> res.unrecognised, res.lines
+    (1, 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from workshop_lib.errors import LogParseError
+from workshop_lib.logs import patterns as P
+
+COLUMNS: tuple[str, ...] = (
+    "source", "line", "timestamp", "pod", "container", "component", "level", "event", "backend", "provider",
+    "devices", "rails", "peer", "fi_addr", "transport", "error", "code", "text",
+)
+COMMENT_PREFIXES = ("# source:", "# ...")  # annotation lines of the public excerpts; not log output
+TEXT_MAX = 300  # evidence lines are trimmed to this many characters
+_INT_COLUMNS = ("line", "devices", "rails", "fi_addr")
+
+
+@dataclass(slots=True)
+class Event:
+    """One recognised log line. ``event`` is ``"line"`` for a recognised line without a signature."""
+
+    source: str
+    line: int
+    text: str
+    timestamp: str | None = None
+    pod: str | None = None
+    container: str | None = None
+    component: str | None = None
+    level: str | None = None
+    event: str = "line"
+    backend: str | None = None
+    provider: str | None = None
+    devices: int | None = None
+    rails: int | None = None
+    peer: str | None = None
+    fi_addr: int | None = None
+    transport: str | None = None
+    error: str | None = None
+    code: str | None = None
+
+
+@dataclass
+class ParseResult:
+    """What :func:`parse_lines` found: ``events`` (one row per recognised line), total and unrecognised counts."""
+
+    events: pd.DataFrame
+    lines: int
+    unrecognised: int
+    source: str = "<stream>"
+
+
+def to_text(raw: str | bytes) -> str:
+    """Decode (UTF-8, invalid bytes replaced) and drop the line ending.
+
+    Example:
+        >>> to_text(b"caf\\xe9\\r\\n")
+        'caf\\ufffd'
+    """
+    if isinstance(raw, bytes | bytearray | memoryview):
+        raw = bytes(raw).decode("utf-8", errors="replace")
+    return raw.rstrip("\r\n")
+
+
+def _strip_prefixes(text: str) -> tuple[str, str | None, str | None]:
+    if "\x1b" in text:
+        text = P.ANSI_RE.sub("", text)
+    pod = container = None
+    m = P.KUBECTL_PREFIX_RE.match(text) or P.STERN_PREFIX_RE.match(text)
+    if m:
+        pod, container, text = m["pod"], m["container"], text[m.end():]
+    if text.startswith("("):
+        m = P.PROC_PREFIX_RE.match(text)
+        if m:
+            text = text[m.end():]
+    return text, pod, container
+
+
+def _fill(ev: Event, rule: P.Rule, groups: dict[str, str | None]) -> None:
+    for col, val in rule.sets.items():
+        setattr(ev, col, val)
+    for col in ("backend", "provider", "peer", "error"):
+        if groups.get(col):
+            setattr(ev, col, groups[col])
+    if groups.get("peer2") and not ev.peer:
+        ev.peer = groups["peer2"]
+    for col in ("devices", "rails", "fi_addr"):
+        if groups.get(col):
+            setattr(ev, col, int(groups[col]))  # type: ignore[arg-type]
+
+
+def _ucx_transports(msg: str) -> str | None:
+    tls = sorted({m["tl"] for m in P.UCX_TL_RE.finditer(msg)})
+    return ",".join(tls) or None
+
+
+def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>") -> Event | None:
+    """Turn one line into an :class:`Event`, or ``None`` when no format or signature recognises it.
+
+    Example:
+        >>> classify("HANDSHAKE received from peer with explicit fi_addr 33").fi_addr
+        33
+        >>> classify("just some text") is None
+        True
+    """
+    text = to_text(raw)
+    if not text.strip() or text.startswith(COMMENT_PREFIXES):
+        return None
+    msg, pod, container = _strip_prefixes(text)
+    ev = Event(source=source, line=line_no, text=msg.strip()[:TEXT_MAX], pod=pod, container=container)
+    recognised = False
+    for fmt in P.FORMATS:
+        m = fmt.regex.match(msg)
+        if m:
+            recognised = True
+            gd = m.groupdict()
+            ev.component = fmt.component
+            ev.timestamp = gd.get("ts")
+            lvl = gd.get("lvl")
+            ev.level = P.LEVELS.get(lvl.upper(), lvl.upper()) if lvl else None
+            if fmt.name == "libfabric" and gd["prov"] not in P.LAYERED_PROVIDERS:
+                ev.provider = gd["prov"]
+            msg = gd.get("msg") or ""
+            break
+    if not P.PREFILTER_STR.search(text):
+        return ev if recognised else None
+    matched = _apply_rules(ev, msg)
+    if ev.component == "ucx" or "cfg#" in msg:
+        tls = _ucx_transports(msg)
+        if tls and ev.event in ("line", "ucx.transport"):
+            ev.event, ev.transport, ev.component = "ucx.transport", tls, "ucx"
+            matched = True
+    if not ev.code and ev.level in P.ERROR_LEVELS and not P.BENIGN_RE.search(msg):
+        ev.code, ev.event, matched = "GENERIC_ERROR", "error", True
+        ev.error = ev.error or msg.strip()[:TEXT_MAX]
+    if fmt_is_exception(ev, msg) and not ev.code:
+        ev.code, ev.event, ev.level, matched = "GENERIC_ERROR", "error", "ERROR", True
+    if P.BENIGN_RE.search(msg) and not ev.code:
+        ev.event = "benign" if ev.event == "line" else ev.event
+    return ev if (recognised or matched) else None
+
+
+def fmt_is_exception(ev: Event, msg: str) -> bool:
+    """True for a Python exception line (``RuntimeError: ...``) that no rule explained."""
+    return ev.component == "python" and ev.level is None and (": " in msg) and msg.split(":", 1)[0].endswith(
+        ("Error", "Exception"))
+
+
+def _apply_rules(ev: Event, msg: str) -> bool:
+    """Failure signatures first (the first one wins), then the first descriptive rule."""
+    for rule in P.RULES_BY_PRIORITY:
+        if rule.key not in msg:
+            continue
+        m = rule.regex.search(msg)
+        if not m:
+            continue
+        _fill(ev, rule, m.groupdict())
+        ev.event = rule.event
+        if not ev.component or ev.component == "python":
+            ev.component = rule.component
+        if rule.code:
+            ev.code = rule.code
+            ev.error = ev.error or m.group(0)[:TEXT_MAX]
+            ev.level = rule.level or ev.level
+        elif rule.level and not ev.level:
+            ev.level = rule.level
+        return True
+    return False
+
+
+def iter_events(lines: Iterable[str | bytes], source: str = "<stream>") -> Iterator[Event | int]:
+    """Yield an :class:`Event` per recognised line and ``0`` per unrecognised non-blank line (for counting)."""
+    for no, raw in enumerate(lines, start=1):
+        try:
+            ev = classify(raw, no, source)
+        except Exception:  # noqa: BLE001 - a parser must never stop on one odd line
+            ev = None
+        if ev is not None:
+            yield ev
+        elif to_text(raw).strip():
+            yield 0
+
+
+def events_frame(events: Iterable[Event]) -> pd.DataFrame:
+    """A DataFrame with the stable :data:`COLUMNS` (nullable integers for counts)."""
+    df = pd.DataFrame([asdict(e) for e in events], columns=list(COLUMNS))
+    for col in _INT_COLUMNS:
+        df[col] = df[col].astype("Int64")
+    return df
+
+
+def parse_lines(lines: Iterable[str | bytes], source: str = "<stream>") -> ParseResult:
+    """Parse an iterable of lines (str or bytes) into a :class:`ParseResult`.
+
+    Example:
+        >>> parse_lines([b"Backend UCX was instantiated\\n", b"\\xff\\xfe garbage"]).events["backend"].tolist()
+        ['UCX']
+    """
+    evs: list[Event] = []
+    total = unrec = 0
+    for item in iter_events(_counting(lines), source):
+        if isinstance(item, Event):
+            evs.append(item)
+        else:
+            unrec += 1
+    total = _counting.last  # type: ignore[attr-defined]
+    return ParseResult(events_frame(evs), total, unrec, source)
+
+
+def _counting(lines: Iterable[str | bytes]) -> Iterator[str | bytes]:
+    _counting.last = 0  # type: ignore[attr-defined]
+    for n, line in enumerate(lines, start=1):
+        _counting.last = n  # type: ignore[attr-defined]
+        yield line
+
+
+def read_lines(path: str | Path, max_line: int = 8 << 20) -> Iterator[bytes]:
+    """Yield a file's lines as bytes; a line longer than ``max_line`` keeps its first ``max_line`` bytes only."""
+    p = Path(path)
+    check_readable(p)
+    try:
+        with p.open("rb") as f:
+            while True:
+                line = f.readline(max_line)
+                if not line:
+                    return
+                if len(line) == max_line and not line.endswith(b"\n"):
+                    rest = f.readline(max_line)  # skip the remainder of an over-long line, in bounded pieces
+                    while rest and not rest.endswith(b"\n"):
+                        rest = f.readline(max_line)
+                yield line
+    except OSError as exc:
+        raise LogParseError(str(p), f"cannot read: {exc.strerror or exc}", "check the path and permissions") from exc
+
+
+def check_readable(p: Path) -> None:
+    """Raise :class:`LogParseError` naming the file when it is missing, a directory or unreadable."""
+    if not p.exists():
+        raise LogParseError(str(p), "no such file", "check the path (kubectl logs POD > FILE writes one)")
+    if p.is_dir():
+        raise LogParseError(str(p), "is a directory, not a log file", "pass the log files inside it")
+    try:
+        with p.open("rb"):
+            pass
+    except OSError as exc:
+        raise LogParseError(str(p), f"cannot open: {exc.strerror or exc}", "check the file's permissions") from exc
+
+
+def parse_file(path: str | Path) -> ParseResult:
+    """Parse a log file (read in binary, decoded with replacement).
+
+    Raises:
+        LogParseError: the file is missing, a directory or unreadable.
+    """
+    return parse_lines(read_lines(path), source=str(path))

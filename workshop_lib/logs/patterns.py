@@ -1,0 +1,304 @@
+"""Line formats and event signatures of NIXL, libfabric, UCX, vLLM, TRT-LLM, SGLang, Dynamo, nixlbench and kubectl.
+
+Everything here is data: compiled regular expressions and small tables. :mod:`workshop_lib.logs.parser` applies them.
+Wording comes from FACTS.md ("What the logs say"), LOCAL-LAB.md and the public excerpts in ``shared/fixtures``.
+
+A rule only runs on a line that contains its ``key`` (a plain substring). :data:`PREFILTER` is built from all keys, so
+a line it does not match can produce no event: the fast file scanner in :mod:`workshop_lib.logs.scan` relies on that.
+
+Example:
+    >>> bool(PREFILTER.search(b"Backend UCX was instantiated"))
+    True
+    >>> bool(PREFILTER.search(b"Using FLASH_ATTN backend."))
+    False
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# --- prefixes -------------------------------------------------------------------------------------------------
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+KUBECTL_PREFIX_RE = re.compile(r"^\[pod/(?P<pod>[^/\]\s]+)/(?P<container>[^\]\s]+)\] ?")
+# stern-style "<pod> <container> " where the pod name ends in a ReplicaSet hash or a StatefulSet ordinal.
+STERN_PREFIX_RE = re.compile(
+    r"^(?P<pod>[a-z0-9](?:[-a-z0-9.]*)-(?:[a-z0-9]{5}|\d+)) (?P<container>[a-z][-a-z0-9]{0,62}) (?=\S)"
+)
+PROC_PREFIX_RE = re.compile(r"^(?:\((?:\w+ )?pid=\d+\) )+")
+
+# --- line formats (applied to the message after prefixes) -----------------------------------------------------
+LEVELS = {
+    "I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL", "D": "DEBUG",
+    "INFO": "INFO", "WARN": "WARN", "WARNING": "WARN", "ERROR": "ERROR", "FATAL": "FATAL", "CRITICAL": "FATAL",
+    "DEBUG": "DEBUG", "TRACE": "TRACE", "DIAG": "DEBUG", "REQ": "DEBUG", "DATA": "DEBUG", "PRINT": "INFO",
+    "INFO_": "INFO", "VERBOSE": "DEBUG", "NOTICE": "INFO",
+}
+
+
+@dataclass(frozen=True)
+class LineFormat:
+    """A known log line layout: its regex (named groups ``ts``, ``lvl``, ``msg``) and its component."""
+
+    name: str
+    regex: re.Pattern[str]
+    component: str
+
+
+FORMATS: tuple[LineFormat, ...] = (
+    # NIXL C++ (abseil): I1207 19:34:40.132122    1302 nixl_agent.cpp:122] msg
+    LineFormat("abseil", re.compile(
+        r"^(?P<lvl>[IWEF])(?P<ts>\d{4} \d\d:\d\d:\d\d\.\d+)\s+\d+ (?P<loc>[\w./-]+:\d+)\] ?(?P<msg>.*)"), "nixl"),
+    # NIXL Python logger: 2025-12-07 19:34:32 NIXL INFO    logging.py:82 msg
+    LineFormat("nixl-py", re.compile(
+        r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:[.,]\d+)?) NIXL (?P<lvl>[A-Z]+)\s+(?:(?P<loc>\S+:\d+) )?(?P<msg>.*)"),
+        "nixl"),
+    # libfabric FI_LOG_LEVEL: libfabric:<pid>:<ts>::<prov>:<subsys>:<func>():<line><info> msg (old: no ts)
+    LineFormat("libfabric", re.compile(
+        r"^libfabric:\d+:(?:(?P<ts>\d+)::)?(?P<prov>[\w;-]+):(?P<sub>\w+):(?P<loc>\w+\(\):\d+)<(?P<lvl>\w+)> ?(?P<msg>.*)"),
+        "libfabric"),
+    # UCX: [1746690477.974497] [llm206:611  :0]     ucp_context.c:1268 UCX  WARN  msg
+    LineFormat("ucx", re.compile(
+        r"^\[(?P<ts>\d+\.\d+)\] \[[^\]]*\]\s+(?:(?P<loc>\S+:\d+)\s+UCX\s+(?P<lvl>[A-Z]+)\s+)?(?P<msg>.*)"), "ucx"),
+    # vLLM: INFO 11-25 02:39:44 [nixl_connector.py:800] msg
+    LineFormat("vllm", re.compile(
+        r"^(?P<lvl>DEBUG|INFO|WARNING|ERROR|CRITICAL) (?P<ts>\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) \[(?P<loc>[^\]]+)\] ?(?P<msg>.*)"),
+        "vllm"),
+    # TRT-LLM: [TensorRT-LLM][INFO] msg, optionally after a bracketed timestamp
+    LineFormat("trtllm", re.compile(
+        r"^(?:\[(?P<ts>[^\]]*\d[^\]]*)\] )?\[TensorRT-LLM\](?:\[(?P<lvl>[A-Z]+)\])? ?(?P<msg>.*)"), "trtllm"),
+    # Rust tracing (Dynamo frontend, workers): 2026-11-27T02:28:17.776046Z  INFO dynamo_llm::x: msg
+    LineFormat("tracing", re.compile(
+        r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)\s+(?P<lvl>TRACE|DEBUG|INFO|WARN|ERROR)\s+"
+        r"(?P<loc>\S+?): (?P<msg>.*)"), "dynamo"),
+    # SGLang: [2026-07-21 08:06:26 TP0 EP0] msg
+    LineFormat("sglang", re.compile(
+        r"^\[(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?: [^\]]*)?\] (?P<msg>.*)"), "sglang"),
+    # Python logging default-ish: 2025-05-08 00:47:57,123 - name - ERROR - msg  /  2025-05-08 00:47:57 ERROR msg
+    LineFormat("python", re.compile(
+        r"^(?P<ts>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?)(?: - [\w.]+ -)? (?:\[)?(?P<lvl>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)"
+        r"(?:\])?:?\s+(?:- )?(?P<msg>.*)"), "python"),
+    # kubectl describe: "  Reason:       OOMKilled", "Last State:     Terminated"
+    LineFormat("kubectl", re.compile(
+        r"^\s*(?P<msg>(?:Last State|State|Reason|Exit Code|Started|Finished|Ready|Restart Count|Message|Signal):\s+.*)"),
+        "kubernetes"),
+    # nixlbench banner / progress lines
+    LineFormat("nixlbench", re.compile(
+        r"^(?P<msg>(?:[A-Z][\w .]*\(--\w+=.*|NIXLBench Configuration|Init nixl worker.*|ETCD (?:Runtime|Endpoint).*"
+        r"|Connecting to ETCD.*|Waiting for all processes.*|All processes are ready.*|WARNING: Adjusting .*|\*{20,}|-{20,}"
+        r"|Block Size \(B\).*|\d+\s+\d+\s+\d+\.\d+(?:\s+\d+(?:\.\d+)?){3,}\s*))$"), "nixlbench"),
+    # Python exception line: RuntimeError: ...
+    LineFormat("exception", re.compile(r"^(?P<msg>(?:[A-Za-z_][\w.]*)?(?:Error|Exception|Exit|Interrupt): .*)"), "python"),
+)
+
+
+# --- error codes ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ErrorCode:
+    """A failure signature's stable code, a one-line title and the fix an attendee can act on."""
+
+    code: str
+    title: str
+    fix: str
+
+
+ERROR_CODES: dict[str, ErrorCode] = {e.code: e for e in (
+    ErrorCode("OOM_KILLED", "container OOMKilled (exit 137)",
+              "raise the worker memory limit to 128Gi on p5.48xlarge with LIBFABRIC (one registered pool per EFA rail; "
+              "64Gi was OOMKilled during NIXL LIBFABRIC init)"),
+    ErrorCode("NIXL_ERR", "a NIXL call returned an error status",
+              "read the NIXL lines just before it (NIXL_LOG_LEVEL=INFO); NIXL_ERR_BACKEND usually means the backend "
+              "plugin could not start: check the plugin directory, libfabric/UCX libraries and the backend name"),
+    ErrorCode("NIXL_BACKEND_CREATE_FAILED", "a NIXL backend or plugin could not be created or loaded",
+              "check that the plugin and its libraries load (libfabric >= 2.x and libhwloc for LIBFABRIC, libcuda on "
+              "GPU nodes), that one NIXL install is on the path, and the backend name (UCX or LIBFABRIC)"),
+    ErrorCode("NIXL_REMOTE_METADATA_MISSING", "NIXL metadata for the remote agent is not loaded",
+              "the peer's metadata never arrived: check the side channel (VLLM_NIXL_SIDE_CHANNEL_HOST = pod IP, ports "
+              "open between pods) and that both sides run the same NIXL version and backend"),
+    ErrorCode("RAIL_DESERIALIZE_FAILED", "LIBFABRIC rail endpoint metadata could not be deserialized",
+              "multi-rail metadata bug between peers with different rail counts: set FI_EFA_DEV_LIST=0 on both sides "
+              "(one rail) or run the same NIXL version and EFA count on prefill and decode"),
+    ErrorCode("EFA_EAGAIN_SAME_NODE", "fi_read keeps retrying EAGAIN",
+              "prefill and decode share a node: pin them to different nodes (anti-affinity or nodeName) in the same AZ"),
+    ErrorCode("EFA_CAPS_UNSUPPORTED", "the efa provider rejected the requested capabilities",
+              "the EFA device lacks RDMA read for this request: use an instance with EFA RDMA (p5/p5en/p4d), set "
+              "FI_EFA_USE_DEVICE_RDMA=1 and FI_PROVIDER=efa, and check the EFA installer version"),
+    ErrorCode("EFA_PROVIDER_ABORT", "the application aborted because it could not use the efa provider",
+              "check that the pod requests vpc.amazonaws.com/efa, runs privileged, sees /dev/infiniband, and that "
+              "FI_PROVIDER=efa; `fi_info -p efa` in the pod must list the devices"),
+    ErrorCode("UCX_UNREACHABLE", "UCX could not reach the destination",
+              "with hostNetwork UCX may pick a 169.254.x link-local or docker address: set UCX_NET_DEVICES to the "
+              "routable interface (or drop hostNetwork), or use the LIBFABRIC backend on EFA"),
+    ErrorCode("UCX_CUDA_TRANSPORTS_MISSING", "UCX has no CUDA transports (cuda_ipc/cuda_copy)",
+              "the UCX in use was built without CUDA or cannot load libcuda: use the UCX bundled with NIXL/the runtime "
+              "image, or switch the NIXL backend to LIBFABRIC on EFA"),
+    ErrorCode("TRTLLM_TRANSFER_AGENT_ASSERT", "TRT-LLM's NIXL transfer agent failed (status != NIXL_SUCCESS)",
+              "several NIXL copies in one image conflict: keep one NIXL install (the runtime image's), check "
+              "TRTLLM_NIXL_KVCACHE_BACKEND (UCX or LIBFABRIC) and the NIXL_LOG_LEVEL=INFO lines before the assertion"),
+    ErrorCode("TRTLLM_BACKEND_FALLBACK", "TRT-LLM did not accept the NIXL backend and fell back to UCX",
+              "set TRTLLM_NIXL_KVCACHE_BACKEND to exactly LIBFABRIC or UCX"),
+    ErrorCode("DYNAMO_CONNECTOR_CONFLICT", "Dynamo refused both --kv-transfer-config and --connector",
+              "add `--connector none` when passing --kv-transfer-config with the NixlConnector"),
+    ErrorCode("DYNAMO_ETCD_UNREACHABLE", "a Dynamo process could not reach etcd",
+              "start etcd (or the platform chart) and check ETCD_ENDPOINTS"),
+    ErrorCode("GENERIC_ERROR", "an error line", "read the evidence line and the lines before it"),
+)}
+
+
+# --- event rules ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rule:
+    """An event signature: runs ``regex`` on the message when ``key`` is in the line.
+
+    ``sets`` holds constant column values (e.g. ``{"backend": "LIBFABRIC"}``); named groups of the regex whose names
+    are columns (backend, provider, devices, rails, peer, fi_addr, transport, error) fill those columns.
+    """
+
+    event: str
+    key: str
+    regex: re.Pattern[str]
+    component: str | None = None
+    sets: dict[str, object] = field(default_factory=dict)
+    code: str | None = None
+    level: str | None = None
+
+
+def _r(event: str, key: str, pattern: str, component: str | None = None, code: str | None = None,
+       level: str | None = None, **sets: object) -> Rule:
+    return Rule(event, key, re.compile(pattern), component, dict(sets), code, level)
+
+
+RULES: tuple[Rule, ...] = (
+    # NIXL core and LIBFABRIC backend (0.9.0 and 1.x wording)
+    _r("nixl.version", "NIXL version", r"NIXL version:? (?P<v>\S+)", "nixl"),
+    _r("nixl.plugin_loaded", "Discovered", r"Discovered (?:and loaded )?(?:backend )?plugin: (?P<backend>\w+)", "nixl"),
+    _r("nixl.backend_instantiated", "Backend ", r"Backend (?P<backend>[A-Z][A-Z0-9_]*) was instantiated", "nixl"),
+    _r("nixl.backend_selected", "Selected backend", r"Selected backend:? (?P<backend>\w+)", "nixl"),
+    _r("nixl.backend_selected", "Using backend", r"Using backend(?:\(s\))?: \[?'?(?P<backend>[A-Z][A-Z0-9_]*)", "nixl"),
+    _r("nixl.agent_initialized", "NIXL agent", r"Initialized NIXL agent:? (?P<peer>\S+)", "nixl"),
+    _r("nixl.rail_manager", "Creating rail manager", r"Creating rail manager", "nixl", backend="LIBFABRIC"),
+    _r("nixl.efa_devices", "Discovered", r"Discovered (?P<devices>\d+) EFA devices?", "nixl",
+       backend="LIBFABRIC", provider="efa"),
+    _r("nixl.socket_devices", "Discovered", r"Discovered (?P<devices>\d+) socket devices?", "nixl",
+       backend="LIBFABRIC", provider="sockets", transport="tcp"),
+    _r("nixl.sockets_topology", "Using simplified topology", r"Using simplified topology for (?P<provider>sockets)",
+       "nixl", backend="LIBFABRIC", transport="tcp"),
+    _r("nixl.no_devices", "No network devices", r"No network devices found", "nixl", backend="LIBFABRIC"),
+    _r("nixl.fabric_name", "fabric_attr->", r"fabric_attr->(?:prov_)?name[:=]?\s*(?P<name>\S+)", "nixl",
+       backend="LIBFABRIC"),
+    _r("nixl.rail_hmem", "Using provider with FI_HMEM", r"Using provider with FI_HMEM support for rail \d+", "nixl",
+       backend="LIBFABRIC"),
+    _r("nixl.rail_created", "Created rail", r"Created rail \d+ \(device=(?P<dev>[^,)]+), provider=(?P<provider>[\w-]+)",
+       "nixl", backend="LIBFABRIC"),
+    _r("nixl.connection_created", "Successfully created connection",
+       r"Successfully created connection for agent:? (?P<peer>\S+) on (?P<rails>\d+) data rails", "nixl",
+       backend="LIBFABRIC"),
+    _r("nixl.self_connection", "Created self-connection",
+       r"Created self-connection for agent:? (?P<peer>\S+) on (?P<rails>\d+) data rails", "nixl", backend="LIBFABRIC"),
+    _r("nixl.rails_serialized", "Serialized", r"Serialized (?P<rails>\d+) data rail endpoints", "nixl",
+       backend="LIBFABRIC"),
+    _r("nixl.rail_count_mismatch", "Local ", r"Local (?P<rails>\d+) data rail endpoints, remote (?P<remote>\d+)", "nixl",
+       backend="LIBFABRIC", level="WARN"),
+    _r("nixl.connecting", "Connecting to agent", r"Connecting to agent:? (?P<peer>[^,\s]+)", "nixl"),
+    _r("nixl.handshake_stored", "Handshake stored", r"Handshake stored: peer='?(?P<peer>[^' ]+)", "nixl",
+       backend="LIBFABRIC"),
+    _r("nixl.connection_state", "Connection state", r"Connection state for agent (?P<peer>\S+) is now (?P<state>\w+)",
+       "nixl"),
+    _r("nixl.transfer_verified", "Transfer verified", r"Transfer verified", "nixl"),
+    # libfabric / EFA provider
+    _r("libfabric.opened_fabric", "Opened fabric", r"Opened fabric:? (?P<provider>[\w-]+)", "libfabric"),
+    _r("libfabric.provider_rejected", "returned -61", r"fi_getinfo: provider (?P<provider>[\w;-]+) returned -61",
+       "libfabric"),
+    _r("libfabric.efa_caps_unsupported", "Unsupported capabilities", r"^Unsupported capabilities", "libfabric",
+       provider="efa"),
+    _r("efa.handshake", "HANDSHAKE received",
+       r"HANDSHAKE received from peer with explicit fi_addr (?P<fi_addr>\d+)", "libfabric", provider="efa"),
+    _r("efa.peer_host", "Received peer host", r"Received peer host id:? (?P<peer>\S+)", "libfabric", provider="efa"),
+    _r("libfabric.provider", "provider ", r"^provider:?\s+(?P<provider>efa|tcp|sockets|shm|verbs|udp|psm3|opx)\b",
+       "libfabric"),
+    # UCX
+    _r("ucx.transport", "-node", r"(?P<scope>intra|inter)-node cfg#\d+", "ucx"),
+    # vLLM NixlConnector
+    _r("vllm.nixl_worker", "NIXL worker", r"Initializing NIXL worker (?P<peer>\S+)", "vllm"),
+    _r("vllm.connector", "connector with name", r"Creating v1 connector with name: (?P<name>\w+)", "vllm"),
+    _r("vllm.remote_blocks", "dst engine", r"Created (?P<n>\d+) blocks for dst engine (?P<peer>\S+)", "vllm"),
+    _r("vllm.waiting_remote_kvs", "WAITING_FOR_REMOTE_KVS", r"WAITING_FOR_REMOTE_KVS", "vllm"),
+    _r("vllm.prefix_cache", "External prefix cache", r"External prefix cache hit rate", "vllm"),
+    # TRT-LLM
+    _r("trtllm.backend", "NixlTransferAgent", r"NixlTransferAgent using NIXL backend:? (?P<backend>\w+)", "trtllm"),
+    _r("trtllm.cache_transceiver", "CacheTransceiverConfig", r"CacheTransceiverConfig\(backend='?(?P<kv>\w+)", "trtllm"),
+    # Dynamo
+    _r("dynamo.prefill_model_detected", "Prefill model detected", r"Prefill model detected", "dynamo"),
+    _r("dynamo.prefill_router_active", "Prefill router activated",
+       r"Prefill router activated successfully(?: router_mode=(?P<mode>\w+))?", "dynamo"),
+    _r("dynamo.bootstrap", "ootstrap",
+       r"Bootstrap server started on port \d+|Bootstrap: decode connecting to (?P<peer>\S+)|decode received ACK"
+       r"|Built bootstrap_info", "dynamo"),
+    # nixlbench
+    _r("nixlbench.backend", "(--backend", r"^Backend \(--backend=[^)]*\)\s*:\s*(?P<backend>\w+)", "nixlbench"),
+    _r("nixlbench.worker", "Init nixl worker", r"Init nixl worker, .*type (?P<role>\w+)", "nixlbench"),
+    # failure signatures
+    _r("k8s.oomkilled", "OOMKilled", r"OOMKilled", "kubernetes", code="OOM_KILLED", level="ERROR"),
+    _r("k8s.exit_137", "Exit Code", r"Exit Code:\s+137\b", "kubernetes", code="OOM_KILLED", level="ERROR"),
+    _r("k8s.exit_137", "with code 137", r"exited with code 137\b", "kubernetes", code="OOM_KILLED", level="ERROR"),
+    _r("nixl.error", "NIXL_ERR_", r"(?P<error>NIXL_ERR_[A-Z_]+)", "nixl", code="NIXL_ERR", level="ERROR"),
+    _r("nixl.backend_create_failed", "ailed",
+       r"(?i)(?:fail(?:ed|ure)? (?:to |in |while )?(?:load|creat|instantiat|initiali[sz])\w*.{0,40}\b(?:backend|plugin)"
+       r"|\b(?:backend|plugin)\b.{0,60}\b(?:fail(?:ed|ure)|could not be (?:created|loaded)))", "nixl",
+       code="NIXL_BACKEND_CREATE_FAILED", level="ERROR"),
+    _r("nixl.backend_create_failed", "cannot open shared object",
+       r"libplugin_(?P<backend>\w+)\.so.*cannot open shared object file", "nixl",
+       code="NIXL_BACKEND_CREATE_FAILED", level="ERROR"),
+    _r("nixl.remote_metadata_missing", "remote agent",
+       r"(?i)metadata for remote agent '?(?P<peer>[^'\s]+)'? (?:was )?not found|remote agent '?(?P<peer2>[^'\s]+)'? "
+       r"(?:metadata )?not (?:found|loaded)", "nixl", code="NIXL_REMOTE_METADATA_MISSING", level="ERROR"),
+    _r("nixl.rail_deserialize_failed", "eserializ",
+       r"(?i)(?:fail\w* to deserializ\w*|deserializ\w* (?:failed|error)).*", "nixl", code="RAIL_DESERIALIZE_FAILED",
+       level="ERROR", backend="LIBFABRIC"),
+    _r("nixl.fi_eagain", "EAGAIN", r"fi_\w+ still retrying EAGAIN(?: on rail (?P<rail>\d+))?", "nixl",
+       code="EFA_EAGAIN_SAME_NODE", level="ERROR", backend="LIBFABRIC"),
+    _r("efa.provider_abort", "EFA",
+       r"(?i)(?:couldn'?t|could not|cannot|failed to|unable to) (?:get|open|find|use|initiali[sz]e) (?:the )?EFA"
+       r"|prov_name, \"efa\"\) == 0", "libfabric", code="EFA_PROVIDER_ABORT", level="FATAL"),
+    _r("ucx.unreachable", "nreachable", r"(?i)destination is unreachable|unreachable destination|no route to host",
+       "ucx", code="UCX_UNREACHABLE", level="ERROR"),
+    _r("ucx.cuda_transports_missing", "not available",
+       r"transports? '?cuda_(?:ipc|copy)'?.*(?:is|are) not available", "ucx", code="UCX_CUDA_TRANSPORTS_MISSING",
+       level="ERROR"),
+    _r("trtllm.transfer_agent_assert", "NIXL_SUCCESS", r"Assertion failed: status == NIXL_SUCCESS", "trtllm",
+       code="TRTLLM_TRANSFER_AGENT_ASSERT", level="ERROR"),
+    _r("trtllm.location", "transferAgent.cpp", r"transferAgent\.cpp:\d+", "trtllm"),
+    _r("trtllm.backend_fallback", "Unsupported NIXL backend",
+       r"Unsupported NIXL backend:? (?P<error>\S+?),? fallback to (?P<backend>UCX)", "trtllm",
+       code="TRTLLM_BACKEND_FALLBACK", level="ERROR"),
+    _r("dynamo.connector_conflict", "Cannot specify both",
+       r"Cannot specify both --kv-transfer-config and --connector", "dynamo", code="DYNAMO_CONNECTOR_CONFLICT",
+       level="ERROR"),
+    _r("dynamo.etcd_unreachable", "Could not connect to etcd", r"Could not connect to etcd", "dynamo",
+       code="DYNAMO_ETCD_UNREACHABLE", level="ERROR"),
+)
+
+# Lines that look alarming but are normal (never errors).
+BENIGN_RE = re.compile(
+    r"fi_getinfo: provider [\w;-]+ returned -61|(?i:hmem\w* (?:interface|iface)s?.{0,40}not supported)"
+    r"|OFI_MRAIL_ADDR_STRC env variable not set|Unsupported endpoint type|unused env(?:ironment)? variable"
+)
+# Generic errors need the level token in the line (so PREFILTER sees it).
+ERROR_LEVELS = frozenset({"ERROR", "FATAL"})
+_ERROR_KEY_PATTERN = r"ERROR|FATAL|CRITICAL|Error|Exception|\b[EF][01]\d[0-3]\d \d"
+
+# UCX "transport/device" tokens (e.g. tcp/lo, cma/memory, rc_mlx5/mlx5_0:1, cuda_ipc/cuda)
+UCX_TL_RE = re.compile(r"\b(?P<tl>[a-z][a-z0-9_]*)/(?P<dev>[\w.:-]+)")
+UCX_RDMA_TLS = frozenset({"rc", "rc_verbs", "rc_mlx5", "dc", "dc_mlx5", "ud", "ud_verbs", "ud_mlx5", "srd", "efa",
+                          "gga", "ib"})
+UCX_GPU_TLS = frozenset({"cuda_ipc", "cuda_copy", "gdr_copy", "rocm_ipc", "rocm_copy"})
+UCX_SHM_TLS = frozenset({"cma", "knem", "xpmem", "sysv", "posix", "self", "mm"})
+RDMA_PROVIDERS = frozenset({"efa", "verbs", "psm3", "opx", "cxi"})
+TCP_PROVIDERS = frozenset({"tcp", "sockets", "udp"})
+LAYERED_PROVIDERS = frozenset({"core", "util", "ofi_rxm", "ofi_rxd", "ofi_mrail", "ofi_hook_noop", "hook", "lnx",
+                               "mrail", "rxm", "rxd", "shm", "sm2", "linkx"})
+
+RULES_BY_PRIORITY: tuple[Rule, ...] = tuple(r for r in RULES if r.code) + tuple(r for r in RULES if not r.code)
+RULE_KEYS: tuple[str, ...] = tuple(sorted({r.key for r in RULES}))
+PREFILTER_STR = re.compile("|".join([*(re.escape(k) for k in RULE_KEYS), "libfabric:", "UCX", _ERROR_KEY_PATTERN]))
+PREFILTER = re.compile(PREFILTER_STR.pattern.encode())

@@ -1,0 +1,91 @@
+"""Fast scan of a log file for the lines that can carry a signature.
+
+Reads big binary blocks, finds candidate lines with :data:`~workshop_lib.logs.patterns.PREFILTER` over the whole
+block (no Python work for the other lines) and counts lines with ``bytes.count``. Memory stays bounded by the block
+size plus one line of at most ``max_line`` bytes (longer lines are cut, exactly as
+:func:`~workshop_lib.logs.parser.read_lines` cuts them).
+
+Example:
+    >>> import tempfile, os
+    >>> with tempfile.NamedTemporaryFile("wb", delete=False) as f:
+    ...     _ = f.write(b"noise\\nBackend UCX was instantiated\\nmore noise")
+    >>> scan = FileScan(f.name)
+    >>> [(n, line) for n, line in scan]
+    [(2, b'Backend UCX was instantiated')]
+    >>> scan.lines
+    3
+    >>> os.unlink(f.name)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from workshop_lib.errors import LogParseError
+from workshop_lib.logs.parser import check_readable
+from workshop_lib.logs.patterns import PREFILTER
+
+CHUNK = 8 << 20
+
+
+class FileScan:
+    """Iterate ``(line_number, line_bytes)`` over the candidate lines of a file; ``.lines`` is the total afterwards."""
+
+    def __init__(self, path: str | Path, chunk: int = CHUNK, max_line: int = 8 << 20) -> None:
+        self.path = Path(path)
+        self.chunk = chunk
+        self.max_line = max_line
+        self.lines = 0
+        check_readable(self.path)
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        try:
+            with self.path.open("rb") as f:
+                yield from self._scan(f)
+        except OSError as exc:
+            raise LogParseError(str(self.path), f"cannot read: {exc.strerror or exc}", "check the file") from exc
+
+    def _scan(self, f) -> Iterator[tuple[int, bytes]]:  # noqa: ANN001 - a binary file object
+        carry = b""
+        skipping = False  # inside the discarded tail of an over-long line
+        search = PREFILTER.search
+        while True:
+            block = f.read(self.chunk)
+            if skipping:
+                nl = block.find(b"\n")
+                if nl < 0 and block:
+                    continue
+                skipping, block = False, (block[nl + 1:] if block else b"")
+                yield from self._lines_in(carry + b"\n", search)  # the cut line, now complete
+                carry = b""
+            data = carry + block if carry else block
+            if not block:
+                if data:
+                    yield from self._lines_in(data + b"\n", search)
+                return
+            cut = data.rfind(b"\n") + 1
+            if cut == 0 and len(data) > self.max_line:
+                carry, skipping = data[: self.max_line], True
+                continue
+            chunk, carry = data[:cut], data[cut:]
+            if len(carry) > self.max_line:
+                carry, skipping = carry[: self.max_line], True
+            yield from self._lines_in(chunk, search)
+
+    def _lines_in(self, chunk: bytes, search) -> Iterator[tuple[int, bytes]]:  # noqa: ANN001
+        """Candidate lines of ``chunk`` (which ends with a newline); advances the line counter."""
+        base = self.lines
+        counted = 0  # newlines before `pos`
+        pos = 0
+        while True:
+            m = search(chunk, pos)
+            if m is None:
+                break
+            start = chunk.rfind(b"\n", 0, m.start()) + 1
+            end = chunk.find(b"\n", m.end())
+            counted += chunk.count(b"\n", pos, start)
+            yield base + counted + 1, chunk[start : min(end, start + self.max_line)]
+            counted += 1
+            pos = end + 1
+        self.lines = base + chunk.count(b"\n")
