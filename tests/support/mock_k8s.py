@@ -117,6 +117,16 @@ def _leaves(obj: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any
     return out
 
 
+_SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation")
+
+
+def _spec_only(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` without server-set metadata and status (what a generation bump compares)."""
+    out = {k: v for k, v in obj.items() if k != "status"}
+    out["metadata"] = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _SERVER_FIELDS}
+    return out
+
+
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in patch.items():
@@ -300,7 +310,7 @@ class MockCluster:
             {"manager": m, "operation": "Apply", "apiVersion": res.api_version, "fieldsType": "FieldsV1", "time": now_iso()}
             for m in owners
         ]
-        if old and _leaves(old) != _leaves(merged):
+        if old and _leaves(_spec_only(old)) != _leaves(_spec_only(merged)):
             merged["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
         return (200 if old else 201), self.put(merged)
 

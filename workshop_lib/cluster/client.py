@@ -97,6 +97,10 @@ def translate(status: int, body: Any, verb: str, what: str, context: str, resour
     if status == 404:
         return ClusterError(what, f"{msg or 'not found'} (404 Not Found)",
                             f"check the name and namespace (kubectl --context {context} get {kind} -A)")
+    if status == 400:
+        return ClusterError(what, f"{msg or 'bad request'} (400 Bad Request)",
+                            "for logs: the container has not started yet or has no previous instance (previous=True "
+                            "only after a restart); otherwise check the request's parameters")
     if status == 409:
         causes = "; ".join(c.get("message", "") for c in details.get("causes", []) if isinstance(c, dict)) or msg
         return ClusterError(

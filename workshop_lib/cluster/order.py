@@ -22,7 +22,7 @@ RANK: dict[str, int] = {
     "ClusterRoleBinding": 3,
     "RoleBinding": 3,
     "Secret": 4,
-    "ConfigMap": 4,
+    "ConfigMap": 5,
     "StorageClass": 5,
     "PersistentVolume": 5,
     "PersistentVolumeClaim": 6,
