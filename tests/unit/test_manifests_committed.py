@@ -1,0 +1,64 @@
+"""The renders committed under manifests/: current, valid against the 0.9.0 CRD, pinned images, no token."""
+
+from __future__ import annotations
+
+import pytest
+
+from workshop_lib import versions
+from workshop_lib.manifests import render_all
+from workshop_lib.manifests.addons import HF_TOKEN_PLACEHOLDER
+from workshop_lib.manifests.documents import load_documents, load_text, yaml_files
+from workshop_lib.manifests.inspect import containers
+from workshop_lib.manifests.lint import image_problem
+from workshop_lib.manifests.profiles import ALL_COMMAND
+from workshop_lib.manifests.validate import validate_paths
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    return render_all()
+
+
+def test_committed_renders_are_current(repo_root, rendered):
+    out = repo_root / "manifests"
+    stale = [f.path for f in rendered if not (out / f.path).is_file() or (out / f.path).read_text() != f.text]
+    assert not stale, f"committed renders are out of date: {stale}; refresh with `{ALL_COMMAND}`"
+    expected = {f.path for f in rendered}
+    extra = [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != "README.md"
+             and str(p.relative_to(out)) not in expected]
+    assert not extra, f"files under manifests/ that no render produces: {extra}; delete them and run `{ALL_COMMAND}`"
+
+
+def test_committed_manifests_validate_against_the_crd(repo_root, dgd_crd):
+    findings = validate_paths([repo_root / "manifests"], dgd_crd)
+    assert [f.format() for f in findings] == []
+    dgds = [d for p in yaml_files([repo_root / "manifests"]) for d in load_documents(p) if d.kind == "DynamoGraphDeployment"]
+    assert len(dgds) == 8
+
+
+def test_hf_secret_template_holds_no_token(repo_root):
+    doc = load_documents(repo_root / "manifests" / "01-platform" / "hf-token-secret.template.yaml")[0].data
+    assert doc["kind"] == "Secret" and doc["metadata"]["name"] == "hf-token-secret"
+    assert doc["stringData"] == {"HF_TOKEN": HF_TOKEN_PLACEHOLDER} and "data" not in doc
+    for p in (repo_root / "manifests").rglob("*"):
+        if p.is_file():
+            assert "hf_" not in p.read_text().replace("hf_token", ""), f"{p} looks like it holds a Hugging Face token"
+
+
+def test_every_image_is_pinned_and_from_versions(rendered):
+    pinned = {p.version for p in versions.IMAGES.values()}
+    seen = set()
+    for f in rendered:
+        for doc in load_text(f.text, f.path) if f.path.endswith(".yaml") else []:
+            for path, c, _ in containers(doc):
+                image = c.get("image")
+                assert image, f"{f.path} {path}: no image"
+                assert image_problem(image) is None, f"{f.path} {path}: {image} is not pinned"
+                assert image in pinned, f"{f.path} {path}: {image} is not in workshop_lib/versions.py IMAGES"
+                seen.add(image)
+    assert {versions.image(n) for n in ("vllm-runtime", "tensorrtllm-runtime", "dynamo-frontend", "efa-device-plugin",
+                                        "gdrcopy-installer", "aiperf")} <= seen
+    values = next(f for f in rendered if f.path.endswith("values-dynamo-platform.yaml")).docs[0]
+    image = values["dynamo-operator"]["controllerManager"]["manager"]["image"]
+    assert f"{image['repository']}:{image['tag']}" == versions.image("kubernetes-operator")
+
