@@ -25,6 +25,8 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -227,6 +229,44 @@ def running_server(**kwargs: Any) -> Iterator[StreamServer]:
         loop.call_soon_threadsafe(loop.stop)
         t.join(5)
         loop.close()
+
+
+class ServerProcess:
+    """A handle on a test server running in its own process (see :func:`spawned_server`)."""
+
+    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
+        self.proc, self.url = proc, url
+
+    def stats(self) -> dict[str, Any]:
+        """The server's ``/stats`` (requests, max_inflight, TTFT/ITL as written, its CPU seconds)."""
+        import httpx
+
+        return httpx.get(self.url + "/stats", timeout=10, trust_env=False).json()
+
+    def reset(self) -> None:
+        import httpx
+
+        httpx.post(self.url + "/stats/reset", timeout=10, trust_env=False)
+
+
+@contextlib.contextmanager
+def spawned_server(ttft_s: float = 0.05, itl_s: float = 0.01, tokens: int = 32, port: int = 0) -> Iterator[ServerProcess]:
+    """Run the server in a child process for the ``with`` block (no GIL shared with the client being measured)."""
+    cmd = [sys.executable, "-m", "workshop_lib.bench.testserver", "--port", str(port), "--ttft-ms", str(ttft_s * 1e3),
+           "--itl-ms", str(itl_s * 1e3), "--tokens", str(tokens)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line.startswith("READY "):
+            raise RuntimeError(f"test server did not start: {line!r}")
+        yield ServerProcess(proc, line.split()[1])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def main(argv: list[str] | None = None) -> None:
