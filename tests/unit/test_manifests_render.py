@@ -158,6 +158,7 @@ def test_bench_profile(cfg):
     argv = pods[0]["spec"]["containers"][0]["command"]
     assert argv[argv.index("--backend") + 1] == "LIBFABRIC" and argv[argv.index("--target_seg_type") + 1] == "DRAM"
     assert "nvidia.com/gpu" not in pods[0]["spec"]["containers"][0]["resources"]["limits"]
+    assert argv[0] == "nixlbench" and pods[1]["spec"]["containers"][0]["command"][3:] == argv  # target starts later
     with pytest.raises(ConfigError, match="seg_type"):
         render(cfg, "bench", {"seg_type": "HBM"})
 

@@ -21,6 +21,7 @@ from workshop_lib.manifests.dgd import EFA_ENV, EFA_RESOURCE, env
 CONCURRENCY = (1, 5, 10, 20)
 SEG_TYPES = ("VRAM", "DRAM")
 LABEL_NIXLBENCH = "workshop.nvidia.com/nixlbench"
+TARGET_DELAY_S = 15
 
 
 def frontend_url(cfg: WorkshopConfig, dgd: str) -> str:
@@ -99,7 +100,11 @@ def nixlbench_args(cfg: WorkshopConfig, seg_type: str = "VRAM") -> list[str]:
 
 
 def nixlbench_pods(cfg: WorkshopConfig, seg_type: str = "VRAM") -> list[dict[str, Any]]:
-    """Two pods on two nodes running the same nixlbench command; etcd decides which is rank 0 (initiator)."""
+    """Two pods on two nodes running the same nixlbench command.
+
+    nixlbench ranks processes in the order they register in etcd (rank 0 is the initiator, which prints the result
+    table), so the target starts ``TARGET_DELAY_S`` later to make the pod named ``initiator`` rank 0.
+    """
     run = f"nixlbench-{cfg.kv_backend.lower()}-{seg_type.lower()}"
     gpus = {"nvidia.com/gpu": "1"} if seg_type == "VRAM" else {}
     res = {EFA_RESOURCE: str(cfg.efa_devices), "hugepages-2Mi": cfg.hugepages_2mi, "memory": cfg.worker_memory,
@@ -118,7 +123,8 @@ def nixlbench_pods(cfg: WorkshopConfig, seg_type: str = "VRAM") -> list[dict[str
                 "containers": [{
                     "name": "nixlbench",
                     "image": cfg.worker_image,
-                    "command": nixlbench_args(cfg, seg_type),
+                    "command": nixlbench_args(cfg, seg_type) if role == "initiator" else
+                    ["/bin/sh", "-c", f"sleep {TARGET_DELAY_S} && exec \"$0\" \"$@\"", *nixlbench_args(cfg, seg_type)],
                     "env": [env("NIXL_LOG_LEVEL", cfg.nixl_log_level.upper()), env("FI_LOG_LEVEL", cfg.fi_log_level),
                             *[env(k, v) for k, v in EFA_ENV.items()]],
                     "securityContext": {"privileged": True, "capabilities": {"add": ["IPC_LOCK"]}},
