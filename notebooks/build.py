@@ -239,6 +239,7 @@ The diagnosis reads each side's log and reports the NIXL backend, the libfabric 
 the data rails, the handshakes, and any error signature, each with its evidence line. On a healthy P5 pair both sides
 say LIBFABRIC, provider `efa`, 32 devices, and 8 handshakes each."""),
     ("code", "sides = s03.diagnose(ctx)\nsides"),
+    ("code", "s03.cross_checks(ctx)"),
     ("markdown", """### The verdict
 
 `tcp-fallback` means NIXL asked libfabric for an RDMA-capable fabric, found no EFA device, and quietly used TCP

@@ -263,8 +263,10 @@ def teardown(ctx: Context, confirm: bool) -> list[str]:
     if not confirm:
         return out + ["TEARDOWN is False: the deployment keeps running for the next notebook."]
     if ctx.eks:
-        names = ctx.state.get("dgds") or []
-        return out + (eks.teardown_namespace(ctx.cfg, names) if names else ["no graph was deployed by this notebook"])
+        from workshop_lib.manifests import render
+
+        names = ctx.state.get("dgds") or eks.dgd_names(render(ctx.cfg, "single-node"))
+        return out + eks.teardown_namespace(ctx.cfg, names)
     from workshop_lib.lab.serving import Lab
 
     stopped = Lab().down()
