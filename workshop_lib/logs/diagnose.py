@@ -192,7 +192,8 @@ class Accumulator:
             return "error", (fatal or errors)[0].ev
         if backend in ("LIBFABRIC", None) and provider:
             if provider in P.TCP_PROVIDERS:
-                return "tcp-fallback", p_ev
+                sock = self.no_efa if self.no_efa and self.no_efa.event == "nixl.socket_devices" else None
+                return "tcp-fallback", sock or p_ev
             if provider == "efa" and confirmed:
                 return "efa-rdma", (self.efa_devices[1] if self.efa_devices else self.handshake_ev or p_ev)
             if backend == "LIBFABRIC":
