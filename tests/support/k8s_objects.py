@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.support.mock_k8s import now_iso
+from tests.support.k8s_model import now_iso
 
 GIB = 2**30
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.support import k8s_objects as k
-from tests.support.mock_k8s import MockCluster
+from tests.support.k8s_model import MockCluster
 
 WORKSHOP_NS = "dynamo-workshop"
 PLATFORM_NS = "dynamo-system"
@@ -130,6 +130,8 @@ def operator(failures: dict[str, str], ready_after_s: float = READY_AFTER_S) -> 
             return
         ns, dgd = obj["metadata"]["namespace"], obj["metadata"]["name"]
         services: dict[str, Any] = (obj.get("spec") or {}).get("services") or {}
+        owner = [{"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": dgd, "uid": obj["metadata"]["uid"],
+                  "controller": True, "blockOwnerDeletion": True}]
         pods = []
         for i, (svc, spec) in enumerate(services.items()):
             spec = spec or {}
@@ -142,12 +144,15 @@ def operator(failures: dict[str, str], ready_after_s: float = READY_AFTER_S) -> 
             for r in range(int(spec.get("replicas", 1))):
                 name = _pod_name(dgd, svc) + (f"-{r}" if r else "")
                 if c.get("pods", ns, name) is None:
-                    c.put(k.pod(name, ns, ["main"], ready=False, image=image, labels=labels,
-                                node_name=GPU_NODES[i % 2], memory_limit=mem))
+                    p = k.pod(name, ns, ["main"], ready=False, image=image, labels=labels,
+                              node_name=GPU_NODES[i % 2], memory_limit=mem)
+                    p["metadata"]["ownerReferences"] = owner
+                    c.put(p)
                 pods.append((name, svc))
             if ctype == "frontend":
                 c.put({"apiVersion": "v1", "kind": "Service",
-                       "metadata": {"name": f"{dgd}-{svc.lower()}", "namespace": ns, "labels": labels},
+                       "metadata": {"name": f"{dgd}-{svc.lower()}", "namespace": ns, "labels": labels,
+                                    "ownerReferences": owner},
                        "spec": {"selector": labels, "ports": [{"name": "http", "port": 8000, "targetPort": 8000, "protocol": "TCP"}],
                                 "type": "ClusterIP", "clusterIP": "172.20.0.10"}})
         obj.setdefault("status", k.dgd_status(False))
@@ -176,28 +181,27 @@ def serve_component_logs(c: MockCluster, component: str, text: str) -> None:
     c.component_logs[component] = text
 
 
-SCENARIOS: dict[str, Callable[[], MockCluster]] = {
-    "healthy": lambda: base(),
-    "no-efa": lambda: base(efa=(32, None)),
-    "efa-short": lambda: base(efa=(32, 16)),
-    "split-az": lambda: base(zones=("us-east-2a", "us-east-2b")),
-    "no-gdrcopy": lambda: base(gdr_ds=None),
-    "gdrcopy-partial": lambda: base(gdr_ds=(2, 1)),
-    "no-efa-plugin": lambda: base(efa_ds=None, efa=(None, None)),
-    "no-hugepages": lambda: base(hugepages="0"),
-    "token-key": lambda: base(hf_keys={"token": _b64("hf_not_a_real_token_000000")}),
-    "no-secret": lambda: base(hf_keys={}),
-    "crds-old": lambda: base(crd_version="0.7.1"),
-    "empty": lambda: base(crd_version=None, platform=False, hf_keys={}),
-    "p5en": lambda: base(instance="p5en.48xlarge", efa=(16, 16)),
-    "oom": lambda: base(failures={"VllmDecodeWorker": "oom", "decode": "oom"}),
-    "imagepull": lambda: base(failures={"Frontend": "imagepull", "frontend": "imagepull"}),
-    "pending-efa": lambda: base(failures={"VllmDecodeWorker": "pending-efa", "decode": "pending-efa"}),
+SCENARIOS: dict[str, tuple[str, Callable[[], MockCluster]]] = {
+    "healthy": ("2 x p5.48xlarge in one AZ, EFA plugin + GDRCopy ready, CRDs/platform 0.9.0, HF secret", lambda: base()),
+    "no-efa": ("gpu-node-2 advertises no vpc.amazonaws.com/efa", lambda: base(efa=(32, None))),
+    "efa-short": ("gpu-node-2 advertises 16 of 32 EFA devices", lambda: base(efa=(32, 16))),
+    "split-az": ("the two GPU nodes are in different AZs", lambda: base(zones=("us-east-2a", "us-east-2b"))),
+    "no-gdrcopy": ("no GDRCopy installer DaemonSet", lambda: base(gdr_ds=None)),
+    "gdrcopy-partial": ("GDRCopy DaemonSet ready on 1 of 2 nodes", lambda: base(gdr_ds=(2, 1))),
+    "no-efa-plugin": ("no EFA device plugin, so no EFA allocatable", lambda: base(efa_ds=None, efa=(None, None))),
+    "no-hugepages": ("no 2Mi hugepages on the GPU nodes", lambda: base(hugepages="0")),
+    "token-key": ("hf-token-secret has key 'token' (the 401 trap)", lambda: base(hf_keys={"token": _b64("hf_not_a_real_token_000000")})),
+    "no-secret": ("no hf-token-secret", lambda: base(hf_keys={})),
+    "crds-old": ("Dynamo CRDs from chart 0.7.1", lambda: base(crd_version="0.7.1")),
+    "empty": ("GPU nodes only: no CRDs, no platform, no secret", lambda: base(crd_version=None, platform=False, hf_keys={})),
+    "p5en": ("2 x p5en.48xlarge (16 EFA each)", lambda: base(instance="p5en.48xlarge", efa=(16, 16))),
+    "oom": ("the decode worker is OOMKilled (exit 137) and crash-loops", lambda: base(failures={"VllmDecodeWorker": "oom", "decode": "oom"})),
+    "imagepull": ("the frontend image cannot be pulled", lambda: base(failures={"Frontend": "imagepull", "frontend": "imagepull"})),
+    "pending-efa": ("the decode worker stays Pending: Insufficient vpc.amazonaws.com/efa",
+                    lambda: base(failures={"VllmDecodeWorker": "pending-efa", "decode": "pending-efa"})),
 }
-for _name, _fn in SCENARIOS.items():
-    _fn.__doc__ = _name
 
 
 def build(name: str) -> MockCluster:
     """A fresh cluster for scenario ``name`` (see :data:`SCENARIOS`)."""
-    return SCENARIOS[name]()
+    return SCENARIOS[name][1]()

@@ -332,6 +332,7 @@ def test_teardown_deletes_only_labelled_and_is_idempotent() -> None:
         deleted = teardown(s.cluster, WORKSHOP_NS)
         assert deleted == [f"DynamoGraphDeployment {WORKSHOP_NS}/{DGD_NAME}", f"ConfigMap {WORKSHOP_NS}/ours"]
         assert teardown(s.cluster, WORKSHOP_NS) == []
+        assert s.mock.list("pods", WORKSHOP_NS) == []  # the operator's pods went with their DGD (ownerReferences)
         assert s.mock.get("configmaps", WORKSHOP_NS, "keep-me") is not None
         assert s.mock.get("secrets", WORKSHOP_NS, "someone-elses") is not None
         assert s.mock.get("secrets", WORKSHOP_NS, "hf-token-secret") is not None
