@@ -223,6 +223,14 @@ def test_pick_ports_skips_a_held_port() -> None:
         assert got["a"] != held and got["b"] != held and got["a"] != got["b"]
     finally:
         s.close()
+    low = next(p for p in range(20000, 32000) if procs.port_free(p))  # Dynamo's system ports must stay < 32768
+    s = _hold(low)
+    try:
+        got = procs.pick_ports({"x": low}, max_port={"x": 32767})["x"]
+        assert low < got <= 32767
+    finally:
+        if s:
+            s.close()
 
 
 def test_new_shell_up_chat_down(tmp_path: Path) -> None:

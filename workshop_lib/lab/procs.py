@@ -188,22 +188,34 @@ def _os_port() -> int:
         return s.getsockname()[1]
 
 
-def pick_ports(preferred: Mapping[str, int]) -> dict[str, int]:
-    """Each preferred port when free, else a free OS-assigned one; no two names get the same port.
+def pick_ports(preferred: Mapping[str, int], max_port: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Each preferred port when free, else a free one; no two names get the same port.
+
+    A name listed in ``max_port`` gets the next free port above its preferred one, at most that maximum (Dynamo reads
+    ``DYN_SYSTEM_PORT`` as a signed 16-bit number, so system ports must stay below 32768); others get an OS-assigned
+    free port.
 
     Example:
-        >>> sorted(pick_ports({"a": 0, "b": 0}))   # doctest: +SKIP
+        >>> sorted(pick_ports({"a": 0, "b": 0}))
         ['a', 'b']
     """
+    limits = dict(max_port or {})
     chosen: dict[str, int] = {}
     for name, port in preferred.items():
         p = port
+        if name in limits:
+            candidates = iter(range(max(port, 1024), limits[name] + 1))
         tries = 0
         while not p or p in chosen.values() or not port_free(p):
-            p = _os_port()
-            tries += 1
-            if tries > 50:
-                raise OSError("no free TCP port found on 127.0.0.1")
+            if name in limits:
+                p = next(candidates, 0)
+                if not p:
+                    raise OSError(f"no free TCP port for {name} between {port} and {limits[name]} on 127.0.0.1")
+            else:
+                p = _os_port()
+                tries += 1
+                if tries > 50:
+                    raise OSError("no free TCP port found on 127.0.0.1")
         chosen[name] = p
     return chosen
 

@@ -53,6 +53,9 @@ DEFAULT_PORTS: dict[str, int] = {
     "decode_system": 8082,
 }
 
+# Dynamo parses DYN_SYSTEM_PORT as i16: a replacement for a busy system port must stay at or below 32767.
+SIGNED_16BIT_PORTS = {"prefill_system": 32767, "decode_system": 32767}
+
 # Mocker time scale: 1.0 is the perf model's real-time H100-like pace; 5 keeps TTFT and ITL non-zero (a few ms)
 # while a 32-token answer takes well under a second on a 2-core machine.
 DEFAULT_SPEEDUP = 5.0
@@ -396,7 +399,7 @@ class Lab:
         bins = find_binaries(self.binaries)
         model_dir = ensure_model(lab_dir=self.root)
         try:
-            ports = procs.pick_ports(self.preferred_ports)
+            ports = procs.pick_ports(self.preferred_ports, max_port=SIGNED_16BIT_PORTS)
         except OSError as exc:
             raise LabError("ports", str(exc), "free some loopback ports") from exc
         run_dir = self._new_run_dir()
