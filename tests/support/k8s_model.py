@@ -181,6 +181,8 @@ class MockCluster:
     hooks: list[Callable[[MockCluster, dict[str, Any]], None]] = field(default_factory=list)
     # Log text served for every pod (present or future) of a Dynamo component: {component: text}.
     component_logs: dict[str, str] = field(default_factory=dict)
+    # Where pods/portforward connects: {container port: (host, port)} on 127.0.0.1 (e.g. a local frontend).
+    forward_to: dict[int, tuple[str, int]] = field(default_factory=dict)
 
     # ----------------------------------------------------------------- model
     @staticmethod

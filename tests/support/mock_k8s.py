@@ -4,7 +4,8 @@ It speaks enough of the API for ``workshop_lib.cluster``, ``preflight`` and ``ku
 ``/api``, ``/apis``, resource lists with ``shortNames``, get/list (label and field selectors), watch (``?watch=1``,
 chunked JSON lines, resourceVersion semantics), server-side apply (``PATCH application/apply-patch+yaml`` with
 ``fieldManager`` and ``force``, 409 on a conflict with another manager), delete, pod logs (``container``, ``previous``,
-``sinceSeconds``, ``tailLines``, ``follow``) and events. Bearer-token auth (401), per-verb RBAC denials (403) and a
+``sinceSeconds``, ``tailLines``, ``follow``), events and ``pods/portforward`` (WebSocket, ``v4.channel.k8s.io``).
+Bearer-token auth (401), per-verb RBAC denials (403) and a
 request log (to assert a client watched rather than polled) are built in.
 
 Objects come from :mod:`tests.support.k8s_objects` (complete enough for the typed ``kubernetes`` client) and the
@@ -21,16 +22,26 @@ In-process (pytest)::
 As a process (for notebooks run headless against it)::
 
     python -m tests.support.mock_k8s --scenario healthy --port 18443 --kubeconfig /tmp/kc \
-        --logs frontend=/work/shared/fixtures/logs/x.log
+        --logs VllmDecodeWorker=../shared/fixtures/logs/14-nixl-example-libfabric-pass-vs-default-ucx.log \
+        --forward 8000=127.0.0.1:8000
 
-then run the notebook with ``KUBECONFIG=/tmp/kc``. ``--scenario list`` prints the scenario names.
+then run the notebook with ``KUBECONFIG=/tmp/kc`` (or pass the kubeconfig path to ``Cluster.connect``).
+``--scenario list`` prints the scenarios. A DGD applied to it is "deployed" by a simulated operator: one pod per
+service labelled ``nvidia.com/dynamo-component=<service>``, Ready after 0.3 s, a ``<dgd>-<service>`` Service for the
+frontend on port 8000, then the DGD's Ready condition. ``--logs`` serves a file as every pod log of a component;
+``--forward`` makes ``port_forward`` to container port 8000 reach 127.0.0.1:8000 (e.g. the local lab's frontend).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import copy
+import hashlib
 import json
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -184,7 +195,9 @@ class _Handler(BaseHTTPRequestHandler):
                 f'{res.plural} is forbidden: User "workshop-user" cannot {verb} resource "{res.plural}" in API group {group}{scope}',
                 {"kind": res.plural, **({"name": name} if name else {})}))
             return
-        if method == "GET" and sub == "log":
+        if method == "GET" and sub == "portforward":
+            self._portforward(ns or "", name or "", q)
+        elif method == "GET" and sub == "log":
             self._log(ns or "", name or "", q)
         elif method == "GET" and name:
             self._get(res, ns or "", name)
@@ -269,6 +282,91 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
             return
         self._send(200, "".join(lines), "text/plain")
+
+    # ------------------------------------------------------------ pods/portforward (WebSocket, v4.channel.k8s.io)
+    def _ws_send(self, payload: bytes, opcode: int = 0x2) -> None:
+        n = len(payload)
+        head = bytes([0x80 | opcode]) + (bytes([n]) if n < 126 else
+                                         (b"\x7e" + struct.pack(">H", n)) if n < 65536 else b"\x7f" + struct.pack(">Q", n))
+        with self._ws_lock:
+            self.connection.sendall(head + payload)
+
+    def _ws_recv(self) -> tuple[int, bytes] | None:
+        def exact(n: int) -> bytes:
+            buf = b""
+            while len(buf) < n:
+                chunk = self.rfile.read(n - len(buf))
+                if not chunk:
+                    raise ConnectionError("closed")
+                buf += chunk
+            return buf
+
+        try:
+            b0, b1 = exact(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", exact(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", exact(8))[0]
+            mask = exact(4) if b1 & 0x80 else b"\0\0\0\0"
+            data = bytes(x ^ mask[i % 4] for i, x in enumerate(exact(n)))
+            return b0 & 0x0F, data
+        except (ConnectionError, OSError, ValueError):
+            return None
+
+    def _portforward(self, ns: str, pod: str, q: dict[str, str]) -> None:
+        c = self.server.cluster
+        port = int(q.get("ports", "0").split(",")[0] or 0)
+        if c.get("pods", ns, pod) is None:
+            self._send(404, status_body(404, "NotFound", f'pods "{pod}" not found', {"name": pod, "kind": "pods"}))
+            return
+        key = self.headers.get("Sec-WebSocket-Key")
+        if not key or "websocket" not in (self.headers.get("Upgrade") or "").lower():
+            self._send(400, status_body(400, "BadRequest", "port-forward needs a WebSocket upgrade"))
+            return
+        accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        self.wfile.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          f"Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n").encode())
+        self.wfile.flush()
+        self.close_connection = True
+        self._ws_lock = threading.Lock()
+        p2 = struct.pack("<H", port)
+        self._ws_send(b"\x00" + p2)
+        self._ws_send(b"\x01" + p2)
+        target = c.forward_to.get(port)
+        try:
+            if target is None:
+                raise OSError("connection refused")
+            up = socket.create_connection(target, timeout=5)
+            up.settimeout(None)
+        except OSError as exc:
+            self._ws_send(b"\x01" + f"error forwarding port {port} to pod {pod}: {exc}".encode())
+            self._ws_send(b"\x03\xe8", opcode=0x8)
+            return
+
+        def upstream_to_ws() -> None:
+            try:
+                while data := up.recv(65536):
+                    self._ws_send(b"\x00" + data)
+            except OSError:
+                pass
+            with contextlib.suppress(OSError):
+                self._ws_send(b"\x03\xe8", opcode=0x8)
+
+        t = threading.Thread(target=upstream_to_ws, daemon=True)
+        t.start()
+        while (frame := self._ws_recv()) is not None:
+            opcode, data = frame
+            if opcode == 0x8:
+                break
+            if opcode == 0x9:
+                self._ws_send(data, opcode=0xA)
+            elif opcode == 0x2 and data[:1] == b"\x00" and len(data) > 1:
+                up.sendall(data[1:])
+        with contextlib.suppress(OSError):
+            up.shutdown(socket.SHUT_RDWR)
+        up.close()
+        t.join(timeout=2)
 
     def _watch(self, res: Resource, ns: str | None, q: dict[str, str]) -> None:
         c = self.server.cluster
@@ -389,7 +487,8 @@ def write_kubeconfig_dict(url: str, token: str | None = TOKEN, context: str = "m
     }
 
 
-def serve(scenario: str, port: int, kubeconfig: Path | None, logs: list[str]) -> Iterator[MockApiServer]:
+def serve(scenario: str, port: int, kubeconfig: Path | None, logs: list[str],
+          forwards: list[str] | None = None) -> Iterator[MockApiServer]:
     from tests.support.scenarios import SCENARIOS, build, serve_component_logs
 
     if scenario not in SCENARIOS:
@@ -398,6 +497,12 @@ def serve(scenario: str, port: int, kubeconfig: Path | None, logs: list[str]) ->
     for spec in logs:
         comp, _, file = spec.partition("=")
         serve_component_logs(cluster, comp, Path(file).read_text())
+    for spec in forwards or []:
+        pod_port, _, addr = spec.partition("=")
+        host, _, hport = addr.rpartition(":")
+        if host not in ("127.0.0.1", "localhost"):
+            raise SystemExit(f"--forward {spec}: only 127.0.0.1 targets are allowed")
+        cluster.forward_to[int(pod_port)] = ("127.0.0.1", int(hport))
     with MockApiServer(cluster, port) as srv:
         if kubeconfig:
             srv.write_kubeconfig(kubeconfig)
@@ -411,13 +516,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kubeconfig", type=Path, help="write a kubeconfig for this server here")
     ap.add_argument("--logs", action="append", default=[], metavar="COMPONENT=FILE",
                     help="serve FILE as the log of the pods of a Dynamo component (repeatable)")
+    ap.add_argument("--forward", action="append", default=[], metavar="PORT=127.0.0.1:P",
+                    help="pods/portforward to container PORT connects to 127.0.0.1:P, e.g. a local-lab frontend (repeatable)")
     a = ap.parse_args(argv)
     if a.scenario == "list":
         from tests.support.scenarios import SCENARIOS
 
         print("\n".join(f"{k:<16} {desc}" for k, (desc, _) in SCENARIOS.items()))
         return 0
-    for srv in serve(a.scenario, a.port, a.kubeconfig, a.logs):
+    for srv in serve(a.scenario, a.port, a.kubeconfig, a.logs, a.forward):
         print(f"mock Kubernetes API ({a.scenario}) on {srv.url}", flush=True)
         try:
             while True:

@@ -320,6 +320,26 @@ def test_port_forward_to_frontend_service(mock_api) -> None:
         upstream.server_close()
 
 
+def test_port_forward_through_the_api_server_websocket(mock_api) -> None:
+    """The default connector: kubernetes.stream.portforward over the pods/portforward WebSocket subresource."""
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    mock_api.mock.forward_to[8000] = upstream.server_address
+    try:
+        apply_all(mock_api.cluster, [dgd_manifest()], progress=False)
+        wait_for_dgd(mock_api.cluster, DGD_NAME, WORKSHOP_NS, timeout_s=20, progress=False)
+        with port_forward(mock_api.cluster, WORKSHOP_NS, f"{DGD_NAME}-frontend", 8000) as url:
+            for _ in range(2):  # one WebSocket stream per local connection
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+                    assert r.read() == b'{"status":"healthy"}'
+        pf = [r for r in mock_api.mock.requests if r.path.endswith("/portforward")]
+        assert len(pf) == 2 and pf[0].query == {"ports": "8000"}
+        assert "/pods/vllm-disagg-frontend-" in pf[0].path
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+
+
 # ------------------------------------------------------------------------------------------- teardown
 def test_teardown_deletes_only_labelled_and_is_idempotent() -> None:
     c = base()
