@@ -154,8 +154,9 @@ By the end you can:
     *params_cell('PROMPT = "Explain in one sentence why prefill and decode run on separate GPUs."\n'
                  'MAX_TOKENS = 32\n'
                  'NIXL_SIZES = "4K,1M"             # local: block sizes of the UCX pair\n'
-                 'NIXL_ITERS = 5',
-                 ["PROMPT", "MAX_TOKENS", "NIXL_SIZES", "NIXL_ITERS"]),
+                 'NIXL_ITERS = 5\n'
+                 'FRONTEND_URL = None              # eks: use this URL instead of a port-forward (e.g. an ingress)',
+                 ["PROMPT", "MAX_TOKENS", "NIXL_SIZES", "NIXL_ITERS", "FRONTEND_URL"]),
     start_cell("02", "s02"),
     ("markdown", """## Step 1 · Deploy the disaggregated graph
 

@@ -226,6 +226,34 @@ def close_forwards(state: dict[str, Any]) -> list[str]:
     return out
 
 
+def wait_pod_done(cfg: WorkshopConfig, pod: str, timeout_s: float) -> str:
+    """Watch one pod until it has finished (phase Succeeded or Failed); returns the phase.
+
+    Raises:
+        ClusterTimeout: still running after ``timeout_s``.
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    from workshop_lib.errors import ClusterTimeout
+
+    deadline = time.monotonic() + timeout_s
+    phase = "unknown"
+    with tqdm(total=None, desc=f"pod {pod}", unit="event", mininterval=1.0) as bar:
+        while time.monotonic() < deadline:
+            left = max(1.0, deadline - time.monotonic())
+            for _, obj in cluster().watch("v1", "Pod", cfg.namespace, field_selector=f"metadata.name={pod}",
+                                          timeout_s=min(left, 60.0)):
+                phase = ((obj.get("status") or {}).get("phase")) or phase
+                bar.set_postfix_str(phase)
+                bar.update()
+                if phase in ("Succeeded", "Failed"):
+                    return phase
+    raise ClusterTimeout(f"pod {cfg.namespace}/{pod}", f"still {phase} after {timeout_s:.0f} s",
+                         f"kubectl -n {cfg.namespace} logs {pod}; raise DEPLOY_TIMEOUT_S if it is still transferring")
+
+
 def teardown_namespace(cfg: WorkshopConfig, names: list[str]) -> list[str]:
     """Delete the named DGDs (safe to repeat); the namespace, platform and secret stay."""
     cl = cluster()

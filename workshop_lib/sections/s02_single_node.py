@@ -135,6 +135,8 @@ def frontend(ctx: Context) -> tuple[str, str]:
 
         st = ctx.state.get("lab") or Lab().status()
         return str(st.frontend_url), str(st.model)
+    if ctx.get("FRONTEND_URL"):
+        return str(ctx.get("FRONTEND_URL")), ctx.cfg.model
     dgd = (ctx.state.get("dgds") or [""])[0]
     return eks.frontend_url(ctx.cfg, f"{dgd}-frontend", ctx.state), ctx.cfg.model
 

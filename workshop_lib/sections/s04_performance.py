@@ -160,7 +160,7 @@ def _pair_frame(ctx: Context, backend: str) -> pd.DataFrame:
 
 def _nixlbench_frame(ctx: Context, backend: str) -> pd.DataFrame:
     """Apply the nixlbench pod pair for ``backend``, wait for the initiator to finish, parse its table."""
-    from workshop_lib.cluster import pod_log, wait_for_pods
+    from workshop_lib.cluster import pod_log
     from workshop_lib.logs.nixlbench import parse_nixlbench
     from workshop_lib.manifests.bench import LABEL_NIXLBENCH, nixlbench_pods
 
@@ -170,7 +170,8 @@ def _nixlbench_frame(ctx: Context, backend: str) -> pd.DataFrame:
     for p in pods:
         cl.apply(p, force_conflicts=True)
     run = pods[0]["metadata"]["labels"][LABEL_NIXLBENCH]
-    wait_for_pods(cl, cfg.namespace, label_selector=f"{LABEL_NIXLBENCH}={run}", count=2, timeout_s=cfg.deploy_timeout_s)
+    phase = eks.wait_pod_done(cfg, pods[0]["metadata"]["name"], cfg.deploy_timeout_s)
+    record(f"nixlbench_{backend.lower()}_phase", phase)
     lines = pod_log(cl, cfg.namespace, pods[0]["metadata"]["name"])
     log = ctx.work_dir / f"{run}.log"
     log.write_text("\n".join(lines) + "\n")
@@ -178,7 +179,6 @@ def _nixlbench_frame(ctx: Context, backend: str) -> pd.DataFrame:
     table.insert(0, "label", "UCX (TCP)" if backend == "UCX" else "LIBFABRIC (EFA)")
     table.insert(1, "backend", backend)
     table.insert(2, "mem", "VRAM")
-    table = table.rename(columns={"batch": "batch"})
     table["block_size"] = table["block_size"].astype(int)
     return table
 

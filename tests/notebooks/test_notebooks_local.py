@@ -1,0 +1,105 @@
+"""The four notebooks executed with papermill on TARGET=local (the real lab), asserting the values they record.
+
+Needs ``workshop lab setup`` (``make test`` runs it first); skips with the missing pieces otherwise. A fake HF token is
+set in the environment and must appear nowhere in the executed notebooks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from workshop_lib.runner import NOTEBOOK_DIR, NotebookRun, run_one
+
+pytestmark = [pytest.mark.notebook, pytest.mark.lab, pytest.mark.slow]
+
+FAKE_TOKEN = "hf_fake_token_for_tests_0123456789"
+
+
+def _lab_ready() -> str | None:
+    from workshop_lib.lab import setup
+
+    missing = setup.failed(setup.status())
+    return ", ".join(str(i.name) for i in missing) if missing else None
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, NotebookRun]:
+    missing = _lab_ready()
+    if missing:
+        pytest.skip(f"local lab not set up ({missing}): run `workshop lab setup`")
+    from workshop_lib.lab.serving import Lab
+
+    was_running = Lab().status().running
+    out = tmp_path_factory.mktemp("nb-local")
+    old = {k: os.environ.get(k) for k in ("HF_TOKEN", "WORKSHOP_WORK_DIR")}
+    os.environ["HF_TOKEN"] = FAKE_TOKEN
+    os.environ["WORKSHOP_WORK_DIR"] = str(out / "work")
+    results = {}
+    try:
+        for nb in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]-*.ipynb")):
+            results[nb.stem[:2]] = run_one(nb, out, {"TARGET": "local"}, timeout_s=600, html=nb.stem.startswith("01"))
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if not was_running:
+            Lab().down()
+    return results
+
+
+def _ok(run: NotebookRun) -> dict:
+    assert run.status == "ok", run.error
+    assert run.output is not None and run.output.exists()
+    assert FAKE_TOKEN not in run.output.read_text()
+    return run.records
+
+
+def test_01_setup(runs: dict[str, NotebookRun]) -> None:
+    rec = _ok(runs["01"])
+    assert rec["target"] == "local"
+    assert rec["verdict_setup"] == "PASS"
+    checks = {c["check"]: c for c in rec["checks_setup"]}
+    assert checks["etcd health"]["status"] == "PASS" and "etcdserver 3.4" in checks["etcd health"]["evidence"]
+    assert checks["NATS JetStream"]["status"] == "PASS" and "jetstream=True" in checks["NATS JetStream"]["evidence"]
+    assert rec["manifest_files"] >= 8 and rec["manifest_failures"] == []
+    assert runs["01"].html is not None and runs["01"].html.exists()
+
+
+def test_02_single_node(runs: dict[str, NotebookRun]) -> None:
+    rec = _ok(runs["02"])
+    assert rec["lab_processes_healthy"] == 5
+    assert rec["prefill_router_active"] is True
+    assert rec["completion_tokens"] == 32 and rec["completion_ttft_ms"] > 0
+    assert rec["ucx_pair_backend"] == "UCX" and rec["ucx_pair_rows"] == 2
+    assert rec["verdict_single_node"] == "PASS"
+
+
+def test_03_cross_node(runs: dict[str, NotebookRun]) -> None:
+    rec = _ok(runs["03"])
+    assert rec["verdict_kv_transfer"] == "tcp-fallback"
+    assert rec["libfabric_pair_verified"] is True and rec["libfabric_pair_rows"] == 2
+    assert rec["initiator_backend"] == rec["target_backend"] == "LIBFABRIC"
+    assert {rec["initiator_provider"], rec["target_provider"]} <= {"sockets", "tcp"}
+    assert rec["parsed_data_rails"] >= 1 and rec["p5_registered_mib"] == 1056.0
+    assert rec["lint_catches_64gi"] is True
+    assert rec["verdict_cross_node"] == "PASS"
+
+
+def test_04_performance(runs: dict[str, NotebookRun]) -> None:
+    rec = _ok(runs["04"])
+    assert rec["serving_levels"] == 3 and rec["serving_errors"] == 0
+    assert rec["transfer_backends"] == ["LIBFABRIC", "UCX"] and rec["transfer_rows"] == 6
+    assert rec["transfer_verified"] is True
+    assert rec["published_speedup_c20_qwen3"] == 32.0
+    assert rec["verdict_performance"] == "PASS"
+
+
+def test_work_files_written(runs: dict[str, NotebookRun]) -> None:
+    work = Path(os.path.dirname(runs["01"].output)) / "work"  # type: ignore[arg-type]
+    assert (work / "04-local" / "serving-lab.json").exists()
+    assert any((work / "03-local").glob("nixl-libfabric/*"))
