@@ -263,6 +263,10 @@ def test_component_logs_serve_fixture_lines(fixtures_dir: Path) -> None:
         logs = component_logs(s.cluster, WORKSHOP_NS, "VllmDecodeWorker", dgd=DGD_NAME, since_s=600)
         (pod, lines), = logs.items()
         assert pod.startswith("vllm-disagg-vllmdecodeworker-") and lines == text.splitlines()
+        from workshop_lib.logs import parse_lines
+
+        events = parse_lines(lines, source=pod).events
+        assert events["backend"].dropna().tolist() == ["LIBFABRIC", "UCX"]
         req = [r for r in s.mock.requests if r.path.endswith("/log")][-1]
         assert req.query == {"container": "main", "sinceSeconds": "600"}
         followed = list(follow_log(s.cluster, WORKSHOP_NS, pod, tail_lines=3, timeout_s=10))
