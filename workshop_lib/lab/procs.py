@@ -50,9 +50,9 @@ class ProcRecord:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
-def spawn(name: str, argv: list[str], env: Mapping[str, str], log: Path, port: int | None = None) -> tuple[
-    ProcRecord, subprocess.Popen
-]:
+def spawn(
+    name: str, argv: list[str], env: Mapping[str, str], log: Path, port: int | None = None
+) -> tuple[ProcRecord, subprocess.Popen]:
     """Start ``argv`` in a new session (its own process group), stdout and stderr appended to ``log``.
 
     Raises:

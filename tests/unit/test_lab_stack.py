@@ -1,0 +1,89 @@
+"""Pure parts of the serving lab: command lines, environment, SSE parsing, status formatting (no processes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from workshop_lib.clicmds.lab import format_status
+from workshop_lib.lab import procs
+from workshop_lib.lab.chat import parse_sse_line, request_body
+from workshop_lib.lab.serving import LabStatus, ProcStatus
+from workshop_lib.lab.stack import DEFAULT_PORTS, NAMES, lab_env, plan
+
+BINS = {"etcd": "/usr/bin/etcd", "nats-server": "/v/bin/nats-server", "python": "/v/bin/python"}
+
+
+def test_plan_follows_the_verified_start_order_and_flags() -> None:
+    steps = plan(BINS, DEFAULT_PORTS, Path("/lab/model/m"), Path("/lab/runs/r"), 5.0)
+    assert [s[0] for s in steps] == list(NAMES)
+    argv = {name: a for name, a, _, _ in steps}
+    assert argv["nats"] == [
+        "/v/bin/nats-server",
+        "-js",
+        "-a",
+        "127.0.0.1",
+        "-p",
+        "4222",
+        "-sd",
+        "/lab/runs/r/nats-data",
+    ]
+    assert argv["frontend"] == [
+        "/v/bin/python",
+        "-m",
+        "dynamo.frontend",
+        "--http-host",
+        "127.0.0.1",
+        "--http-port",
+        "8000",
+    ]
+    assert argv["prefill"][-3:] == ["--is-prefill-worker", "--bootstrap-ports", "50100"]
+    assert argv["decode"][-1] == "--is-decode-worker" and "--speedup-ratio" in argv["decode"]
+    assert all("--model-name" not in a for a in argv.values())  # the model id is the directory path
+    assert "http://127.0.0.1:2379" in argv["etcd"] and "http://127.0.0.1:2380" in argv["etcd"]
+    health = {name: port for name, _, _, port in steps}
+    assert health == {"etcd": 2379, "nats": 4222, "frontend": 8000, "prefill": 8081, "decode": 8082}
+    extra = {name: e for name, _, e, _ in steps}
+    assert extra["prefill"] == {"DYN_SYSTEM_PORT": "8081"} and extra["decode"] == {"DYN_SYSTEM_PORT": "8082"}
+
+
+def test_env_is_loopback_offline_and_drops_tokens() -> None:
+    env = lab_env({**DEFAULT_PORTS, "etcd": 12379, "nats": 14222}, base={"HF_TOKEN": "secret", "PATH": "/bin"})
+    assert env["ETCD_ENDPOINTS"] == "http://127.0.0.1:12379" and env["NATS_SERVER"] == "nats://127.0.0.1:14222"
+    assert env["DYN_TCP_RPC_HOST"] == env["DYN_SYSTEM_HOST"] == "127.0.0.1"
+    assert env["HF_HUB_OFFLINE"] == env["TRANSFORMERS_OFFLINE"] == "1"
+    assert env["DYN_LOG"] == "info,dynamo_llm::mocker=debug" and env["NO_COLOR"] == "1"
+    assert "HF_TOKEN" not in env and env["PATH"] == "/bin"
+
+
+def test_sse_parsing_and_request_body() -> None:
+    assert parse_sse_line('data: {"choices": []}') == {"choices": []}
+    assert parse_sse_line("data: [DONE]") == "[DONE]"
+    assert parse_sse_line(": keep-alive") is None and parse_sse_line("data: {broken") is None
+    body = request_body("/m", "hi", stream=False, max_tokens=3)
+    assert body == {"model": "/m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+
+
+def test_format_status_shows_the_dead_process_log() -> None:
+    st = LabStatus(
+        True,
+        Path("/lab/runs/r"),
+        "http://127.0.0.1:8000",
+        "/m",
+        {
+            "frontend": ProcStatus(
+                "frontend", 10, 8000, Path("/lab/runs/r/frontend.log"), True, "/v1/models lists", 80.0
+            ),
+            "decode": ProcStatus("decode", 11, 8082, Path("/lab/runs/r/decode.log"), False, "not running\nboom", None),
+        },
+    )
+    out = format_status(st)
+    assert "lab: UNHEALTHY" in out and "RSS 80.0 MB" in out
+    assert "log: /lab/runs/r/decode.log" in out and "| boom" in out
+    assert st.to_json()["processes"]["decode"]["log"] == "/lab/runs/r/decode.log"
+
+
+def test_tail_reads_the_last_lines(tmp_path: Path) -> None:
+    f = tmp_path / "x.log"
+    f.write_text("".join(f"line {i}\n" for i in range(100)))
+    assert procs.tail(f, 2) == "line 98\nline 99"
+    assert procs.tail(tmp_path / "missing.log") == ""
