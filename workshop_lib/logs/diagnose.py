@@ -289,7 +289,7 @@ def _feed(source: str | Path | ParseResult, accs: Sequence[Accumulator]) -> tupl
     name = str(source)
     scan = FileScan(source)
     for no, raw in scan:
-        ev = classify(raw, no, name)
+        ev = classify(raw, no, name, prefiltered=True)
         if ev is not None:
             for a in accs:
                 a.add(ev)

@@ -111,7 +111,7 @@ def _ucx_transports(msg: str) -> str | None:
     return ",".join(tls) or None
 
 
-def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>") -> Event | None:
+def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>", prefiltered: bool = False) -> Event | None:
     """Turn one line into an :class:`Event`, or ``None`` when no format or signature recognises it.
 
     Example:
@@ -139,7 +139,7 @@ def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>") -> Ev
                 ev.provider = gd["prov"]
             msg = gd.get("msg") or ""
             break
-    if not P.PREFILTER_STR.search(text):
+    if not prefiltered and not P.has_key(text):
         return ev if recognised else None
     matched = _apply_rules(ev, msg)
     if ev.component == "ucx" or "cfg#" in msg:
@@ -147,13 +147,13 @@ def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>") -> Ev
         if tls and ev.event in ("line", "ucx.transport"):
             ev.event, ev.transport, ev.component = "ucx.transport", tls, "ucx"
             matched = True
-    if not ev.code and ev.level in P.ERROR_LEVELS and not P.BENIGN_RE.search(msg):
+    if not ev.code and (ev.level in P.ERROR_LEVELS or ev.component == "libfabric") and P.BENIGN_RE.search(msg):
+        ev.event = "benign" if ev.event == "line" else ev.event
+    elif not ev.code and ev.level in P.ERROR_LEVELS:
         ev.code, ev.event, matched = "GENERIC_ERROR", "error", True
         ev.error = ev.error or msg.strip()[:TEXT_MAX]
-    if fmt_is_exception(ev, msg) and not ev.code:
+    elif not ev.code and fmt_is_exception(ev, msg):
         ev.code, ev.event, ev.level, matched = "GENERIC_ERROR", "error", "ERROR", True
-    if P.BENIGN_RE.search(msg) and not ev.code:
-        ev.event = "benign" if ev.event == "line" else ev.event
     return ev if (recognised or matched) else None
 
 

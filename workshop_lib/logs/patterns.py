@@ -3,14 +3,12 @@
 Everything here is data: compiled regular expressions and small tables. :mod:`workshop_lib.logs.parser` applies them.
 Wording comes from FACTS.md ("What the logs say"), LOCAL-LAB.md and the public excerpts in ``shared/fixtures``.
 
-A rule only runs on a line that contains its ``key`` (a plain substring). :data:`PREFILTER` is built from all keys, so
-a line it does not match can produce no event: the fast file scanner in :mod:`workshop_lib.logs.scan` relies on that.
+A rule only runs on a line that contains its ``key`` (a plain substring). :data:`SCAN_KEYS` covers all keys, so a
+line without any of them can produce no event: the fast file scanner in :mod:`workshop_lib.logs.scan` relies on that.
 
 Example:
-    >>> bool(PREFILTER.search(b"Backend UCX was instantiated"))
+    >>> "Discovered" in SCAN_KEYS and "libfabric:" in SCAN_KEYS
     True
-    >>> bool(PREFILTER.search(b"Using FLASH_ATTN backend."))
-    False
 """
 
 from __future__ import annotations
@@ -285,7 +283,6 @@ BENIGN_RE = re.compile(
 )
 # Generic errors need the level token in the line (so PREFILTER sees it).
 ERROR_LEVELS = frozenset({"ERROR", "FATAL"})
-_ERROR_KEY_PATTERN = r"ERROR|FATAL|CRITICAL|Error|Exception|\b[EF][01]\d[0-3]\d \d"
 
 # UCX "transport/device" tokens (e.g. tcp/lo, cma/memory, rc_mlx5/mlx5_0:1, cuda_ipc/cuda)
 UCX_TL_RE = re.compile(r"\b(?P<tl>[a-z][a-z0-9_]*)/(?P<dev>[\w.:-]+)")
@@ -300,5 +297,25 @@ LAYERED_PROVIDERS = frozenset({"core", "util", "ofi_rxm", "ofi_rxd", "ofi_mrail"
 
 RULES_BY_PRIORITY: tuple[Rule, ...] = tuple(r for r in RULES if r.code) + tuple(r for r in RULES if not r.code)
 RULE_KEYS: tuple[str, ...] = tuple(sorted({r.key for r in RULES}))
-PREFILTER_STR = re.compile("|".join([*(re.escape(k) for k in RULE_KEYS), "libfabric:", "UCX", _ERROR_KEY_PATTERN]))
-PREFILTER = re.compile(PREFILTER_STR.pattern.encode())
+# Generic errors need one of these tokens in the line (abseil E/F lines start with E/F + month 01-12).
+ERROR_KEYS: tuple[str, ...] = ("ERROR", "FATAL", "CRITICAL", "Error", "Exception", "E0", "E1", "F0", "F1")
+
+
+def _minimal(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """Drop every key that contains another key (a line with the longer one has the shorter one too)."""
+    return tuple(sorted(k for k in set(keys) if not any(o != k and o in k for o in keys)))
+
+
+# The prefilter: a line that contains none of these substrings can carry no event (see module docstring).
+SCAN_KEYS: tuple[str, ...] = _minimal((*RULE_KEYS, "libfabric:", "UCX", *ERROR_KEYS))
+SCAN_KEYS_BYTES: tuple[bytes, ...] = tuple(k.encode() for k in SCAN_KEYS)
+
+
+def has_key(text: str) -> bool:
+    """True when ``text`` contains a prefilter key.
+
+    Example:
+        >>> has_key("Backend UCX was instantiated"), has_key("Using FLASH_ATTN backend.")
+        (True, False)
+    """
+    return any(k in text for k in SCAN_KEYS)

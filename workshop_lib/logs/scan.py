@@ -1,7 +1,8 @@
 """Fast scan of a log file for the lines that can carry a signature.
 
-Reads big binary blocks, finds candidate lines with :data:`~workshop_lib.logs.patterns.PREFILTER` over the whole
-block (no Python work for the other lines) and counts lines with ``bytes.count``. Memory stays bounded by the block
+Reads big binary blocks, finds candidate lines with one ``bytes.find`` pass per key of
+:data:`~workshop_lib.logs.patterns.SCAN_KEYS` over the whole block (no Python work for the other lines) and counts
+lines with ``bytes.count``. Memory stays bounded by the block
 size plus one line of at most ``max_line`` bytes (longer lines are cut, exactly as
 :func:`~workshop_lib.logs.parser.read_lines` cuts them).
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from workshop_lib.errors import LogParseError
 from workshop_lib.logs.parser import check_readable
-from workshop_lib.logs.patterns import PREFILTER
+from workshop_lib.logs.patterns import SCAN_KEYS_BYTES
 
 CHUNK = 8 << 20
 
@@ -49,7 +50,7 @@ class FileScan:
     def _scan(self, f) -> Iterator[tuple[int, bytes]]:  # noqa: ANN001 - a binary file object
         carry = b""
         skipping = False  # inside the discarded tail of an over-long line
-        search = PREFILTER.search
+        search = None
         while True:
             block = f.read(self.chunk)
             if skipping:
@@ -73,19 +74,20 @@ class FileScan:
                 carry, skipping = carry[: self.max_line], True
             yield from self._lines_in(chunk, search)
 
-    def _lines_in(self, chunk: bytes, search) -> Iterator[tuple[int, bytes]]:  # noqa: ANN001
+    def _lines_in(self, chunk: bytes, search: object = None) -> Iterator[tuple[int, bytes]]:
         """Candidate lines of ``chunk`` (which ends with a newline); advances the line counter."""
-        base = self.lines
-        counted = 0  # newlines before `pos`
-        pos = 0
-        while True:
-            m = search(chunk, pos)
-            if m is None:
-                break
-            start = chunk.rfind(b"\n", 0, m.start()) + 1
-            end = chunk.find(b"\n", m.end())
-            counted += chunk.count(b"\n", pos, start)
-            yield base + counted + 1, chunk[start : min(end, start + self.max_line)]
-            counted += 1
-            pos = end + 1
+        starts: set[int] = set()
+        find, rfind = chunk.find, chunk.rfind
+        for key in SCAN_KEYS_BYTES:
+            i = find(key)
+            while i >= 0:
+                s = rfind(b"\n", 0, i) + 1
+                starts.add(s)
+                i = find(key, find(b"\n", i) + 1)
+        base, counted, prev = self.lines, 0, 0
+        for s in sorted(starts):
+            counted += chunk.count(b"\n", prev, s)
+            end = find(b"\n", s)
+            yield base + counted + 1, chunk[s : min(end, s + self.max_line)]
+            prev = s
         self.lines = base + chunk.count(b"\n")
