@@ -37,13 +37,16 @@ REQUESTS_JSONL = "profile_export.jsonl"
 _JSON_KEYS = {"ttft": "time_to_first_token", "itl": "inter_token_latency", "e2e": "request_latency"}
 _CSV_ROWS = {"ttft": "Time to First Token (ms)", "itl": "Inter Token Latency (ms)", "e2e": "Request Latency (ms)"}
 _CSV_TOTALS = {"output_tokens_per_s": "Output Token Throughput (tokens/sec)",
-               "requests_per_s": "Request Throughput (requests/sec)", "requests": "Request Count (requests)"}
+               "requests_per_s": "Request Throughput (requests/sec)"}
 
 
 def aiperf_command(url: str, model: str, concurrency: int, requests: int, isl: int, osl: int, endpoint: str = "chat",
                    artifact_dir: str | Path = "aiperf-out", tokenizer: str | Path | None = None,
-                   warmup: int = 0, ui: str = "simple") -> list[str]:
+                   warmup: int = 0, ui: str = "simple", server_token_count: bool = True) -> list[str]:
     """The ``aiperf profile`` argv measuring what ``workshop bench serve`` measures at one concurrency level.
+
+    ``server_token_count`` adds ``--use-server-token-count``: without it aiperf re-tokenizes the streamed text
+    (against the lab's Dynamo mocker it counted 16-18 tokens for 16 generated, which skews its ITL).
 
     Raises:
         ConfigError: an unknown endpoint or a non-positive count.
@@ -60,6 +63,8 @@ def aiperf_command(url: str, model: str, concurrency: int, requests: int, isl: i
         cmd += ["--warmup-request-count", str(warmup)]
     if tokenizer:
         cmd += ["--tokenizer", str(tokenizer)]
+    if server_token_count:
+        cmd += ["--use-server-token-count"]
     return cmd
 
 
@@ -105,7 +110,7 @@ def read_summary(path: str | Path) -> dict[str, Any]:
         data = json.loads(j.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(str(j), f"not a readable aiperf JSON export ({exc})", "rerun aiperf or pass the .csv") from None
-    return _row_from_json(data, str(j))
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in _row_from_json(data, str(j)).items()}
 
 
 def _row_from_json(data: dict[str, Any], where: str) -> dict[str, Any]:
@@ -114,20 +119,29 @@ def _row_from_json(data: dict[str, Any], where: str) -> dict[str, Any]:
                           "from a --streaming run")
     cfg = data.get("input_config") or {}
     row: dict[str, Any] = {"concurrency": _concurrency(cfg)}
-    req = data.get("request_count") or {}
-    errors = _num((data.get("error_request_count") or {}).get("avg")) if data.get("error_request_count") else 0.0
+    req = data.get("completed_request_count") or data.get("request_count") or {}
     row["requests"] = int(_num(req.get("avg"))) if req else math.nan
-    row["errors"] = int(errors) if not math.isnan(errors) else 0
+    row["errors"] = _error_count(data.get("error_summary"))
     for metric in METRICS:
         m = data.get(_JSON_KEYS.get(metric, ""), {}) if metric != "tpot" else data.get("inter_token_latency", {})
-        row.update({f"{metric}_{k}_ms": _num(m.get(k)) for k in STAT_KEYS})
+        row.update({f"{metric}_{k}_ms": _num(m.get("avg" if k == "mean" else k)) for k in STAT_KEYS})
     row["output_tokens_per_s"] = _num((data.get("output_token_throughput") or {}).get("avg"))
     row["requests_per_s"] = _num((data.get("request_throughput") or {}).get("avg"))
     row["duration_s"] = _num((data.get("benchmark_duration") or {}).get("avg"))
     return row
 
 
+def _error_count(summary: Any) -> int:
+    """aiperf's ``error_summary``: a list of error kinds, each with a ``count``."""
+    if not isinstance(summary, list):
+        return 0
+    return sum(int(_num(e.get("count", 1))) if isinstance(e, dict) else 1 for e in summary)
+
+
 def _concurrency(cfg: dict[str, Any]) -> float:
+    for phase in cfg.get("phases") or []:  # aiperf 0.13: input_config.phases[{kind: profiling, concurrency: C}]
+        if isinstance(phase, dict) and phase.get("kind") == "profiling" and isinstance(phase.get("concurrency"), int):
+            return phase["concurrency"]
     for path in (("loadgen", "concurrency"), ("concurrency",)):
         node: Any = cfg
         for k in path:
@@ -158,8 +172,8 @@ def _row_from_csv(path: Path) -> dict[str, Any]:
             totals[rec[0]] = _num(rec[1])
     if _CSV_ROWS["ttft"] not in stats:
         raise ConfigError(str(path), "no 'Time to First Token (ms)' row", "give the CSV of a --streaming aiperf run")
-    row: dict[str, Any] = {"concurrency": math.nan, "requests": totals.get(_CSV_TOTALS["requests"], math.nan),
-                           "errors": 0}
+    count = next((v for k, v in totals.items() if k.startswith("Request Count")), math.nan)
+    row: dict[str, Any] = {"concurrency": math.nan, "requests": count, "errors": 0}
     for metric in METRICS:
         s = stats.get(_CSV_ROWS.get(metric, _CSV_ROWS["itl"]), {})
         row.update({f"{metric}_{k}_ms": s.get("avg" if k == "mean" else k, math.nan) for k in STAT_KEYS})
@@ -170,7 +184,8 @@ def _row_from_csv(path: Path) -> dict[str, Any]:
 
 
 def read_requests(path: str | Path) -> pd.DataFrame:
-    """Per-request rows from ``profile_export.jsonl``: ttft_ms, itl_ms, e2e_ms, output_tokens, error.
+    """Per-request rows from ``profile_export.jsonl`` (profiling phase only): ttft_ms, itl_ms, e2e_ms, output_tokens
+    (aiperf's count), server_output_tokens (``usage``), error (``"<code> <type>: <message>"``, None when the request succeeded).
 
     Raises:
         ConfigError: the file is missing or not JSON lines.
@@ -184,12 +199,14 @@ def read_requests(path: str | Path) -> pd.DataFrame:
             for line in fh:
                 n += 1
                 if line.strip():
-                    rows.append(_request_row(json.loads(line)))
+                    rec = json.loads(line)
+                    if (rec.get("metadata") or {}).get("benchmark_phase", "profiling") == "profiling":
+                        rows.append(_request_row(rec))
     except OSError as exc:
         raise ConfigError(str(f), f"cannot read ({exc.strerror})", "give aiperf's profile_export.jsonl") from None
     except ValueError:
         raise ConfigError(f"{f}:{n}", "not a JSON line", "give aiperf's profile_export.jsonl") from None
-    return pd.DataFrame(rows, columns=["ttft_ms", "itl_ms", "e2e_ms", "output_tokens", "error"])
+    return pd.DataFrame(rows, columns=["ttft_ms", "itl_ms", "e2e_ms", "output_tokens", "server_output_tokens", "error"])
 
 
 def _request_row(rec: dict[str, Any]) -> dict[str, Any]:
@@ -200,8 +217,11 @@ def _request_row(rec: dict[str, Any]) -> dict[str, Any]:
         return _num(v.get("value") if isinstance(v, dict) else v)
 
     err = rec.get("error")
+    if isinstance(err, dict):
+        err = f"{err.get('code', '')} {err.get('type', '')}: {err.get('message', '')}".strip()
     return {"ttft_ms": val("time_to_first_token"), "itl_ms": val("inter_token_latency"), "e2e_ms": val("request_latency"),
-            "output_tokens": val("output_sequence_length"), "error": None if not err else str(err)[:200]}
+            "output_tokens": val("output_sequence_length"), "server_output_tokens": val("usage_completion_tokens"),
+            "error": None if not err else str(err)[:200]}
 
 
 def summary_from_requests(df: pd.DataFrame, concurrency: int | None = None) -> dict[str, Any]:

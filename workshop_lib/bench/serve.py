@@ -46,8 +46,10 @@ from workshop_lib.errors import ConfigError
 ENDPOINTS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 _TEXT = re.compile(rb'"(?:content|text|reasoning_content)"\s*:\s*"(?!")')
 _USAGE_NULL = re.compile(rb'"usage"\s*:\s*null')
-ITL_DEFINITION = ("itl_ms: every gap between consecutive text events of successful requests; tpot_ms: per request "
-                  "(last - first text event) / (output tokens - 1)")
+ITL_DEFINITION = ("itl_ms: per request, the mean gap between its text events, (last - first) / (events - 1), then "
+                  "mean/percentiles over requests (comparable with aiperf's ITL); tpot_ms: per request (last - first) "
+                  "/ (output tokens - 1); gap_ms: every single gap between consecutive text events (servers that "
+                  "send several events in one write show gaps near 0)")
 
 
 # ---------------------------------------------------------------------------------------------------- request bodies

@@ -17,7 +17,7 @@ from typing import Any
 
 PERCENTILES = (50, 90, 99)
 STAT_KEYS = ("mean", "p50", "p90", "p99")
-METRICS = ("ttft", "itl", "tpot", "e2e")
+METRICS = ("ttft", "itl", "tpot", "e2e", "gap")
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -84,6 +84,12 @@ class RequestRecord:
         return [(c[i] - c[i - 1]) / 1e6 for i in range(1, len(c))]
 
     @property
+    def itl_ms(self) -> float:
+        """Mean gap between this request's text events: (last - first) / (events - 1)."""
+        c = self.chunk_ns
+        return (c[-1] - c[0]) / 1e6 / (len(c) - 1) if len(c) > 1 else math.nan
+
+    @property
     def tpot_ms(self) -> float:
         """Time per output token after the first: (last event - first event) / (output tokens - 1)."""
         c = self.chunk_ns
@@ -97,7 +103,7 @@ class RequestRecord:
         d.pop("chunk_ns")
         d.update(
             ttft_ms=self.ttft_ms, tpot_ms=self.tpot_ms, e2e_ms=self.e2e_ms, events=len(self.chunk_ns),
-            itl_mean_ms=(sum(g := self.gaps_ms) / len(g)) if len(self.chunk_ns) > 1 else math.nan,
+            itl_ms=self.itl_ms,
         )
         return d
 
@@ -113,6 +119,7 @@ class LevelSummary:
     itl_ms: dict[str, float]
     tpot_ms: dict[str, float]
     e2e_ms: dict[str, float]
+    gap_ms: dict[str, float]
     output_tokens_per_s: float
     requests_per_s: float
     duration_s: float
@@ -151,9 +158,10 @@ def summarize_level(concurrency: int, records: Sequence[RequestRecord], duration
         requests=len(records),
         errors=len(records) - len(ok),
         ttft_ms=summarize(r.ttft_ms for r in ok if r.chunk_ns),
-        itl_ms=summarize(gaps),
+        itl_ms=summarize(t for r in ok if not math.isnan(t := r.itl_ms)),
         tpot_ms=summarize(t for r in ok if not math.isnan(t := r.tpot_ms)),
         e2e_ms=summarize(r.e2e_ms for r in ok),
+        gap_ms=summarize(gaps),
         output_tokens_per_s=round(tokens / dur, 3) if records else math.nan,
         requests_per_s=round(len(ok) / dur, 3) if records else math.nan,
         duration_s=round(duration_s, 4),

@@ -1,0 +1,1 @@
+"""Performance benchmarks with recorded results (``python -m benchmarks [NAME...]``); not timed tests."""
