@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -313,16 +313,20 @@ class Cluster:
     # ------------------------------------------------------------------ watch
     def watch(self, api_version: str, kind: str, namespace: str | None = None, *, label_selector: str | None = None,
               field_selector: str | None = None, resource_version: str | None = None,
-              timeout_s: float = 60.0) -> Iterator[tuple[str, dict[str, Any]]]:
+              timeout_s: float = 60.0, on_open: Callable[[Any], None] | None = None,
+              ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield ``(type, object)`` from a watch stream until the server closes it (``timeoutSeconds``).
 
-        Without ``resource_version`` the server first sends the current objects as ``ADDED``.
+        Without ``resource_version`` the server first sends the current objects as ``ADDED``. ``on_open`` receives
+        the open HTTP response, so another thread can end the stream early (``response.shutdown()``).
         """
         r = self.resource(api_version, kind)
         q = {"watch": 1, "labelSelector": label_selector, "fieldSelector": field_selector,
              "resourceVersion": resource_version, "timeoutSeconds": max(int(timeout_s), 1), "allowWatchBookmarks": True}
         resp = self.request("GET", r.path(namespace), query=q, stream=True, timeout_s=timeout_s + 10,
                             what=describe(kind, None, namespace), verb="watch", resource=r.plural)
+        if on_open:
+            on_open(resp)
         try:
             buf = b""
             for chunk in resp.stream(65536, decode_content=True):

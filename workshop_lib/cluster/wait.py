@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -50,7 +51,7 @@ class _Stream:
 
 
 def _pump(cluster: Cluster, s: _Stream, q: queue.Queue[tuple[str, str, dict[str, Any]] | Exception],
-          stop: threading.Event, deadline: float) -> None:
+          stop: threading.Event, deadline: float, opened: list[Any]) -> None:
     """Re-open the watch until stopped or past the deadline, resuming from the last resourceVersion."""
     rv: str | None = None
     try:
@@ -58,14 +59,15 @@ def _pump(cluster: Cluster, s: _Stream, q: queue.Queue[tuple[str, str, dict[str,
             left = max(deadline - time.monotonic(), 1.0)
             for etype, obj in cluster.watch(s.api_version, s.kind, s.namespace, label_selector=s.label_selector,
                                             field_selector=s.field_selector, resource_version=rv,
-                                            timeout_s=min(left, 300.0)):
+                                            timeout_s=min(left, 300.0), on_open=opened.append):
                 rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
                 if etype != "BOOKMARK":
                     q.put((s.kind, etype, obj))
                 if stop.is_set():
                     return
     except Exception as exc:  # noqa: BLE001 - handed to the waiting thread
-        q.put(exc)
+        if not stop.is_set():
+            q.put(exc)
 
 
 def watch_until(cluster: Cluster, streams: list[_Stream], done: Callable[[WaitState], bool], *, what: str,
@@ -76,7 +78,9 @@ def watch_until(cluster: Cluster, streams: list[_Stream], done: Callable[[WaitSt
     q: queue.Queue[tuple[str, str, dict[str, Any]] | Exception] = queue.Queue()
     stop = threading.Event()
     deadline = time.monotonic() + timeout_s
-    threads = [threading.Thread(target=_pump, args=(cluster, s, q, stop, deadline), daemon=True) for s in streams]
+    opened: list[Any] = []  # open watch responses, shut down when the wait ends
+    threads = [threading.Thread(target=_pump, args=(cluster, s, q, stop, deadline, opened), daemon=True)
+               for s in streams]
     state = WaitState()
     seen: set[str] = set()
     bar = tqdm(total=0, desc=what, unit="pod", disable=not progress, leave=True)
@@ -115,6 +119,11 @@ def watch_until(cluster: Cluster, streams: list[_Stream], done: Callable[[WaitSt
                                      "look at the problems above, kubectl describe the pods, or raise deploy_timeout_s")
     finally:
         stop.set()
+        for resp in list(opened):
+            with contextlib.suppress(Exception):
+                resp.shutdown()
+        for t in threads:
+            t.join(timeout=2)
         bar.close()
 
 
