@@ -48,6 +48,7 @@ class Context:
     work_dir: Path
     started: float = field(default_factory=time.monotonic)
     state: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def local(self) -> bool:
@@ -58,8 +59,9 @@ class Context:
         return self.cfg.target == "eks"
 
     def get(self, name: str, default: Any = None) -> Any:
-        """A non-config parameter by (case-insensitive) name."""
-        return self.extra.get(name.upper(), default)
+        """A notebook parameter as given (config fields included, None when unset), by case-insensitive name."""
+        value = self.params.get(name.upper(), self.extra.get(name.upper()))
+        return default if value is None else value
 
     def elapsed_min(self) -> float:
         return round((time.monotonic() - self.started) / 60, 1)
@@ -83,13 +85,15 @@ def start(params: Mapping[str, Any], section: str) -> Context:
         ConfigError: a parameter that is a config field has a bad value (the message names it and the fix).
     """
     known = set(WorkshopConfig.field_names())
-    cfg = WorkshopConfig.from_params({k: v for k, v in params.items() if k.lower() in known}, strict=False)
+    # None means "the default" for every config field (e.g. ISL = None: 512 on eks, the sweep's own on local).
+    cfg = WorkshopConfig.from_params({k: v for k, v in params.items() if k.lower() in known and v is not None},
+                                     strict=False)
     extra = {k.upper(): v for k, v in params.items() if k.lower() not in known}
     base = extra.get("WORK_DIR") or os.environ.get("WORKSHOP_WORK_DIR") or (REPO / "runs" / "notebooks")
     work = Path(base) / f"{section}-{cfg.target}"
     work.mkdir(parents=True, exist_ok=True)
     record("target", cfg.target)
-    return Context(cfg=cfg, extra=extra, section=section, work_dir=work)
+    return Context(cfg=cfg, extra=extra, section=section, work_dir=work, params={k.upper(): v for k, v in params.items()})
 
 
 def banner(ctx: Context) -> str:

@@ -148,9 +148,11 @@ def _pair_frame(ctx: Context, backend: str) -> pd.DataFrame:
     from workshop_lib.lab.nixl_pair import NixlPairSpec, parse_sizes, run_pair
 
     k = knobs(ctx)
-    netns = use_netns(ctx)
+    # UCX is forced onto TCP (same-host UCX would use a kernel memory copy) over loopback: in the pair's network
+    # namespaces UCX 1.20 does not find the veth device. LIBFABRIC crosses the two namespaces when root.
+    netns = use_netns(ctx) and backend == "LIBFABRIC"
     spec = NixlPairSpec(backend=backend, op="READ", sizes=parse_sizes(k["sizes"]), iters=k["iters"], netns=netns,
-                        ucx_tls="tcp" if backend == "UCX" and netns else None)
+                        ucx_tls="tcp" if backend == "UCX" else None)
     res = run_pair(spec, ctx.work_dir / f"transfer-{backend.lower()}")
     f = res.to_frame()
     transport = "tcp (veth)" if netns else "loopback"
