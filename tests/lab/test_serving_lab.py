@@ -23,7 +23,7 @@ import pytest
 
 from tests.lab.conftest import lab_binaries_or_skip
 from workshop_lib.errors import LabError, LabUnsupported
-from workshop_lib.lab import procs, serving
+from workshop_lib.lab import serving
 from workshop_lib.lab.serving import DEFAULT_PORTS, NAMES, Lab, chat
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -211,26 +211,6 @@ def test_not_linux_points_to_eks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(serving.platform, "system", lambda: "Darwin")
     with pytest.raises(LabUnsupported, match="needs Linux .*TARGET='eks'"):
         Lab(root=tmp_path).up(progress=False)
-
-
-def test_pick_ports_skips_a_held_port() -> None:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(1)
-    held = s.getsockname()[1]
-    try:
-        got = procs.pick_ports({"a": held, "b": held})
-        assert got["a"] != held and got["b"] != held and got["a"] != got["b"]
-    finally:
-        s.close()
-    low = next(p for p in range(20000, 32000) if procs.port_free(p))  # Dynamo's system ports must stay < 32768
-    s = _hold(low)
-    try:
-        got = procs.pick_ports({"x": low}, max_port={"x": 32767})["x"]
-        assert low < got <= 32767
-    finally:
-        if s:
-            s.close()
 
 
 def test_new_shell_up_chat_down(tmp_path: Path) -> None:

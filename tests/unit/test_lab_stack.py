@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from workshop_lib.clicmds.lab import format_status
@@ -87,3 +88,13 @@ def test_tail_reads_the_last_lines(tmp_path: Path) -> None:
     f.write_text("".join(f"line {i}\n" for i in range(100)))
     assert procs.tail(f, 2) == "line 98\nline 99"
     assert procs.tail(tmp_path / "missing.log") == ""
+
+
+def test_pick_ports_avoids_a_held_port_and_the_ephemeral_range() -> None:
+    low = next(p for p in range(20000, 32000) if procs.port_free(p))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", low))
+        s.listen(1)
+        got = procs.pick_ports({"a": low, "b": low}, max_port={"b": 32767})
+    assert low < got["a"] and low < got["b"] <= 32767 and got["a"] != got["b"]
+    assert got["a"] not in procs.ephemeral_range() and got["b"] not in procs.ephemeral_range()

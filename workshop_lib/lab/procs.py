@@ -26,8 +26,19 @@ from pathlib import Path
 
 import psutil
 
-# Slack when comparing create times: psutil rounds them to the clock tick (10 ms) and boot-time jitter.
-_CREATE_TIME_SLACK_S = 1.0
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22), None when it is gone.
+
+    Unlike a wall-clock create time this does not move when the clock is stepped (psutil derives create times from
+    the boot time, which shifts with the wall clock on some VMs), so it identifies a process exactly.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +52,7 @@ class ProcRecord:
     argv: list[str]
     log: str
     port: int | None = None
+    start_ticks: int | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -69,25 +81,24 @@ def spawn(
             start_new_session=True,
             cwd=log.parent,
         )
-    try:
-        ctime = psutil.Process(p.pid).create_time()
-    except psutil.NoSuchProcess:
-        ctime = time.time()
-    return ProcRecord(name, p.pid, p.pid, ctime, list(argv), str(log), port), p
+    return ProcRecord(name, p.pid, p.pid, time.time(), list(argv), str(log), port, start_ticks(p.pid)), p
 
 
 def _matches(proc: psutil.Process, rec: ProcRecord) -> bool:
+    ticks = start_ticks(proc.pid)
     try:
-        return proc.create_time() >= rec.create_time - _CREATE_TIME_SLACK_S and os.getpgid(proc.pid) == rec.pgid
-    except (psutil.Error, ProcessLookupError, PermissionError):
+        return ticks is not None and ticks >= (rec.start_ticks or 0) and os.getpgid(proc.pid) == rec.pgid
+    except (ProcessLookupError, PermissionError):
         return False
 
 
 def leader(rec: ProcRecord) -> psutil.Process | None:
-    """The recorded process itself when it still runs the recorded command (not a zombie, same create time)."""
+    """The recorded process itself when it still runs the recorded command (not a zombie, same start time)."""
+    if rec.start_ticks is None or start_ticks(rec.pid) != rec.start_ticks:
+        return None
     try:
         p = psutil.Process(rec.pid)
-        if abs(p.create_time() - rec.create_time) > _CREATE_TIME_SLACK_S or p.status() == psutil.STATUS_ZOMBIE:
+        if p.status() == psutil.STATUS_ZOMBIE:
             return None
         cmd = p.cmdline()
     except psutil.Error:
@@ -182,41 +193,37 @@ def port_free(port: int) -> bool:
     return not port_accepts(port)
 
 
-def _os_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def ephemeral_range() -> range:
+    """The kernel's range for outgoing connections' local ports; a server port chosen there can be taken by any
+    client between our check and the server's bind, so replacements are picked outside it."""
+    try:
+        lo, hi = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return range(lo, hi + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
 
 
 def pick_ports(preferred: Mapping[str, int], max_port: Mapping[str, int] | None = None) -> dict[str, int]:
-    """Each preferred port when free, else a free one; no two names get the same port.
+    """Each preferred port when free, else the next free port above it (outside the ephemeral range, at most
+    ``max_port[name]``, default 65535); no two names get the same port.
 
-    A name listed in ``max_port`` gets the next free port above its preferred one, at most that maximum (Dynamo reads
-    ``DYN_SYSTEM_PORT`` as a signed 16-bit number, so system ports must stay below 32768); others get an OS-assigned
-    free port.
+    Dynamo reads ``DYN_SYSTEM_PORT`` as a signed 16-bit number, so callers cap system ports at 32767.
 
     Example:
-        >>> sorted(pick_ports({"a": 0, "b": 0}))
-        ['a', 'b']
+        >>> ports = pick_ports({"a": 20000, "b": 20000})
+        >>> ports["a"] != ports["b"]
+        True
     """
     limits = dict(max_port or {})
+    eph = ephemeral_range()
     chosen: dict[str, int] = {}
     for name, port in preferred.items():
-        p = port
-        if name in limits:
-            candidates = iter(range(max(port, 1024), limits[name] + 1))
-        tries = 0
-        while not p or p in chosen.values() or not port_free(p):
-            if name in limits:
-                p = next(candidates, 0)
-                if not p:
-                    raise OSError(f"no free TCP port for {name} between {port} and {limits[name]} on 127.0.0.1")
-            else:
-                p = _os_port()
-                tries += 1
-                if tries > 50:
-                    raise OSError("no free TCP port found on 127.0.0.1")
-        chosen[name] = p
+        top = limits.get(name, 65535)
+        candidates = [port] + [p for p in range(max(port, 1024) + 1, top + 1) if p not in eph]
+        pick = next((p for p in candidates if p not in chosen.values() and port_free(p)), None)
+        if pick is None:
+            raise OSError(f"no free TCP port for {name} from {port} to {top} on 127.0.0.1")
+        chosen[name] = pick
     return chosen
 
 

@@ -227,12 +227,12 @@ class Lab:
         bins = find_binaries(self.binaries)
         model_dir = ensure_model(lab_dir=self.root)
         deadline = time.monotonic() + timeout
-        for attempt in range(1, 3):
+        for attempt in range(1, 4):
             try:
                 return self._start(bins, model_dir, max(deadline - time.monotonic(), 10.0), progress)
             except LabError as exc:
-                # Another program may take a port between our check and the server's bind: try once more.
-                if attempt == 2 or "already in use" not in str(exc).lower():
+                # Another program may take a port between our check and the server's bind: try again.
+                if attempt == 3 or "already in use" not in str(exc).lower():
                     raise
         raise AssertionError("unreachable")
 
@@ -331,9 +331,10 @@ class Lab:
                 popen = self._popens.get(name)
                 code = popen.poll() if popen else None
                 if code is not None or not procs.is_running(r):
+                    how = f"exited with code {code}" if code is not None else "is gone (pid no longer the lab's)"
                     raise LabError(
                         f"lab process {name} (log {r.log})",
-                        f"exited with code {code} while waiting for {what}; last log lines:\n{procs.tail(r.log, 20)}",
+                        f"{how} while waiting for {what}; last log lines:\n{procs.tail(r.log, 20)}",
                         f"read {r.log}; `workshop lab setup` repairs missing pieces",
                     )
             if ready():
