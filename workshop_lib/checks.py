@@ -71,7 +71,7 @@ class Check:
             raise ValueError(f"status {self.status!r} is not one of {STATUSES}")
 
 
-@dataclass
+@dataclass(repr=False)
 class CheckTable:
     """An ordered list of :class:`Check` rows with a title.
 
@@ -219,6 +219,8 @@ class CheckTable:
 
     def __str__(self) -> str:
         return self.to_text()
+
+    __repr__ = __str__  # the plain-text fallback of a notebook output is the table, not the dataclass
 
     def _repr_html_(self) -> str:
         return self.styled().to_html()
