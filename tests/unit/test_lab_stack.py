@@ -98,3 +98,24 @@ def test_pick_ports_avoids_a_held_port_and_the_ephemeral_range() -> None:
         got = procs.pick_ports({"a": low, "b": low}, max_port={"b": 32767})
     assert low < got["a"] and low < got["b"] <= 32767 and got["a"] != got["b"]
     assert got["a"] not in procs.ephemeral_range() and got["b"] not in procs.ephemeral_range()
+
+
+def test_spawn_is_recognised_at_once_and_stop_touches_only_its_group(tmp_path: Path) -> None:
+    recs, popens = [], {}
+    for i in range(5):  # right after fork the command line can read empty: still ours
+        rec, p = procs.spawn(f"s{i}", ["sleep", "30"], {"PATH": "/usr/bin:/bin"}, tmp_path / f"s{i}.log")
+        assert procs.is_running(rec)
+        recs.append(rec)
+        popens[rec.name] = p
+    other, other_p = procs.spawn("other", ["sleep", "30"], {"PATH": "/usr/bin:/bin"}, tmp_path / "o.log")
+    try:
+        # A record whose pid was recycled (different start ticks) is not the lab's: nothing is signalled.
+        stale = procs.ProcRecord(
+            "stale", other.pid, other.pgid, 0.0, other.argv, other.log, None, other.start_ticks + 1
+        )
+        assert not procs.is_running(stale) and procs.stop([stale], grace=0.5) == []
+        assert procs.is_running(other)
+        assert procs.stop(recs, grace=2.0, popens=popens) == [r.name for r in recs]
+        assert not any(procs.is_running(r) for r in recs) and procs.is_running(other)
+    finally:
+        procs.stop([other], grace=1.0, popens={"other": other_p})

@@ -103,7 +103,9 @@ def leader(rec: ProcRecord) -> psutil.Process | None:
         cmd = p.cmdline()
     except psutil.Error:
         return None
-    return p if cmd[: len(rec.argv)] == rec.argv or (cmd and Path(cmd[0]).name == Path(rec.argv[0]).name) else None
+    if not cmd:
+        return p  # between fork and exec the command line reads empty; the start ticks already identify it
+    return p if cmd[: len(rec.argv)] == rec.argv or Path(cmd[0]).name == Path(rec.argv[0]).name else None
 
 
 def is_running(rec: ProcRecord) -> bool:
