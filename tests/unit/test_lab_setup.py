@@ -1,0 +1,230 @@
+"""Fast tests of ``workshop lab setup``: the stub source, the environment, the status table, the messages."""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workshop_lib.errors import LabError, LabUnsupported
+from workshop_lib.lab import nixl_cli
+from workshop_lib.lab import setup as lab_setup
+
+# The libcuda entry points NIXL 0.9.0's plugins were seen to need (../shared/reference/LOCAL-LAB.md).
+NEEDED = [
+    "cuInit", "cuDriverGetVersion", "cuDeviceGetCount", "cuDeviceGet", "cuDeviceGetPCIBusId", "cuCtxGetCurrent",
+    "cuCtxSetCurrent", "cuCtxPushCurrent_v2", "cuCtxPopCurrent_v2", "cuDevicePrimaryCtxRetain",
+    "cuDevicePrimaryCtxRelease_v2", "cuPointerGetAttributes", "cuGetErrorString",
+]  # fmt: skip
+
+
+def _defined_symbols(source: str) -> set[str]:
+    stubs = set(re.findall(r"^STUB\((\w+)\)", source, re.M))
+    funcs = set(re.findall(r"^int\s+(cu\w+)\s*\(", source, re.M))
+    return stubs | funcs
+
+
+def test_stub_source_defines_every_needed_symbol() -> None:
+    src = lab_setup.STUB_SOURCE.read_text()
+    assert set(NEEDED) <= _defined_symbols(src)
+    assert "CUDA_ERROR_NO_DEVICE 100" in src
+
+
+def test_stub_source_matches_local_lab_list(repo_root: Path) -> None:
+    ref = repo_root.parent / "shared" / "reference" / "LOCAL-LAB.md"
+    if not ref.exists():
+        pytest.skip("needs ../shared/reference/LOCAL-LAB.md")
+    text = ref.read_text()
+    listed = set(re.findall(r"\b(cu[A-Z]\w+)\b", text.split("Symbols that were needed:", 1)[1].split("Also", 1)[0]))
+    assert listed == set(NEEDED)
+    assert listed <= _defined_symbols(lab_setup.STUB_SOURCE.read_text())
+
+
+@pytest.mark.skipif(sys.platform != "linux" or not shutil.which("gcc"), reason="needs Linux and gcc")
+def test_stub_compiles_and_answers_no_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKSHOP_LAB_DIR", str(tmp_path / "lab"))
+    out = lab_setup.build_stub(say=lambda _: None)
+    assert out == tmp_path / "lab" / "lib" / "libcuda.so.1"
+    assert lab_setup.stub_current()
+    nm = subprocess.run(["nm", "-D", "--defined-only", str(out)], capture_output=True, text=True)
+    if nm.returncode == 0:
+        exported = {line.split()[-1] for line in nm.stdout.splitlines() if " T " in line}
+        assert set(NEEDED) <= exported
+    lib = ctypes.CDLL(str(out))
+    assert lib.cuInit(0) == 100
+    assert lib.cuDeviceGetCount(None) == 100
+    msg = ctypes.c_char_p()
+    assert lib.cuGetErrorString(100, ctypes.byref(msg)) == 100
+    assert msg.value is not None and b"NO_DEVICE" in msg.value
+    stamp = out.with_name("libcuda.so.1.sha256").stat().st_mtime
+    lab_setup.build_stub(say=lambda _: None)  # current: not rebuilt
+    assert out.with_name("libcuda.so.1.sha256").stat().st_mtime == stamp
+
+
+def test_lab_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path) -> None:
+    monkeypatch.setenv("WORKSHOP_LAB_DIR", str(tmp_path))
+    assert lab_setup.lab_dir() == tmp_path.resolve()
+    assert lab_setup.stub_path() == tmp_path.resolve() / "lib" / "libcuda.so.1"
+    assert lab_setup.libfabric_build_log() == tmp_path.resolve() / "logs" / "libfabric-build.log"
+    monkeypatch.delenv("WORKSHOP_LAB_DIR")
+    assert lab_setup.lab_dir() == repo_root / ".lab"
+
+
+def _fake_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, real: str | None) -> Path:
+    lab = tmp_path / "lab"
+    (lab / "lib").mkdir(parents=True)
+    (lab / "lib" / "libcuda.so.1").write_bytes(b"")
+    lf = lab / "libfabric" / "lib"
+    lf.mkdir(parents=True)
+    (lf / "libfabric.so.1").write_bytes(b"")
+    pin = lab_setup.libfabric_version_pin()
+    (lab / "libfabric" / ".workshop-stamp.json").write_text(json.dumps({"version": pin, "fi_version": "2.1"}))
+    monkeypatch.setenv("WORKSHOP_LAB_DIR", str(lab))
+    monkeypatch.setattr(lab_setup, "real_libcuda", lambda cache=None: real)
+    monkeypatch.setattr(lab_setup, "system_libfabric", lambda cache=None: None)
+    monkeypatch.setattr(lab_setup, "cudart_dir", lambda: Path("/venv/nvidia/cuda_runtime/lib"))
+    return lab
+
+
+def test_lab_env_without_a_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = _fake_lab(tmp_path, monkeypatch, real=None)
+    env = lab_setup.lab_env({"LD_LIBRARY_PATH": "/opt/x:/opt/y"})
+    assert env["LD_LIBRARY_PATH"].split(":") == [
+        str(lab / "lib"),
+        "/venv/nvidia/cuda_runtime/lib",
+        str(lab / "libfabric" / "lib"),
+        "/opt/x",
+        "/opt/y",
+    ]
+    assert "NIXL_PLUGIN_DIR" not in env
+
+
+def test_lab_env_never_uses_the_stub_beside_a_real_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = _fake_lab(tmp_path, monkeypatch, real="/usr/lib/x86_64-linux-gnu/libcuda.so.1")
+    env = lab_setup.lab_env({"NIXL_PLUGIN_DIR": "/p"})
+    parts = env["LD_LIBRARY_PATH"].split(":")
+    assert str(lab / "lib") not in parts
+    assert parts == ["/venv/nvidia/cuda_runtime/lib", str(lab / "libfabric" / "lib")]
+    assert env["NIXL_PLUGIN_DIR"] == "/p"
+
+
+def test_real_libcuda_skips_toolkit_stubs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stubs = tmp_path / "cuda" / "lib64" / "stubs"
+    stubs.mkdir(parents=True)
+    (stubs / "libcuda.so.1").write_bytes(b"")
+    drv = tmp_path / "drv"
+    drv.mkdir()
+    (drv / "libcuda.so.1").write_bytes(b"")
+    monkeypatch.setattr(lab_setup, "REAL_LIBCUDA_DIRS", ())
+    assert lab_setup.real_libcuda({"libcuda.so.1": [str(stubs / "libcuda.so.1")]}) is None
+    assert lab_setup.real_libcuda({"libcuda.so.1": [str(stubs / "libcuda.so.1"), str(drv / "libcuda.so.1")]}) == str(
+        drv / "libcuda.so.1"
+    )
+
+
+def test_debian_mirror_from_deb822_and_one_line(tmp_path: Path) -> None:
+    etc = tmp_path / "apt"
+    (etc / "sources.list.d").mkdir(parents=True)
+    (etc / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n\n"
+        "Types: deb\n# a comment\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\n"
+        "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    )
+    assert lab_setup.debian_mirror(etc) == "http://mirror.example/debian"
+    one = tmp_path / "apt1"
+    (one / "sources.list.d").mkdir(parents=True)
+    (one / "sources.list").write_text(
+        "# deb http://old.example/debian bookworm main\ndeb [arch=amd64] http://one.example/debian bookworm main\n"
+    )
+    assert lab_setup.debian_mirror(one) == "http://one.example/debian"
+    empty = tmp_path / "none"
+    empty.mkdir()
+    assert lab_setup.debian_mirror(empty) == lab_setup.DEFAULT_MIRROR
+
+
+def test_setup_item_signature() -> None:
+    assert [f.name for f in dataclasses.fields(lab_setup.SetupItem)] == ["name", "ok", "found", "expected", "fix"]
+    item = lab_setup.SetupItem("x", True, "found", "expected", "")
+    assert item.to_dict() == {"name": "x", "ok": True, "found": "found", "expected": "expected", "fix": ""}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux only")
+def test_status_lists_every_need() -> None:
+    items = lab_setup.status()
+    names = [i.name for i in items]
+    assert names[0] == "platform" and items[0].ok
+    for pkg in lab_setup.APT_PACKAGES:
+        assert f"apt:{pkg}" in names
+    for need in ("system etcd service", "libcuda.so.1", "libcudart.so.12", "libfabric", "nixl wheels"):
+        assert need in names
+    for i in items:
+        assert isinstance(i, lab_setup.SetupItem)
+        assert i.ok or i.fix, f"{i.name} fails without a fix"
+
+
+def test_not_linux_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "darwin")
+    items = lab_setup.status()
+    assert len(items) == 1 and not items[0].ok and "eks" in items[0].fix
+    with pytest.raises(LabUnsupported) as err:
+        lab_setup.setup()
+    msg = str(err.value)
+    assert "\n" not in msg and "Linux" in msg and "eks" in msg
+
+
+def test_non_root_gets_the_exact_apt_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lab_setup, "is_root", lambda: False)
+    with pytest.raises(LabError) as err:
+        lab_setup.install_apt(["libhwloc15", "autoconf"], say=lambda _: None)
+    assert "sudo apt-get install -y libhwloc15 autoconf" in str(err.value)
+
+
+def test_failed_ignores_optional_libfabric() -> None:
+    items = [
+        lab_setup.SetupItem("libfabric", False, "not found", ">= 2.1", "run setup"),
+        lab_setup.SetupItem("libcuda.so.1", True, "stub", "", ""),
+    ]
+    assert lab_setup.failed(items) == []
+    assert [i.name for i in lab_setup.failed(items, include_optional=True)] == ["libfabric"]
+    items.append(lab_setup.SetupItem("libcudart.so.12", False, "not found", "", "pip install"))
+    assert [i.name for i in lab_setup.failed(items)] == ["libcudart.so.12"]
+
+
+def test_libfabric_pin_comes_from_versions() -> None:
+    from workshop_lib import versions
+
+    assert lab_setup.libfabric_version_pin() == versions.SYSTEM["libfabric-lab"].version
+    assert lab_setup.LIBFABRIC_PROVIDERS == ("tcp", "sockets", "shm", "udp", "rxm", "rxd")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux only")
+def test_setup_check_json_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers()
+    nixl_cli.add_setup_parser(sub)
+    args = p.parse_args(["setup", "--check", "--json"])
+    rc = args.func(args)
+    data = json.loads(capsys.readouterr().out)
+    assert {d["name"] for d in data} >= {"platform", "libcuda.so.1", "libfabric"}
+    assert set(data[0]) == {"name", "ok", "found", "expected", "fix"}
+    assert rc == (1 if lab_setup.failed(lab_setup.status()) else 0)
+
+
+def test_format_items_shows_fix_for_failures() -> None:
+    text = nixl_cli.format_items(
+        [
+            lab_setup.SetupItem("platform", True, "Linux x86_64", "Linux", ""),
+            lab_setup.SetupItem("libcuda.so.1", False, "missing", "driver or stub", "run `workshop lab setup`"),
+        ]
+    )
+    assert "ok    platform" in text
+    assert "FAIL  libcuda.so.1" in text and "fix: run `workshop lab setup`" in text

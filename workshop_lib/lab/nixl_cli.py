@@ -1,0 +1,238 @@
+"""CLI glue for ``workshop lab setup`` and ``workshop lab nixl``.
+
+``workshop_lib/clicmds/lab.py`` owns the ``lab`` command and calls :func:`add_setup_parser` and
+:func:`add_nixl_parser` with its sub-parsers object; each adds one subcommand whose ``func`` takes the parsed
+arguments and returns an exit code.
+
+Example:
+    >>> import argparse
+    >>> p = argparse.ArgumentParser(prog="workshop lab")
+    >>> sub = p.add_subparsers(dest="lab_command")
+    >>> add_setup_parser(sub); add_nixl_parser(sub)
+    >>> p.parse_args(["nixl", "--backend", "UCX", "--sizes", "4K,1M"]).sizes
+    [4096, 1048576]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from workshop_lib.errors import ConfigError
+
+
+def _sizes(text: str) -> list[int]:
+    from workshop_lib.lab.nixl_plan import parse_sizes
+
+    try:
+        return parse_sizes(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _gpus(text: str) -> tuple[int, int]:
+    from workshop_lib.lab.nixl_plan import parse_gpus
+
+    try:
+        return parse_gpus(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
+    return v
+
+
+def _non_negative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 0 (0 = auto)")
+    return v
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# workshop lab setup
+
+
+def add_setup_parser(lab_subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``setup``: system packages, the libcuda stub and libfabric, cached under .lab/."""
+    p = lab_subparsers.add_parser(
+        "setup",
+        help="install what the local lab needs outside pip (apt packages, libcuda stub, libfabric); cached in .lab/",
+        description="Prepare this Linux machine for the local lab. A second run only checks (under 2 s).",
+    )
+    p.add_argument("--check", action="store_true", help="only check and report; change nothing")
+    p.add_argument("--json", action="store_true", help="print the status items as JSON")
+    p.set_defaults(func=run_setup)
+    return p
+
+
+def format_items(items: list[Any]) -> str:
+    """The setup items as a PASS/FAIL table with the fix for each failure."""
+    w = max(len("item"), *(len(i.name) for i in items))
+    lines = [f"{'':4}  {'item':<{w}}  found", f"{'':4}  {'-' * w}  -----"]
+    for i in items:
+        mark = "ok" if i.ok else "FAIL"
+        lines.append(f"{mark:<4}  {i.name:<{w}}  {i.found}")
+        if not i.ok:
+            lines.append(f"{'':4}  {'':<{w}}  expected: {i.expected}")
+            if i.fix:
+                lines.append(f"{'':4}  {'':<{w}}  fix: {i.fix}")
+    return "\n".join(lines)
+
+
+def run_setup(args: argparse.Namespace) -> int:
+    from workshop_lib.lab import setup as lab_setup
+
+    t0 = time.monotonic()
+    items = lab_setup.setup(check=args.check, progress=not args.json)
+    secs = time.monotonic() - t0
+    if args.json:
+        print(json.dumps([i.to_dict() for i in items], indent=2))
+    else:
+        print(format_items(items))
+        opt = [i for i in items if not i.ok and i.name in lab_setup.OPTIONAL_ITEMS]
+        if opt:
+            print(f"note: {', '.join(i.name for i in opt)} unavailable: LIBFABRIC runs are skipped; UCX works.")
+        print(f"({'checked' if args.check else 'setup'} in {secs:.1f} s; lab directory {lab_setup.lab_dir()})")
+    return 1 if lab_setup.failed(items) else 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# workshop lab nixl
+
+
+def add_nixl_parser(lab_subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``nixl``: two NIXL agents in two processes moving real bytes, one row per block size."""
+    p = lab_subparsers.add_parser(
+        "nixl",
+        help="run two NIXL agents (initiator, target) moving real bytes; prints GB/s, latency, checksum result",
+        description="Two NIXL 0.9.0 agents in two processes: READ or WRITE of each block size, checksummed, "
+        "with both agents' logs (NIXL/UCX/libfabric at INFO) kept for `workshop diagnose`.",
+    )
+    p.add_argument("--backend", type=str.upper, choices=["UCX", "LIBFABRIC"], default="UCX")
+    p.add_argument("--op", type=str.upper, choices=["READ", "WRITE"], default="READ")
+    p.add_argument("--sizes", type=_sizes, default=None, metavar="LIST", help="e.g. 4K,64K,1M,16M,64M or 4K..64M")
+    p.add_argument("--netns", action="store_true", help="one agent per network namespace over a veth (root)")
+    p.add_argument("--ucx-tls", default=None, metavar="TLS", help="UCX_TLS for both agents, e.g. tcp")
+    p.add_argument("--mem", type=str.upper, choices=["DRAM", "VRAM"], default="DRAM")
+    p.add_argument("--gpus", type=_gpus, default=(0, 1), metavar="I,T", help="initiator,target GPU (VRAM)")
+    p.add_argument("--batch", type=_positive, default=1, help="descriptors (KV blocks) per transfer request")
+    p.add_argument("--inflight", type=_positive, default=1, help="transfer requests kept in flight")
+    p.add_argument("--iters", type=_non_negative, default=0, help="timed transfers per size (0 = auto)")
+    p.add_argument("--json", dest="json_out", type=Path, default=None, metavar="OUT", help="write the result as JSON")
+    p.add_argument("--log-dir", type=Path, default=None, metavar="DIR", help="where the two agent logs go")
+    p.set_defaults(func=run_nixl)
+    return p
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_rows(result: Any) -> str:
+    """A table: block size, GB/s, p50/p99 latency, verified, transport (and % of peer copy for VRAM)."""
+    from workshop_lib.lab.nixl_plan import format_size
+
+    vram = any(r.peer_copy_gbps is not None for r in result.rows)
+    head = ["block", "iters", "GB/s", "p50 us", "p99 us", "verified", "transport"]
+    if vram:
+        head += ["peer GB/s", "% peer"]
+    table = [head]
+    for r in result.rows:
+        row = [
+            format_size(r.block_size),
+            str(r.iters),
+            _fmt(r.gbps, ".3f"),
+            _fmt(r.lat_p50_us, ".1f"),
+            _fmt(r.lat_p99_us, ".1f"),
+            "yes" if r.verified else "NO",
+            r.transport or "-",
+        ]
+        if vram:
+            row += [_fmt(r.peer_copy_gbps, ".1f"), _fmt(r.pct_of_peer_copy, ".0f")]
+        table.append(row)
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    out = [
+        "  ".join(
+            c.rjust(w) if j in (1, 2, 3, 4) else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in table
+    ]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def run_nixl(args: argparse.Namespace) -> int:
+    from workshop_lib.lab.nixl_pair import NixlPairSpec, run_pair
+
+    spec = NixlPairSpec(
+        backend=args.backend,
+        op=args.op,
+        iters=args.iters,
+        mem=args.mem,
+        gpus=args.gpus,
+        netns=args.netns,
+        ucx_tls=args.ucx_tls,
+        batch=args.batch,
+        inflight=args.inflight,
+    )
+    if args.sizes:
+        spec.sizes = args.sizes
+    result = run_pair(spec, log_dir=args.log_dir, progress=sys.stderr.isatty())
+    s = result.spec
+    place = result.meta.get("placement", {})
+    where = {"netns": "two network namespaces over a veth", "isolated": "one private network namespace"}.get(
+        place.get("mode"), "this host's network stack"
+    )
+    tls = f", UCX_TLS={s.ucx_tls}" if s.ucx_tls else ""
+    print(
+        f"NIXL {result.meta.get('nixl_version')} {s.backend} {s.op} {s.mem}, batch {s.batch}, inflight {s.inflight}, {where}{tls}"
+    )
+    print(format_rows(result))
+    print(f"logs: initiator {result.logs['initiator']}")
+    print(f"      target    {result.logs['target']}")
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result.to_json(), indent=2, default=str) + "\n")
+        print(f"json: {args.json_out}")
+    bad = [r for r in result.rows if not r.verified]
+    if bad:
+        print(
+            f"CHECKSUM MISMATCH for {len(bad)} size(s): the bytes that arrived differ from those sent", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m workshop_lib.lab.nixl_cli setup|nixl ...``: the two subcommands without the ``workshop`` CLI."""
+    from workshop_lib.errors import WorkshopError
+
+    parser = argparse.ArgumentParser(prog="python -m workshop_lib.lab.nixl_cli")
+    sub = parser.add_subparsers(dest="lab_command", required=True)
+    add_setup_parser(sub)
+    add_nixl_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except WorkshopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,636 @@
+"""Two NIXL 0.9.0 agents in two processes moving real bytes: the local lab's KV-transfer pair.
+
+The initiator reads from (READ) or writes to (WRITE) the target's registered buffers, one row per block size, each
+verified by checksum. Per-process logs are captured with NIXL, libfabric and UCX at INFO (and UCX_PROTO_INFO), at
+the paths the result reports, for the log parser to diagnose.
+
+How the two agents meet:
+
+- NIXL metadata (connection info and memory keys) goes through NIXL's own listener: the target listens on a free
+  port picked here, the initiator (listening on port 0, which ``fetch_remote_metadata`` needs) fetches the target's
+  metadata and sends its own (``send_local_metadata``). This is the reliable path on 0.9.0 and is what
+  ``meta["metadata_exchange"]`` records.
+- Buffer addresses, checksums and results travel over a private Unix socket between this process and each agent
+  (the application's side channel, as vLLM's ZMQ channel is).
+
+With ``netns=True`` each agent runs in its own network namespace joined by a veth pair (root only), so the bytes
+cross a network interface; otherwise everything stays on loopback (UCX still prefers CMA, a kernel memory copy,
+unless ``ucx_tls="tcp"``).
+
+Example:
+    >>> res = run_pair(NixlPairSpec(backend="UCX", op="READ", sizes=parse_sizes("4K,1M")))   # doctest: +SKIP
+    >>> res.to_frame()[["block_size", "gbps", "verified", "transport"]]                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workshop_lib.errors import ConfigError, LabError, LabUnsupported
+from workshop_lib.lab import netns as netns_mod
+from workshop_lib.lab import setup as lab_setup
+from workshop_lib.lab.nixl_plan import (
+    DEFAULT_SIZES,
+    GiB,
+    IterPolicy,
+    format_size,
+    gbps,
+    libfabric_transport,
+    parse_gpus,
+    parse_size,
+    parse_sizes,
+    pct_of_peer_copy,
+    percentile,
+    read_lines,
+    scan_libfabric,
+    scan_ucx_proto_info,
+    total_region_bytes,
+    ucx_transport_for,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "NixlPairSpec",
+    "NixlPairResult",
+    "TransferRow",
+    "ROW_COLUMNS",
+    "parse_sizes",
+    "parse_size",
+    "parse_gpus",
+    "run_pair",
+    "AgentDied",
+]
+
+BACKENDS = ("UCX", "LIBFABRIC")
+OPS = ("READ", "WRITE")
+MEMS = ("DRAM", "VRAM")
+LOG_KNOBS = {"NIXL_LOG_LEVEL": "INFO", "FI_LOG_LEVEL": "info", "UCX_LOG_LEVEL": "info", "UCX_PROTO_INFO": "y"}
+METADATA_EXCHANGE = "NIXL listener: initiator fetch_remote_metadata + send_local_metadata (both agents listening)"
+MAX_REGION_BYTES = {"DRAM": 4 * GiB, "VRAM": 16 * GiB}  # per side, all sizes together
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class NixlPairSpec:
+    """What to run: backend, operation, block sizes and how hard to push.
+
+    ``batch`` descriptors (KV blocks) go in each transfer request and ``inflight`` requests are kept in flight, as
+    inference engines do. ``iters=0`` picks a count per size (enough bytes for a stable figure, bounded time).
+    """
+
+    backend: str = "UCX"  # UCX | LIBFABRIC
+    op: str = "READ"  # READ | WRITE
+    sizes: list[int] = field(default_factory=lambda: list(DEFAULT_SIZES))  # bytes
+    iters: int = 0  # 0: auto per size
+    mem: str = "DRAM"  # DRAM | VRAM
+    gpus: tuple[int, int] = (0, 1)  # initiator GPU, target GPU (VRAM only)
+    netns: bool = False  # two network namespaces joined by a veth pair (root only)
+    ucx_tls: str | None = None  # e.g. "tcp" to show the network path (same-host UCX uses CMA)
+    batch: int = 1  # descriptors (KV blocks) per transfer request
+    inflight: int = 1  # transfer requests kept in flight
+    seed: int = 20260211  # pattern seed (per size: seed + index)
+    isolate: bool | None = None  # without netns: both agents in one private namespace (None: when root)
+    timeout_s: float = 600.0  # the whole run, start to exit
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad field."""
+        self.backend = str(self.backend).upper()
+        self.op = str(self.op).upper()
+        self.mem = str(self.mem).upper()
+        if self.backend not in BACKENDS:
+            raise ConfigError("backend", f"{self.backend!r} is not a lab backend", f"use one of {', '.join(BACKENDS)}")
+        if self.op not in OPS:
+            raise ConfigError("op", f"{self.op!r} is not a NIXL operation", "use READ or WRITE")
+        if self.mem not in MEMS:
+            raise ConfigError("mem", f"{self.mem!r} is not a memory type", "use DRAM or VRAM")
+        if not self.sizes or any(int(s) <= 0 for s in self.sizes):
+            raise ConfigError("sizes", f"{self.sizes!r} must be positive byte counts", "e.g. parse_sizes('4K,1M')")
+        self.sizes = [int(s) for s in self.sizes]
+        if len(set(self.sizes)) != len(self.sizes):
+            raise ConfigError("sizes", f"{self.sizes!r} repeats a size", "list each block size once")
+        for name in ("batch", "inflight"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(name, f"{getattr(self, name)!r} must be >= 1", f"e.g. --{name} 1")
+        if self.iters < 0:
+            raise ConfigError("iters", f"{self.iters} is negative", "use 0 (auto) or a positive count")
+        self.gpus = (int(self.gpus[0]), int(self.gpus[1]))
+        total = total_region_bytes(self.sizes, self.batch, self.inflight)
+        if total > MAX_REGION_BYTES[self.mem]:
+            raise ConfigError(
+                "sizes/batch/inflight",
+                f"each side would register {total / GiB:.1f} GiB of {self.mem} "
+                f"(sum of size x batch x inflight), over the {MAX_REGION_BYTES[self.mem] / GiB:.0f} GiB limit",
+                "use fewer or smaller sizes, or a smaller --batch/--inflight",
+            )
+        if self.ucx_tls is not None and not str(self.ucx_tls).strip():
+            self.ucx_tls = None
+        if self.timeout_s <= 0:
+            raise ConfigError("timeout_s", f"{self.timeout_s} must be positive", "e.g. 600")
+
+
+@dataclass
+class TransferRow:
+    """One block size of a run: throughput, latency, and whether the bytes arrived intact."""
+
+    backend: str
+    op: str
+    mem: str
+    block_size: int
+    batch: int
+    inflight: int
+    iters: int
+    bytes_moved: int
+    seconds: float
+    gbps: float
+    lat_p50_us: float | None
+    lat_p99_us: float | None
+    verified: bool
+    transport: str | None
+    peer_copy_gbps: float | None = None
+    pct_of_peer_copy: float | None = None
+
+
+ROW_COLUMNS = [f.name for f in TransferRow.__dataclass_fields__.values()]
+
+
+@dataclass
+class NixlPairResult:
+    """Rows, the two log paths (``"initiator"``, ``"target"``) and run metadata."""
+
+    spec: NixlPairSpec
+    rows: list[TransferRow]
+    logs: dict[str, Path]
+    meta: dict[str, Any]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame with the stable columns of :data:`ROW_COLUMNS`."""
+        import pandas as pd
+
+        frame = pd.DataFrame([asdict(r) for r in self.rows], columns=ROW_COLUMNS)
+        return frame.astype({"verified": bool})
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything, JSON-serialisable (paths as strings)."""
+        return {
+            "spec": asdict(self.spec),
+            "rows": [asdict(r) for r in self.rows],
+            "logs": {k: str(v) for k, v in self.logs.items()},
+            "meta": self.meta,
+        }
+
+    @property
+    def all_verified(self) -> bool:
+        return bool(self.rows) and all(r.verified for r in self.rows)
+
+
+class AgentDied(LabError):
+    """A NIXL agent process exited or failed during a pair run (carries the tail of its log)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Processes
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    """The last ``lines`` lines of a log (reads at most the last 64 KiB)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 65536))
+            data = fh.read().decode(errors="replace")
+    except OSError as exc:
+        return f"(log unreadable: {exc})"
+    return "\n".join(data.splitlines()[-lines:])
+
+
+class _Agent:
+    """The parent's handle on one agent process: its control socket, its log, and a kill that always works."""
+
+    def __init__(self, role: str, cmd_prefix: list[str], env: dict[str, str], log: Path) -> None:
+        self.role = role
+        self.log = log
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = parent_sock
+        self.buf = b""
+        fd = child_sock.fileno()
+        cmd = [*cmd_prefix, sys.executable, "-m", "workshop_lib.lab.nixl_agent", "--role", role, "--ctl-fd", str(fd)]
+        self.logfh = log.open("ab", buffering=0)
+        self.logfh.write(f"# workshop lab nixl {role}: {' '.join(cmd)}\n".encode())
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                pass_fds=(fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=self.logfh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(REPO_ROOT) if (REPO_ROOT / "workshop_lib").is_dir() else None,
+                start_new_session=True,
+            )
+        finally:
+            child_sock.close()
+
+    def send(self, **obj: Any) -> None:
+        try:
+            self.sock.sendall(json.dumps(obj).encode() + b"\n")
+        except OSError:
+            self._died(f"could not send {obj.get('cmd')!r}")
+
+    def _died(self, what: str, peers: tuple[_Agent, ...] = ()) -> None:
+        # When this agent failed because its peer died (a remote disconnect), the dead peer is the news.
+        for other in peers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                other.proc.wait(timeout=1.0)
+            if other.proc.poll() is not None:
+                other._died(f"{what.replace('it reported', f'the {self.role} then reported')}")
+        rc = self.proc.poll()
+        if rc is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                rc = self.proc.wait(timeout=2)
+        how = (
+            "is still running"
+            if rc is None
+            else (f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}")
+        )
+        raise AgentDied(
+            f"nixl {self.role}",
+            f"the agent {how} ({what}); log {self.log}, last lines:\n{log_tail(self.log)}",
+            "read the log above; `workshop lab setup --check` shows missing pieces",
+        )
+
+    def expect(self, event: str, timeout: float, watch: tuple[_Agent, ...] = ()) -> dict[str, Any]:
+        """Wait for ``event`` from the agent; raise :class:`AgentDied` on exit, error or timeout.
+
+        The agents in ``watch`` (the peer) are checked too: a dead peer is reported at once, not as a timeout.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.buf:
+                line, _, self.buf = self.buf.partition(b"\n")
+                msg = json.loads(line)
+                if msg.get("event") == "error":
+                    self._died(f"it reported {msg.get('error')}", watch)
+                if msg.get("event") == event:
+                    return msg
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._died(f"no {event!r} within {timeout:.0f} s")
+            ready, _, _ = select.select([self.sock], [], [], min(left, 0.2))
+            if ready:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    self._died(f"control channel closed while waiting for {event!r}")
+                self.buf += chunk
+            elif self.proc.poll() is not None:
+                self._died(f"while waiting for {event!r}")
+            for other in watch:
+                if other.proc.poll() is not None:
+                    other._died(f"while the {self.role} was waiting for {event!r}")
+
+    def kill(self) -> None:
+        """SIGKILL the agent's whole process group and reap it (safe to call twice)."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        with contextlib.suppress(OSError):
+            self.logfh.close()
+
+
+def _check_ready(spec: NixlPairSpec) -> dict[str, Any]:
+    """Refuse early, with one line, what cannot run here; returns facts for ``meta``."""
+    lab_setup.require_linux()
+    facts: dict[str, Any] = {}
+    if spec.mem == "VRAM":
+        facts.update(_check_gpus(spec.gpus))
+    if spec.netns:
+        netns_mod.require_netns_support()
+    items = {i.name: i for i in lab_setup.status()}
+    for name in ("libcuda.so.1", "libcudart.so.12", "nixl wheels"):
+        it = items.get(name)
+        if it is not None and not it.ok:
+            raise LabError(f"nixl pair: {name}", f"not ready ({it.found})", it.fix or "run `workshop lab setup`")
+    facts["libcuda"] = items["libcuda.so.1"].found if "libcuda.so.1" in items else None
+    if spec.backend == "LIBFABRIC":
+        reason = lab_setup.libfabric_unavailable_reason()
+        if reason:
+            raise LabUnsupported("LIBFABRIC", reason, "use --backend UCX, or run `workshop lab setup`")
+        facts["libfabric"] = items["libfabric"].found
+    return facts
+
+
+def _check_gpus(gpus: tuple[int, int]) -> dict[str, Any]:
+    try:
+        import torch
+    except ImportError:
+        raise LabUnsupported(
+            "--mem VRAM",
+            "torch is not installed (VRAM buffers are torch CUDA tensors)",
+            "use --mem DRAM, or install a CUDA torch on a GPU machine",
+        ) from None
+    if not torch.cuda.is_available():
+        raise LabUnsupported("--mem VRAM", "no CUDA GPU is visible to torch", "use --mem DRAM on this machine")
+    n = torch.cuda.device_count()
+    if max(gpus) >= n:
+        raise LabUnsupported("--gpus", f"GPU {max(gpus)} asked for, {n} visible", f"use --gpus with indices below {n}")
+    return {
+        "gpus": [torch.cuda.get_device_name(g) for g in gpus],
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+    }
+
+
+def _agent_env(spec: NixlPairSpec, role: str, side_dev: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """The full environment of one agent, and the knobs it sets (for ``meta``)."""
+    knobs = dict(LOG_KNOBS)
+    if spec.ucx_tls:
+        knobs["UCX_TLS"] = spec.ucx_tls
+    if spec.backend == "UCX" and side_dev:
+        knobs["UCX_NET_DEVICES"] = side_dev  # the namespace's veth only
+    base = dict(os.environ)
+    # The caller's own UCX_/FI_/NIXL_ settings pass through (recorded in meta); the lab's knobs win.
+    inherited = {k: v for k, v in base.items() if k.startswith(("UCX_", "FI_", "NIXL_")) and k not in knobs}
+    env = {**base, **lab_setup.lab_env(base), **knobs, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
+    knobs = {**inherited, **knobs}
+    pp = [str(REPO_ROOT)] if (REPO_ROOT / "workshop_lib").is_dir() else []
+    pp += [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if pp:
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pp))
+    return env, knobs
+
+
+def default_log_dir(spec: NixlPairSpec) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    tag = f"{spec.backend.lower()}-{spec.op.lower()}-{spec.mem.lower()}" + ("-netns" if spec.netns else "")
+    return lab_setup.logs_dir() / "nixl" / f"{stamp}-{os.getpid()}-{tag}"
+
+
+@dataclass
+class _Placement:
+    """Where the two agents run: command prefixes, the address the target listens on, network devices."""
+
+    mode: str  # "netns" | "isolated" | "host"
+    prefixes: dict[str, list[str]]
+    addrs: dict[str, str]
+    devs: dict[str, str | None]
+    note: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _placement(spec: NixlPairSpec) -> Iterator[_Placement]:
+    """Two namespaces (``--netns``), one private namespace (root), or the host itself."""
+    if spec.netns:
+        with netns_mod.netns_pair() as pair:
+            yield _Placement(
+                "netns",
+                {"initiator": pair.exec_prefix(0), "target": pair.exec_prefix(1)},
+                {"initiator": pair.addrs[0], "target": pair.addrs[1]},
+                {"initiator": pair.veths[0], "target": pair.veths[1]},
+                "two network namespaces joined by a veth pair",
+                {"names": list(pair.names), "veths": list(pair.veths), "addrs": list(pair.addrs)},
+            )
+        return
+    if spec.isolate or (spec.isolate is None and netns_mod.can_isolate()):
+        with netns_mod.isolated_netns() as iso:
+            yield _Placement(
+                "isolated",
+                {"initiator": iso.exec_prefix(), "target": iso.exec_prefix()},
+                {"initiator": "127.0.0.1", "target": "127.0.0.1"},
+                {"initiator": iso.device, "target": iso.device},
+                f"one private network namespace (lo + {iso.device} {iso.addr}): the host's interfaces carry nothing",
+                {"name": iso.name, "device": iso.device, "addr": iso.addr},
+            )
+        return
+    yield _Placement(
+        "host",
+        {"initiator": [], "target": []},
+        {"initiator": "127.0.0.1", "target": "127.0.0.1"},
+        {"initiator": None, "target": None},
+        "the host's network stack (not root): UCX/libfabric wire up over the host's own interface address, "
+        "which the kernel keeps local",
+    )
+
+
+def _row_timeout(spec: NixlPairSpec, block: int, policy: IterPolicy) -> float:
+    per_req = block * spec.batch
+    n = spec.iters if spec.iters > 0 else policy.iters_for(block, spec.batch, spec.inflight)
+    slow = per_req * (n + spec.inflight) / 20e6  # a 20 MB/s floor
+    return 60.0 + (slow if spec.iters > 0 else min(slow, policy.time_budget_s * 3 + per_req / 20e6 * spec.inflight))
+
+
+def run_pair(spec: NixlPairSpec, log_dir: Path | None = None, progress: bool = True) -> NixlPairResult:
+    """Run the two agents, one row per block size; raise :class:`AgentDied` if an agent dies or hangs.
+
+    Nothing is left running afterwards, whatever happens (agents are killed by process group, namespaces
+    deleted). Rows whose checksum did not match come back with ``verified=False``.
+    """
+    spec.validate()
+    facts = _check_ready(spec)
+    log_dir = Path(log_dir) if log_dir else default_log_dir(spec)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    logs = {"initiator": log_dir / "initiator.log", "target": log_dir / "target.log"}
+    for p in logs.values():
+        p.write_bytes(b"")
+    policy = IterPolicy()
+    started = time.time()
+    deadline = time.monotonic() + spec.timeout_s
+    agents: dict[str, _Agent] = {}
+    meta: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "host": socket.gethostname(),
+        "metadata_exchange": METADATA_EXCHANGE,
+        "side_channel": "Unix socket pair between the parent and each agent (addresses, checksums, results)",
+        "log_dir": str(log_dir),
+        **facts,
+    }
+
+    def left(cap: float) -> float:
+        return max(1.0, min(cap, deadline - time.monotonic()))
+
+    rows_raw: list[dict[str, Any]] = []
+    with _placement(spec) as place:
+        try:
+            addrs, prefixes, devs = place.addrs, place.prefixes, place.devs
+            if place.mode == "netns" and spec.backend == "UCX" and not spec.ucx_tls:
+                spec.ucx_tls = "tcp"  # CMA needs one network namespace; between two, UCX must use TCP
+                meta["ucx_tls_note"] = "UCX_TLS=tcp set for --netns (shared memory does not cross namespaces)"
+            meta["placement"] = {"mode": place.mode, "note": place.note, **place.detail}
+            if place.mode == "netns":
+                meta["netns"] = place.detail
+            port = free_port()
+            knobs_by_role = {}
+            for role in ("target", "initiator"):
+                env, knobs = _agent_env(spec, role, devs[role])
+                knobs_by_role[role] = knobs
+                agents[role] = _Agent(role, prefixes[role], env, logs[role])
+            peers = {"initiator": (agents["target"],), "target": (agents["initiator"],)}
+            meta["env_knobs"] = knobs_by_role
+            meta["poll"] = "yield between checks" if spec.backend == "LIBFABRIC" else "busy"
+            meta["ld_library_path"] = lab_setup.lab_env().get("LD_LIBRARY_PATH", "")
+            meta["addresses"] = addrs
+            meta["target_listen_port"] = port
+            common = {
+                "cmd": "config",
+                "backend": spec.backend,
+                "op": spec.op,
+                "mem": spec.mem,
+                "sizes": spec.sizes,
+                "batch": spec.batch,
+                "inflight": spec.inflight,
+                "seed": spec.seed,
+                "xfer_timeout_s": 30.0,
+                # LIBFABRIC (0.9.0): a tight check_xfer_state loop starves the plugin's progress thread (4 KiB READ
+                # p50 ~16 ms busy-polling, ~0.15 ms yielding, on 2 cores); UCX completes inside the check itself.
+                "poll_sleep_s": 0.0 if spec.backend == "LIBFABRIC" else None,
+                "iter_policy": asdict(policy),
+            }
+            agents["target"].send(**common, name="target", listen_port=port, gpu=spec.gpus[1])
+            agents["initiator"].send(**common, name="initiator", listen_port=0, gpu=spec.gpus[0])
+            ready = {r: agents[r].expect("ready", left(120), peers[r]) for r in ("target", "initiator")}
+            meta["pids"] = {r: m["pid"] for r, m in ready.items()}
+            meta["hostnames"] = {r: m["hostname"] for r, m in ready.items()}
+            meta["nixl_versions"] = ready["initiator"]["versions"]
+            meta["nixl_version"] = ready["initiator"]["versions"].get("nixl")
+            meta["plugins"] = ready["initiator"]["plugins"]
+            meta["torch_stand_in"] = not ready["initiator"]["torch_real"]
+            reg_timeout = 60 + total_region_bytes(spec.sizes, spec.batch, spec.inflight) / 50e6
+            regs = {r: agents[r].expect("registered", left(reg_timeout), peers[r]) for r in ("target", "initiator")}
+            agents["initiator"].send(cmd="connect", peer_name="target", ip=addrs["target"], port=port, timeout_s=30)
+            agents["target"].send(cmd="await_peer", peer_name="initiator", timeout_s=40)
+            conn = agents["initiator"].expect("connected", left(45), peers["initiator"])
+            agents["target"].expect("connected", left(45), peers["target"])
+            meta["metadata_seconds"] = conn.get("seconds")
+            agents["initiator"].send(cmd="notify", peer_name="target", text="workshop-lab-hello")
+            agents["target"].send(cmd="await_notif", peer_name="initiator", text="workshop-lab-hello", timeout_s=10)
+            agents["initiator"].expect("notified", left(15), peers["initiator"])
+            meta["notification_received"] = agents["target"].expect("notif", left(15), peers["target"])["received"]
+            sizes_msg = [{"block": b, "iters": spec.iters} for b in spec.sizes]
+            run_msg: dict[str, Any] = {
+                "cmd": "run",
+                "peer_name": "target",
+                "regions": regs["target"]["regions"],
+                "sizes": sizes_msg,
+            }
+            if spec.mem == "VRAM":
+                # the direction the bytes go: READ pulls from the target's GPU, WRITE pushes to it
+                src, dst = (spec.gpus[1], spec.gpus[0]) if spec.op == "READ" else (spec.gpus[0], spec.gpus[1])
+                run_msg["peer_copy"] = [src, dst]
+            agents["initiator"].send(**run_msg)
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(spec.sizes), desc=f"NIXL {spec.backend} {spec.op}", unit="size", file=sys.stderr)
+            try:
+                for b in spec.sizes:
+                    if bar is not None:
+                        bar.set_postfix_str(format_size(b))
+                    msg = agents["initiator"].expect("row", left(_row_timeout(spec, b, policy)), peers["initiator"])
+                    rows_raw.append(msg["row"])
+                    if bar is not None:
+                        bar.update(1)
+            finally:
+                if bar is not None:
+                    bar.close()
+            agents["initiator"].expect("ran", left(30), peers["initiator"])
+            if spec.op == "READ":
+                expected = {str(b): regs["target"]["regions"][str(b)]["checksum"] for b in spec.sizes}
+                got = {str(r["block"]): r["checksum"] for r in rows_raw}
+            else:
+                expected = {str(b): regs["initiator"]["regions"][str(b)]["checksum"] for b in spec.sizes}
+                agents["target"].send(cmd="checksums", blocks=spec.sizes)
+                got = agents["target"].expect("checksums", left(120), peers["target"])["checksums"]
+            meta["checksums"] = {
+                "expected": expected,
+                "got": got,
+                "where": "initiator" if spec.op == "READ" else "target",
+            }
+            for role in ("initiator", "target"):
+                agents[role].send(cmd="exit")
+            for role in ("initiator", "target"):
+                agents[role].expect("bye", left(15))
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    agents[role].proc.wait(timeout=10)
+            meta["exit_codes"] = {r: a.proc.poll() for r, a in agents.items()}
+        finally:
+            for a in agents.values():
+                a.kill()
+    meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    meta["wall_s"] = round(time.time() - started, 3)
+    rows = _build_rows(spec, rows_raw, meta["checksums"], logs, meta)
+    return NixlPairResult(spec=spec, rows=rows, logs=logs, meta=meta)
+
+
+def _build_rows(
+    spec: NixlPairSpec, raw: list[dict[str, Any]], sums: dict[str, Any], logs: dict[str, Path], meta: dict[str, Any]
+) -> list[TransferRow]:
+    if spec.backend == "UCX":
+        ranges = scan_ucx_proto_info(read_lines(logs["initiator"]))
+        meta["ucx_proto_ranges"] = len(ranges)
+    else:
+        scan = scan_libfabric(read_lines(logs["initiator"]))
+        meta["libfabric"] = {**scan, "transport": libfabric_transport(scan)} | (
+            {"library": meta["libfabric"]} if isinstance(meta.get("libfabric"), str) else {}
+        )
+    rows = []
+    for r in raw:
+        block = int(r["block"])
+        moved = int(r["iters"]) * block * spec.batch
+        secs = float(r["seconds"])
+        rate = gbps(moved, secs)
+        exp = sums["expected"].get(str(block))
+        ok = exp is not None and sums["got"].get(str(block)) == exp
+        if spec.backend == "UCX":
+            transport = ucx_transport_for(ranges, spec.op, spec.mem, block)
+        else:
+            transport = meta["libfabric"]["transport"]
+        peer = r.get("peer_copy_gbps")
+        rows.append(
+            TransferRow(
+                backend=spec.backend,
+                op=spec.op,
+                mem=spec.mem,
+                block_size=block,
+                batch=spec.batch,
+                inflight=spec.inflight,
+                iters=int(r["iters"]),
+                bytes_moved=moved,
+                seconds=secs,
+                gbps=rate,
+                lat_p50_us=percentile(r["lat_us"], 50),
+                lat_p99_us=percentile(r["lat_us"], 99),
+                verified=bool(ok),
+                transport=transport,
+                peer_copy_gbps=peer,
+                pct_of_peer_copy=pct_of_peer_copy(rate, peer),
+            )
+        )
+    return rows
