@@ -236,3 +236,9 @@ def test_new_shell_up_chat_down(tmp_path: Path) -> None:
     assert _lab_processes(tmp_path) == []
     again = run(*WORKSHOP, "lab", "down")
     assert again.stdout.strip() == "lab: nothing was running"
+
+
+def test_the_shared_session_lab_fixture_serves(serving_lab) -> None:
+    r = chat(serving_lab.url, serving_lab.model, "ping", stream=True, max_tokens=4)
+    assert r.tokens == 4 and serving_lab.lab.status().healthy
+    assert serving_lab.lab.log_path("frontend").is_file()
