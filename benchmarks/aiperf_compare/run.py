@@ -126,9 +126,25 @@ def _notes(runs: list[dict[str, Any]]) -> list[str]:
             continue
         cheaper = a["cpu_s_per_1000"] / o["cpu_s_per_1000"] if o["cpu_s_per_1000"] else float("nan")
         notes.append(
-            f"- concurrency {conc}: TTFT p50 {o['ttft_p50_ms']} ms (kit) vs {a['ttft_p50_ms']} ms (aiperf), ITL p50 "
-            f"{o['itl_p50_ms']} vs {a['itl_p50_ms']} ms, {o['output_tokens_per_s']} vs {a['output_tokens_per_s']} "
-            f"tok/s; the kit's client used {cheaper:.1f}x less CPU per request.")
+            f"- concurrency {conc}: TTFT p50 {o['ttft_p50_ms']} ms (kit) vs {a['ttft_p50_ms']} ms (aiperf), while the "
+            f"frontend's own mean TTFT was {o['frontend_ttft_mean_ms']} / {a['frontend_ttft_mean_ms']} ms during those "
+            f"runs; ITL p50 {o['itl_p50_ms']} vs {a['itl_p50_ms']} ms; {o['output_tokens_per_s']} vs "
+            f"{a['output_tokens_per_s']} tok/s; the kit's client used {cheaper:.1f}x less CPU per request.")
+    notes += [
+        "",
+        "Where each tool stands: the client, the lab (frontend + two mockers, etcd, NATS) and the other tool's leftovers "
+        "share 2 vCPUs, so a client's own CPU use slows the server it measures. aiperf (several worker processes) "
+        "used 3-5x more CPU per request; at higher concurrency it drove less throughput and reported TTFTs far above "
+        "the frontend's own figure. Its ITL p50 of 0 at high concurrency is its own per-request ITL when tokens "
+        "arrived in one burst. The kit's client is not free either: its p50 sits a few ms above the frontend's "
+        "mean (loopback, HTTP parsing, its event loop), and its p99 is wider than the mean suggests.",
+        "",
+        "A trap found here: the Dynamo frontend writes each SSE event as a small TCP segment with Nagle's algorithm on. "
+        "A client that delays its ACKs (Linux default, up to 40 ms) then sees the first token up to 40 ms late: this "
+        "kit's raw client read TTFT p50 45-48 ms at concurrency 1 where the frontend measured about 5 ms, until it set "
+        "TCP_QUICKACK after every read (then 4.3-4.7 ms). The httpx transport cannot do that and showed the same "
+        "stall (48.6 ms p50 in one run, 9.4 ms in another).",
+    ]
     return notes
 
 

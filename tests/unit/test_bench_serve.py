@@ -48,6 +48,14 @@ def test_values_match_server_timing(server, transport):
     assert lv.output_tokens_per_s == pytest.approx(6 * TOKENS / lv.duration_s, rel=1e-3)
 
 
+def test_no_delayed_ack_stall_against_a_nagle_server():
+    """A server with Nagle on (like the Dynamo frontend) must not hold the first token for a delayed ACK (~40 ms)."""
+    with spawned_server(ttft_s=0.005, itl_s=0.002, tokens=4, nagle=True) as srv:
+        res = run_sweep(srv.url, "m", [1], requests=8, isl=8, osl=4, warmup=1, progress=False, transport="raw")
+    assert res.levels[0].errors == 0
+    assert res.levels[0].ttft_ms["p50"] < 25.0
+
+
 def test_exactly_c_in_flight(server):
     server.reset()
     res = run_sweep(server.url, "m", [5], requests=15, isl=8, osl=TOKENS, progress=False)

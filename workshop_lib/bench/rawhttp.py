@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -43,7 +44,15 @@ class _Proto(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.sock = transport.get_extra_info("socket") if _QUICKACK is not None else None
+        if _QUICKACK is not None:
+            # A private duplicate of the descriptor: uvloop's socket wrapper builds a new socket object on every
+            # setsockopt call, which cost more than the rest of the per-event work. Options belong to the socket,
+            # so setting them on the duplicate acts on the connection.
+            raw = transport.get_extra_info("socket")
+            try:
+                self.sock = socket.socket(fileno=os.dup(raw.fileno())) if raw is not None else None
+            except OSError:
+                self.sock = None
         self._quickack()
 
     def _quickack(self) -> None:
@@ -51,6 +60,7 @@ class _Proto(asyncio.Protocol):
             try:
                 self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             except OSError:
+                self.sock.close()
                 self.sock = None
 
     def start(self, on_status: Callable[[int, bytes], None], on_data: Callable[[bytes, int], None]) -> asyncio.Future[None]:
@@ -61,6 +71,9 @@ class _Proto(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
         if self.done is not None and not self.done.done():
             if self.state == "eof":  # body delimited by the close
                 self.done.set_result(None)

@@ -293,11 +293,19 @@ class SweepResult:
         p = Path(path)
         try:
             data = json.loads(p.read_text())
-            levels = [LevelSummary(**{k: (math.nan if v is None else v) for k, v in run.items()}) for run in data["runs"]]
+            levels = [LevelSummary(**{k: _none_to_nan(v) for k, v in run.items()}) for run in data["runs"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(str(p), f"not a bench serve result file ({exc})",
                               "give a JSON file written by `workshop bench serve --json`") from None
         return cls(levels=levels, meta=data.get("meta", {}))
+
+
+def _none_to_nan(x: Any) -> Any:
+    if x is None:
+        return math.nan
+    if isinstance(x, dict):
+        return {k: _none_to_nan(v) for k, v in x.items()}
+    return x
 
 
 def _nan_to_none(x: Any) -> Any:

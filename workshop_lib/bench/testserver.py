@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -76,8 +77,8 @@ class StreamServer:
     """The server; ``await start()`` binds (port 0 picks a free port), ``await stop()`` closes it."""
 
     def __init__(self, ttft_s: float = 0.05, itl_s: float = 0.01, tokens: int = 32,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
-        self.ttft_s, self.itl_s, self.tokens = ttft_s, itl_s, tokens
+                 host: str = "127.0.0.1", port: int = 0, nagle: bool = False) -> None:
+        self.ttft_s, self.itl_s, self.tokens, self.nagle = ttft_s, itl_s, tokens, nagle
         self.host, self.port = host, port
         self.stats = ServerStats()
         self._server: asyncio.base_events.Server | None = None
@@ -97,6 +98,10 @@ class StreamServer:
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.nagle:  # like the Dynamo 0.9.0 frontend: small SSE writes wait for the previous segment's ACK
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -250,10 +255,11 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def spawned_server(ttft_s: float = 0.05, itl_s: float = 0.01, tokens: int = 32, port: int = 0) -> Iterator[ServerProcess]:
+def spawned_server(ttft_s: float = 0.05, itl_s: float = 0.01, tokens: int = 32, port: int = 0,
+                   nagle: bool = False) -> Iterator[ServerProcess]:
     """Run the server in a child process for the ``with`` block (no GIL shared with the client being measured)."""
     cmd = [sys.executable, "-m", "workshop_lib.bench.testserver", "--port", str(port), "--ttft-ms", str(ttft_s * 1e3),
-           "--itl-ms", str(itl_s * 1e3), "--tokens", str(tokens)]
+           "--itl-ms", str(itl_s * 1e3), "--tokens", str(tokens)] + (["--nagle"] if nagle else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
@@ -277,10 +283,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ttft-ms", type=float, default=50.0)
     ap.add_argument("--itl-ms", type=float, default=10.0)
     ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--nagle", action="store_true", help="leave Nagle's algorithm on (as the Dynamo frontend does)")
     a = ap.parse_args(argv)
 
     async def _serve() -> None:
-        srv = StreamServer(a.ttft_ms / 1e3, a.itl_ms / 1e3, a.tokens, a.host, a.port)
+        srv = StreamServer(a.ttft_ms / 1e3, a.itl_ms / 1e3, a.tokens, a.host, a.port, a.nagle)
         await srv.start()
         print(f"READY {srv.url} pid={os.getpid()}", flush=True)
         await asyncio.Event().wait()
