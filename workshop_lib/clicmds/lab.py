@@ -103,6 +103,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         if text:
             print(text)
     if args.follow:
+        sys.stdout.flush()
         _follow([lab.log_path(n) for n in names])
     return 0
 
