@@ -40,7 +40,7 @@ import httpx
 
 from workshop_lib.bench.prompts import build_prompts
 from workshop_lib.bench.rawhttp import RawConnection, StreamCut
-from workshop_lib.bench.stats import LevelSummary, RequestRecord, summarize_level
+from workshop_lib.bench.stats import LevelSummary, RequestRecord, summarize, summarize_level
 from workshop_lib.errors import ConfigError
 
 ENDPOINTS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
@@ -371,6 +371,8 @@ async def _sweep(res: SweepResult, url: str, model: str, concurrency: Sequence[i
     from tqdm.auto import tqdm
 
     target = endpoint_url(url, endpoint)
+    lags: list[float] = []
+    monitor = asyncio.get_running_loop().create_task(_lag_monitor(lags))
     bar = tqdm(total=requests * len(concurrency), disable=not progress, unit="req", desc="bench serve")
     try:
         for level, conc in enumerate(concurrency):
@@ -394,6 +396,21 @@ async def _sweep(res: SweepResult, url: str, model: str, concurrency: Sequence[i
                 await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
     finally:
         bar.close()
+        monitor.cancel()
+        res.meta["client_loop_lag_ms"] = summarize(lags)
+
+
+async def _lag_monitor(out: list[float], interval_s: float = 0.01) -> None:
+    """Record how late the client's event loop wakes for a timer: the self-check that the client kept up.
+
+    A lag near 0 (uvloop timers have 1 ms resolution) means the client read every event when it arrived; a p99 of
+    several ms means it was short of CPU and its latencies are inflated by about that much.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        t0 = loop.time()
+        await asyncio.sleep(interval_s)
+        out.append((loop.time() - t0 - interval_s) * 1e3)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
