@@ -228,3 +228,33 @@ def test_format_items_shows_fix_for_failures() -> None:
     )
     assert "ok    platform" in text
     assert "FAIL  libcuda.so.1" in text and "fix: run `workshop lab setup`" in text
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux only")
+@pytest.mark.parametrize(
+    ("problem", "retried"), [("`make` failed (exit 2)", False), ("apt-get update ... failed", True)]
+)
+def test_a_failed_libfabric_build_is_reported_and_not_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, problem: str, retried: bool
+) -> None:
+    monkeypatch.setenv("WORKSHOP_LAB_DIR", str(tmp_path / "lab"))
+    monkeypatch.setattr(lab_setup, "dpkg_installed", lambda pkgs: {p: "1" for p in pkgs})
+    monkeypatch.setattr(lab_setup, "system_etcd_pids", lambda: [])
+    monkeypatch.setattr(lab_setup, "_service_enabled", lambda: False)
+    monkeypatch.setattr(lab_setup, "real_libcuda", lambda cache=None: "/usr/lib/x86_64-linux-gnu/libcuda.so.1")
+    monkeypatch.setattr(lab_setup, "system_libfabric", lambda cache=None: None)
+    calls: list[int] = []
+
+    def failing_build(progress: bool = True, say: object = None) -> Path:
+        calls.append(1)
+        raise LabError("libfabric", problem, "UCX works without it")
+
+    monkeypatch.setattr(lab_setup, "build_libfabric", failing_build)
+    items = {i.name: i for i in lab_setup.setup(progress=False)}
+    assert not items["libfabric"].ok and "last build failed" in items["libfabric"].found
+    assert problem.split()[0] in items["libfabric"].found
+    assert items["libfabric"].name in lab_setup.OPTIONAL_ITEMS  # setup still exits 0 over it
+    reason = lab_setup.libfabric_unavailable_reason()
+    assert reason is not None and "last build failed" in reason
+    lab_setup.setup(progress=False)
+    assert len(calls) == (2 if retried else 1)

@@ -128,6 +128,19 @@ def libfabric_build_log() -> Path:
     return logs_dir() / "libfabric-build.log"
 
 
+def libfabric_failure_file() -> Path:
+    """Where the reason of the last failed libfabric build is kept (removed by a successful one)."""
+    return logs_dir() / "libfabric-build.failed"
+
+
+def libfabric_failure() -> str | None:
+    """The first line of the last failed libfabric build's reason, if one is on record."""
+    try:
+        return libfabric_failure_file().read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def libfabric_version_pin() -> str:
     return versions.SYSTEM["libfabric-lab"].version
 
@@ -573,9 +586,26 @@ def build_libfabric(progress: bool = True, say: Progress = _say) -> Path:
         if bar is not None:
             bar.update(1)
 
+    try:
+        lib = _fetch_and_build(step, prefix, log, say if bar is None else _quiet)
+    finally:
+        if bar is not None:
+            bar.close()
+    secs = time.monotonic() - t0
+    v = libfabric_version(lib) or (0, 0)
+    stamp = {"version": ver, "fi_version": f"{v[0]}.{v[1]}", "seconds": round(secs, 1), "built": time.time()}
+    (prefix / ".workshop-stamp.json").write_text(json.dumps(stamp) + "\n")
+    with log.open("a") as fh:
+        fh.write(f"\n# done in {secs:.0f} s: {lib} (fi_version {v[0]}.{v[1]})\n")
+    say(f"libfabric {ver} built in {secs:.0f} s into {prefix}")
+    return prefix / "lib"
+
+
+def _fetch_and_build(step: Callable[..., None], prefix: Path, log: Path, say: Progress) -> Path:
+    """The steps of :func:`build_libfabric`; returns the installed ``libfabric.so.1``."""
     build = lab_dir() / "build"
     step("fetch source")
-    tarball = fetch_libfabric_source(log, say=say if bar is None else _quiet)
+    tarball = fetch_libfabric_source(log, say=say)
     step("unpack")
     shutil.rmtree(build, ignore_errors=True)
     build.mkdir(parents=True)
@@ -595,18 +625,10 @@ def build_libfabric(progress: bool = True, say: Progress = _say) -> Path:
     step("check")
     lib = prefix / "lib" / "libfabric.so.1"
     v = libfabric_version(lib)
-    if bar is not None:
-        bar.close()
     if v is None or v < LIBFABRIC_MIN:
         raise LabError("libfabric", f"the built {lib} reports version {v}, expected >= {LIBFABRIC_MIN}", "")
-    secs = time.monotonic() - t0
-    stamp = {"version": ver, "fi_version": f"{v[0]}.{v[1]}", "seconds": round(secs, 1), "built": time.time()}
-    (prefix / ".workshop-stamp.json").write_text(json.dumps(stamp) + "\n")
     shutil.rmtree(build, ignore_errors=True)
-    with log.open("a") as fh:
-        fh.write(f"\n# done in {secs:.0f} s: {lib} (fi_version {v[0]}.{v[1]})\n")
-    say(f"libfabric {ver} built in {secs:.0f} s into {prefix}")
-    return prefix / "lib"
+    return lib
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -645,7 +667,8 @@ def libfabric_unavailable_reason() -> str | None:
     """Why NIXL's LIBFABRIC backend cannot load here (None when it can)."""
     if libfabric_lib_dir() is None:
         log = libfabric_build_log()
-        extra = f" (last build attempt logged in {log})" if log.exists() else ""
+        fail = libfabric_failure()
+        extra = f" (last build failed: {fail}; log {log})" if fail else (f" (build log {log})" if log.exists() else "")
         return f"no libfabric >= {LIBFABRIC_MIN[0]}.{LIBFABRIC_MIN[1]} on this machine{extra}; run `workshop lab setup`"
     if "libhwloc.so.15" not in _ldconfig_entries():
         return "libhwloc.so.15 is missing (Debian package libhwloc15); run `workshop lab setup`"
@@ -728,7 +751,10 @@ def status() -> list[SetupItem]:
         found = f"built: {libfabric_prefix()} ({built.get('version')}, fi_version {built.get('fi_version')})"
     else:
         found = "not found"
-        if libfabric_build_log().exists():
+        fail = libfabric_failure()
+        if fail:
+            found += f"; last build failed: {fail} (log {libfabric_build_log()})"
+        elif libfabric_build_log().exists():
             found += f" (a build was tried: {libfabric_build_log()})"
     items.append(
         SetupItem(
@@ -791,10 +817,20 @@ def setup(check: bool = False, progress: bool = True) -> list[SetupItem]:
     if cudart_dir() is None:
         say("nvidia-cuda-runtime-cu12 is not installed: NIXL cannot load (pip install -e '.[lab]')")
     if system_libfabric() is None and _built_stamp() is None:
-        try:
-            build_libfabric(progress=progress, say=say)
-        except LabError as exc:
-            say(f"LIBFABRIC will be unavailable: {exc}")
+        marker = libfabric_failure_file()
+        past = marker.read_text() if marker.exists() else ""
+        if past and f"version {libfabric_version_pin()} " in past and "step=fetch" not in past:
+            # A compile that failed once fails again: don't spend minutes on it at every run.
+            say(f"LIBFABRIC unavailable: the last build failed ({past.splitlines()[0]}); delete {marker} to retry")
+        else:
+            try:
+                build_libfabric(progress=progress, say=say)
+                marker.unlink(missing_ok=True)
+            except LabError as exc:
+                step = "fetch" if "fetch" in exc.where or "apt-get" in exc.problem else "build"
+                first = str(exc).splitlines()[0]
+                marker.write_text(f"{first}\nversion {libfabric_version_pin()} step={step}\n")
+                say(f"LIBFABRIC will be unavailable: {exc}")
     return status()
 
 
