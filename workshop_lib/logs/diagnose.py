@@ -286,6 +286,11 @@ def _feed(source: str | Path | ParseResult, accs: Sequence[Accumulator]) -> tupl
             for a in accs:
                 a.add(ev)
         return source.source, source.lines
+    return str(source), feed_file(source, accs)
+
+
+def _feed_uncached(source: str | Path, accs: Sequence[Accumulator]) -> tuple[str, int]:
+    """The reference path: every candidate line classified in full (no caches). Tests compare it with :func:`_feed`."""
     name = str(source)
     scan = FileScan(source)
     for no, raw in scan:
@@ -318,7 +323,8 @@ def diagnose_files(paths: Sequence[str | Path]) -> MultiDiagnosis:
     total = 0
     for p in paths:
         own = Accumulator()
-        name, n = _feed(p, [own, combined])
+        name, n = _feed(p, [own] if len(paths) == 1 else [own, combined])
+        combined = own if len(paths) == 1 else combined  # one file: the combined view is that file's
         per[name] = own.diagnosis([name], n)
         total += n
     comb = combined.diagnosis(list(per), total)
@@ -354,3 +360,6 @@ def cross_checks(per: dict[str, Diagnosis]) -> pd.DataFrame:
     add("every side on EFA RDMA", "PASS" if all(d.verdict == "efa-rdma" for d in per.values()) else "FAIL",
         show("verdict"))
     return pd.DataFrame(rows, columns=["check", "status", "detail"])
+
+
+from workshop_lib.logs.fastscan import feed_file  # noqa: E402 - fastscan imports this module's names lazily

@@ -41,16 +41,24 @@ class FileScan:
         check_readable(self.path)
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        for chunk in self.chunks():
+            yield from self._lines_in(chunk, self.lines - chunk.count(b"\n"))
+
+    def chunks(self, count: bool = True) -> Iterator[bytes]:
+        """The file as blocks of whole lines, each ending with a newline (over-long lines cut to ``max_line``
+        bytes); with ``count``, ``.lines`` already counts a block's lines when it is yielded."""
         try:
             with self.path.open("rb") as f:
-                yield from self._scan(f)
+                for chunk in self._scan(f):
+                    if count:
+                        self.lines += chunk.count(b"\n")
+                    yield chunk
         except OSError as exc:
             raise LogParseError(str(self.path), f"cannot read: {exc.strerror or exc}", "check the file") from exc
 
-    def _scan(self, f) -> Iterator[tuple[int, bytes]]:  # noqa: ANN001 - a binary file object
+    def _scan(self, f) -> Iterator[bytes]:  # noqa: ANN001 - a binary file object
         carry = b""
         skipping = False  # inside the discarded tail of an over-long line
-        search = None
         while True:
             block = f.read(self.chunk)
             if skipping:
@@ -58,12 +66,12 @@ class FileScan:
                 if nl < 0 and block:
                     continue
                 skipping, block = False, (block[nl + 1:] if block else b"")
-                yield from self._lines_in(carry + b"\n", search)  # the cut line, now complete
+                yield carry + b"\n"  # the cut line, now complete
                 carry = b""
             data = carry + block if carry else block
             if not block:
                 if data:
-                    yield from self._lines_in(data + b"\n", search)
+                    yield data + b"\n"
                 return
             cut = data.rfind(b"\n") + 1
             if cut == 0 and len(data) > self.max_line:
@@ -72,10 +80,10 @@ class FileScan:
             chunk, carry = data[:cut], data[cut:]
             if len(carry) > self.max_line:
                 carry, skipping = carry[: self.max_line], True
-            yield from self._lines_in(chunk, search)
+            yield chunk
 
-    def _lines_in(self, chunk: bytes, search: object = None) -> Iterator[tuple[int, bytes]]:
-        """Candidate lines of ``chunk`` (which ends with a newline); advances the line counter."""
+    def _lines_in(self, chunk: bytes, base: int) -> Iterator[tuple[int, bytes]]:
+        """Candidate lines of ``chunk`` (which ends with a newline), numbered after ``base``."""
         starts: set[int] = set()
         find, rfind = chunk.find, chunk.rfind
         for key in SCAN_KEYS_BYTES:
@@ -84,10 +92,9 @@ class FileScan:
                 s = rfind(b"\n", 0, i) + 1
                 starts.add(s)
                 i = find(key, find(b"\n", i) + 1)
-        base, counted, prev = self.lines, 0, 0
+        counted, prev = 0, 0
         for s in sorted(starts):
             counted += chunk.count(b"\n", prev, s)
             end = find(b"\n", s)
             yield base + counted + 1, chunk[s : min(end, s + self.max_line)]
             prev = s
-        self.lines = base + chunk.count(b"\n")

@@ -1,0 +1,105 @@
+"""The cached fast path (``fastscan.feed_file``) gives exactly the diagnosis of the uncached reference path.
+
+Compared in full: the JSON contract, the verdict's evidence line, per-field evidence, notes and event counts. Inputs:
+every public fixture, a shuffled interleaving of all of them with digits rewritten (other timestamps, pids, rail and
+device counts: the case the caches are built for), tiny blocks (so templates span blocks), and random mixes.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from workshop_lib.logs.diagnose import Accumulator, _feed_uncached, diagnose_files
+from workshop_lib.logs.fastscan import feed_file, message_key, shape_is_safe
+
+
+def _both(path: Path, chunk: int = 8 << 20) -> tuple[dict, dict]:
+    fast, ref = Accumulator(), Accumulator()
+    n_fast = feed_file(path, [fast], chunk=chunk)
+    name, n_ref = _feed_uncached(path, [ref])
+    return _view(fast.diagnosis([name], n_fast)), _view(ref.diagnosis([name], n_ref))
+
+
+def _view(d) -> dict:  # noqa: ANN001 - a Diagnosis
+    return {"contract": d.to_dict(), "evidence": d.evidence, "fields": d.field_evidence, "notes": d.notes,
+            "counts": d.event_counts, "lines": d.lines}
+
+
+def _fixture_lines(fixtures_dir: Path) -> list[bytes]:
+    out: list[bytes] = []
+    for p in sorted([*fixtures_dir.glob("logs/*.log"), *fixtures_dir.glob("nixlbench/*.log")]):
+        out += p.read_bytes().splitlines()
+    return out
+
+
+def _redigit(line: bytes, rng: random.Random) -> bytes:
+    return re.sub(rb"\d", lambda m: str(rng.randrange(10)).encode(), line)
+
+
+@pytest.mark.parametrize("chunk", [8 << 20, 512])
+def test_every_fixture_same_diagnosis(fixtures_dir: Path, chunk: int) -> None:
+    for p in sorted([*fixtures_dir.glob("logs/*.log"), *fixtures_dir.glob("nixlbench/*.log")]):
+        fast, ref = _both(p, chunk)
+        assert fast == ref, p.name
+
+
+def test_shuffled_redigited_mix_same_diagnosis(fixtures_dir: Path, tmp_path: Path) -> None:
+    rng = random.Random(7)
+    lines = _fixture_lines(fixtures_dir)
+    mix: list[bytes] = []
+    for _ in range(30):  # the same messages again and again with other digits, in another order
+        block = [(_redigit(x, rng) if rng.random() < 0.5 else x) for x in lines]
+        rng.shuffle(block)
+        mix += block
+    p = tmp_path / "mix.log"
+    p.write_bytes(b"\n".join(mix) + b"\n")
+    for chunk in (8 << 20, 4096):
+        fast, ref = _both(p, chunk)
+        assert fast == ref
+
+
+def test_interleaved_pods_and_repeats_same_diagnosis(fixtures_dir: Path, tmp_path: Path) -> None:
+    lines = _fixture_lines(fixtures_dir)
+    pods = [b"[pod/prefill-0/main] ", b"[pod/decode-7/main] ", b""]
+    p = tmp_path / "pods.log"
+    p.write_bytes(b"".join(pods[i % 3] + x + b"\n" for i, x in enumerate(lines * 5)))
+    fast, ref = _both(p, 2048)
+    assert fast == ref
+
+
+def test_two_files_and_combined_match_reference(fixtures_dir: Path) -> None:
+    paths = sorted(fixtures_dir.glob("logs/*.log"))[:4]
+    md = diagnose_files(paths)
+    ref = Accumulator()
+    total = 0
+    for p in paths:
+        total += _feed_uncached(p, [ref])[1]
+    assert md.combined.to_dict() == ref.diagnosis([str(p) for p in paths], total).to_dict()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=300), st.integers(0, 2**32))
+def test_random_mixes_same_diagnosis(fixtures_dir: Path, tmp_path_factory, picks: list[int], seed: int) -> None:
+    lines = _fixture_lines(fixtures_dir)
+    rng = random.Random(seed)
+    chosen = [_redigit(lines[i % len(lines)], rng) if rng.random() < 0.3 else lines[i % len(lines)] for i in picks]
+    p = tmp_path_factory.mktemp("mix") / "r.log"
+    p.write_bytes(b"\n".join(chosen))
+    fast, ref = _both(p, rng.choice([64, 1024, 8 << 20]))
+    assert fast == ref
+
+
+def test_shape_safety_and_message_key() -> None:
+    assert shape_is_safe(b"I0000 00:00:00.000000 0 a.cpp:0] HANDSHAKE received from peer with explicit fi_addr 0")
+    assert not shape_is_safe(b"  Exit Code:    000")  # 137 or not decides OOMKilled
+    assert not shape_is_safe(b"libfabric:0:psm0:core:f():0<info> x")  # the provider field has a digit
+    assert not shape_is_safe(b"E0000 00:00:00.0 0 a.cpp:0] plain text")  # only E0/E1 make it a candidate
+    key, cut = message_key(b"[1746690477.974497] [llm206:611  :0]     ucp_context.c:1268 UCX  WARN  x")
+    assert key.startswith(b"[1000000000.000000] [llm000:000  :0]") and cut == 36
+    assert message_key(b"Backend UCX was instantiated") == (b"Backend UCX was instantiated", 0)

@@ -1,0 +1,383 @@
+"""Fast, cached diagnosis of a log file: the same events as :func:`~workshop_lib.logs.parser.classify`, far less work.
+
+Real logs repeat the same message with another timestamp, thread id or rail number. Classification is therefore
+cached, in two bounded levels, and a line that hits the cache costs a dict lookup plus counter updates:
+
+1. **Shape** (all lines, C speed): each 8 MiB block is digit-normalised once (``bytes.translate``, every digit to
+   ``0``) and split; the normalised line is the key. The cached value says "no signature key" (nothing to do), a
+   template event, or "digit-sensitive". A shape is only cached as a template when no rule, line format or prefilter
+   key of the line can depend on the digits (:func:`shape_is_safe`): a rule capturing devices/rails/provider/backend,
+   a literal digit in a rule (``Exit Code: 137``, ``returned -61``), ``libfabric:`` headers (the provider field),
+   UCX transport lines and abseil ``E0``/``F1`` levels all make the shape digit-sensitive.
+2. **Message** (digit-sensitive lines only): the line's header (abseil ``I1207 19:34:40.1 tid file:line]``, UCX
+   ``[ts] [host:pid]``, libfabric ``libfabric:pid:ts::``, vLLM ``INFO mm-dd hh:mm:ss [file:line]``, a leading
+   timestamp) is digit-normalised and the message after it kept exact. The first line of a key is classified in
+   full and the key is kept only when the header really was consumed by the line format (:func:`_header_ok`), so
+   every line with that key has the same event.
+
+Per-line state stays exact: line numbers, evidence text (computed from the line itself, lazily) and the order of
+"first seen" / "last seen" evidence, because every occurrence still goes through the accumulator unless the template
+only has first-occurrence effects, in which case repeats just count. Memory: one block, the caches (bounded, cleared
+when full) and capped evidence.
+
+Example:
+    >>> import tempfile, os
+    >>> from workshop_lib.logs.diagnose import Accumulator
+    >>> with tempfile.NamedTemporaryFile("wb", delete=False) as f:
+    ...     _ = f.write(b"I1207 19:34:40.1 1 a.cpp:1] HANDSHAKE received from peer with explicit fi_addr 1\\n" * 3)
+    >>> acc = Accumulator()
+    >>> feed_file(f.name, [acc])
+    3
+    >>> acc.handshakes, acc.handshake_ev.line
+    (3, 1)
+    >>> os.unlink(f.name)
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from itertools import accumulate, chain, compress, repeat
+from operator import add, is_, not_
+from pathlib import Path
+
+from workshop_lib.logs import patterns as P
+from workshop_lib.logs.parser import TEXT_MAX, Event, _strip_prefixes, classify, to_text
+from workshop_lib.logs.scan import FileScan
+
+CACHE_MAX = 1 << 16  # entries per cache level; a full cache is cleared (constant memory)
+SEEN_MAX = 1 << 16
+_DIGITS = bytes(range(48, 58))
+_NORM = bytes.maketrans(_DIGITS, b"0" * 10)
+_NEG, _SENS, _UNC = object(), object(), object()  # no key / digit-sensitive shape / uncacheable message
+
+
+def _digit_sensitive_triggers() -> tuple[bytes, ...]:
+    """Substrings that make a shape digit-sensitive (derived from the rules, so new rules are covered): the keys of
+    rules with a literal digit (``Exit Code: 137``, ``returned -61``, ``v1 connector``) or a captured count,
+    provider or backend, plus the words before the digit-bearing prefilter keys (``returned -61``,
+    ``with code 137``)."""
+    out: set[str] = {"returned", "code"}
+    for r in P.RULES:
+        pat = r.regex.pattern.replace("\\d", "")
+        pat = re.sub(r"\{\d+(?:,\d*)?\}|\(\?P<\w+>|\(\?P=\w+\)", "", pat)  # {m,n} and group names: not text
+        if re.search(r"[0-9]", pat) or set(r.regex.groupindex) & {"devices", "rails", "provider", "backend"}:
+            out.add(r.key)
+    return tuple(sorted(x.encode() for x in out))
+
+
+SENSITIVE: tuple[bytes, ...] = _digit_sensitive_triggers()
+_KEYS = P.SCAN_KEYS_BYTES
+_LIBFABRIC = next(f.regex for f in P.FORMATS if f.name == "libfabric")
+
+
+def shape_is_safe(norm: bytes) -> bool:
+    """True when every line with this digit-normalised shape classifies the same way (see module docstring).
+
+    Line formats only test digits as ``\\d``/``\\w`` (shape), so what can differ is: a rule that captures a
+    number/provider/backend or has a literal digit (:data:`SENSITIVE`), the libfabric header's provider and level
+    fields, and whether the line is a candidate at all when its only prefilter keys are ``E0``/``E1``/``F0``/``F1``.
+    UCX transport names only matter through their class (``rc_*``, ``tcp``, ``cuda_ipc``...), which has no digit.
+
+    Example:
+        >>> shape_is_safe(b"I0000 00:00:00.000000 0 a.cpp:0] HANDSHAKE received from peer with explicit fi_addr 0")
+        True
+        >>> shape_is_safe(b"I0000 00:00:00.000000 0 a.cpp:0] Discovered 0 EFA devices")
+        False
+    """
+    if any(k in norm for k in SENSITIVE):
+        return False
+    if not _candidate_anyway(norm):
+        return False
+    if b"libfabric:" in norm:
+        msg, _, _ = _strip_prefixes(norm.decode("utf-8", errors="replace"))
+        m = _LIBFABRIC.match(msg)
+        if m and ("0" in m["prov"] or "0" in m["lvl"]):
+            return False
+    return True
+
+
+def message_key(line: bytes) -> tuple[bytes, int]:
+    """``(key, cut)``: the header ``line[:cut]`` digit-normalised, the message after it exact.
+
+    Example:
+        >>> message_key(b"I1207 19:34:40.291955 1302 b.cpp:601] Serialized 1 data rail endpoints")[0]
+        b'I1000 00:00:00.000000 0000 b.cpp:000] Serialized 1 data rail endpoints'
+    """
+    c0 = line[:1]
+    cut = 0
+    if c0 == b"[" and line.startswith(b"[pod/"):
+        cut = line.find(b"] ") + 2
+        c0 = line[cut:cut + 1]
+    if c0 == b"(":  # vLLM process tag: (EngineCore_DP0 pid=594)
+        end = line.find(b") ", cut)
+        if end > 0:
+            cut = end + 2
+            c0 = line[cut:cut + 1]
+    if c0 in b"IWEFD" and c0 and line[cut + 1:cut + 2].isdigit():  # abseil
+        end = line.find(b"]", cut)
+        cut = end + 1 if end > 0 else cut
+    elif c0 == b"[" and line[cut + 1:cut + 2].isdigit():  # UCX / SGLang / TRT-LLM bracketed timestamp
+        end = line.find(b"]", cut)
+        if end > 0:
+            cut = end + 1
+            if line.startswith(b" [", cut):
+                end = line.find(b"]", cut)
+                cut = end + 1 if end > 0 else cut
+    elif line.startswith(b"libfabric:", cut):
+        p1 = line.find(b":", cut + 10)
+        p2 = line.find(b":", p1 + 1) if p1 > 0 else -1
+        cut = p2 + 2 if p2 > 0 and line.startswith(b"::", p2) else (p1 + 1 if p1 > 0 else cut)
+    elif c0.isdigit():  # leading timestamp (NIXL Python, Rust tracing, Python logging, nixlbench rows)
+        cut = len(line) - len(line[cut:].lstrip(b"0123456789-:.,TZ+ "))
+    elif c0.isalpha():  # vLLM: INFO 11-25 02:39:44 [file.py:800]
+        sp = line.find(b" ", cut, cut + 10)
+        if sp > 0 and line[sp + 1:sp + 2].isdigit():
+            end = line.find(b"]", sp)
+            cut = end + 1 if end > 0 else cut
+    if cut <= 0:
+        return line, 0
+    return line[:2] + line[2:cut].translate(_NORM) + line[cut:], cut
+
+
+def _header_ok(line: bytes, cut: int) -> bool:
+    """True when ``line[:cut]`` is a header fully consumed by a prefix strip or line format, with no digit that
+    can matter (ASCII, no prefilter key with a digit, the libfabric provider and the message after ``cut``)."""
+    head = line[:cut]
+    if not head.isascii() or b"\x1b" in line or re.search(rb"[EF]\d|returned|code", head[1:]):
+        return False
+    text = to_text(line)
+    msg, _, _ = _strip_prefixes(text)
+    off = len(text) - len(msg)
+    for fmt in P.FORMATS:
+        m = fmt.regex.match(msg)
+        if m:
+            starts = [m.start("msg")] + ([m.start("prov"), m.start("lvl")] if fmt.name == "libfabric" else [])
+            return all(off + s >= cut for s in starts)
+    return False
+
+
+class LazyEvent:
+    """An :class:`Event` made of a cached template plus this line's number and bytes (text decoded on demand)."""
+
+    __slots__ = ("tpl", "line", "raw", "source", "_text")
+
+    def __init__(self, tpl: Event, line: int, raw: bytes, source: str) -> None:
+        self.tpl, self.line, self.raw, self.source, self._text = tpl, line, raw, source, None
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            msg, _, _ = _strip_prefixes(to_text(self.raw))
+            self._text = msg.strip()[:TEXT_MAX]
+        return self._text
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.tpl, name)
+
+
+COUNT, REF, ERR, GEN, FULL = range(5)  # what a repeat of a template does (see _Template)
+
+
+class _Template:
+    """A cached outcome: the template event and what a repeat occurrence changes in an accumulator.
+
+    ``kind`` COUNT: only the event counter (every other effect of :meth:`Accumulator.add` keeps the first
+    occurrence); REF: also the "last seen" evidence (explicit backend, provider) and the handshake count; ERR: a
+    known failure code's count and last line; GEN: a generic error line that may continue the previous one (a
+    traceback); FULL: anything else, replayed through ``add``.
+    """
+
+    __slots__ = ("ev", "kind", "event", "explicit", "strong", "weak", "handshake", "backend", "provider", "code")
+
+    def __init__(self, ev: Event) -> None:
+        from workshop_lib.logs.diagnose import _EXPLICIT_BACKEND, _STRONG_PROVIDER
+
+        e = ev.event
+        self.ev, self.event, self.code = ev, (None if e == "line" else e), ev.code
+        self.explicit = bool(e in _EXPLICIT_BACKEND and ev.backend)
+        self.strong = bool(e in _STRONG_PROVIDER and ev.provider and not (e == "nixl.efa_devices" and not ev.devices))
+        self.weak = bool(not self.strong and ev.provider and ev.component == "libfabric" and e not in (
+            "libfabric.provider_rejected", "libfabric.efa_caps_unsupported", "benign"))
+        self.handshake = e == "efa.handshake"
+        self.backend = ev.backend.upper() if ev.backend else None
+        self.provider = ev.provider
+        ref = self.explicit or self.strong or self.weak or self.handshake
+        if e == "nixl.efa_devices" or (ev.code and ref):
+            self.kind = FULL
+        elif ev.code:
+            self.kind = GEN if ev.code == "GENERIC_ERROR" else ERR
+        else:
+            self.kind = REF if ref else COUNT
+
+
+def _repeat(t: _Template, acc: object, no: int, raw: bytes, source: str) -> bool:
+    """Apply a repeat occurrence of ``t`` to ``acc`` the cheap way; False when it needs the full ``add``."""
+    kind = t.kind
+    if kind == REF:
+        _set_refs(t, acc, LazyEvent(t.ev, no, raw, source))
+        if t.handshake:
+            acc.handshakes += 1
+    elif kind == ERR:
+        entry = acc.errors.get((t.code, ""))
+        if entry is None:
+            return False
+        entry.count += 1
+        entry.last_line = no
+        acc._last_generic = None
+    elif kind == GEN:
+        last = acc._last_generic
+        if last is None or last.last_line + 1 != no or last.ev.source != source:
+            return False
+        last.count += 1
+        last.last_line = no
+    elif kind == FULL:
+        return False
+    if t.event:
+        acc.counts[t.event] += 1
+    return True
+
+
+def _has_key(b: bytes) -> bool:
+    return any(k in b for k in _KEYS)
+
+
+def _candidate_anyway(norm: bytes) -> bool:
+    """False when the shape may or may not pass the prefilter depending on its digits (its only keys are
+    ``E0``/``E1``/``F0``/``F1``, which normalise to ``E0``/``F0``)."""
+    if b"E0" not in norm and b"F0" not in norm:
+        return True
+    return _has_key(norm.replace(b"E0", b"E\x00").replace(b"F0", b"F\x00"))
+
+
+def _template(raw: bytes, source: str) -> object:
+    """Classify one line in full: a :class:`_Template`, or ``_NEG`` when it has no key or no event."""
+    if not _has_key(raw):
+        return _NEG
+    ev = classify(raw, 0, source, prefiltered=True)
+    return _NEG if ev is None else _Template(ev)
+
+
+def _cut_of(line: bytes) -> int:
+    return message_key(line)[1]
+
+
+def _new_shape(norm: bytes, raw: bytes, source: str) -> object:
+    """The shape cache's value for a new digit-normalised line: ``_NEG``, a template, or the header length (an
+    ``int``) when the line is digit-sensitive and must be looked up by message."""
+    if b"0" not in norm or shape_is_safe(norm):  # no digit at all: the shape is the line itself
+        return _template(raw, source)
+    cut = _cut_of(raw)
+    if cut > 0 and b"0" not in norm[cut:] and _candidate_anyway(norm) and _header_ok(raw, cut):
+        return _template(raw, source)  # digits only in a validated header: every line of the shape is the same
+    return cut
+
+
+def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int], shape: dict, mcache: dict,
+             source: str) -> None:
+    """Turn every value of ``vals`` into a template or ``_NEG``, in place: new shapes are classified and cached, and
+    digit-sensitive lines (an ``int`` in the shape cache: their header length) are looked up by message."""
+    n = len(vals)
+    for i in compress(range(n), map(is_, vals, repeat(None))):
+        norm = norm_lines[i]
+        v = shape.get(norm)
+        if v is None:
+            v = shape[norm] = _new_shape(norm, block[starts[i]:starts[i + 1] - 1], source)
+        vals[i] = v
+    get = mcache.get
+    for i in compress(range(n), map(is_, map(type, vals), repeat(int))):
+        cut = vals[i]
+        raw = block[starts[i]:starts[i + 1] - 1]
+        key = raw[:2] + norm_lines[i][2:cut] + raw[cut:] if cut > 2 else raw
+        v = get(key)
+        if v is None:
+            v = _template(raw, source)
+            mcache[key] = v if (key is raw or _header_ok(raw, cut)) else _UNC
+        elif v is _UNC:  # the header did not validate: the exact line is the key (a tuple: its own namespace)
+            v = get((raw,)) or _template(raw, source)
+            mcache[(raw,)] = v
+        vals[i] = v
+
+
+def feed_file(path: str | Path, accs: Sequence, chunk: int = 8 << 20, max_line: int = 8 << 20) -> int:
+    """Feed the events of one file into the accumulators, in line order; returns the file's line count.
+
+    Per 8 MiB block, in C: digit-normalise, split, look every shape up, count the values. Python then visits only
+    the lines that can change more than a counter: new shapes, digit-sensitive lines (message cache), templates an
+    accumulator has not seen yet, generic errors (tracebacks group by adjacency) and, for "last seen" evidence,
+    the last occurrence of each template in the block.
+
+    Raises:
+        LogParseError: the file is missing, a directory or unreadable.
+    """
+    source = str(path)
+    scan = FileScan(path, chunk=chunk, max_line=max_line)
+    shape: dict[bytes, object] = {}
+    mcache: dict[bytes, object] = {}
+    seen: list[set] = [set() for _ in accs]
+    base = 0
+    for block in scan.chunks(count=False):
+        if len(block) > max_line and max(map(len, block.split(b"\n"))) > max_line:
+            block = b"".join(x[:max_line] + b"\n" for x in block.split(b"\n")[:-1])
+        norm_lines = block.translate(_NORM).split(b"\n")
+        norm_lines.pop()  # the block ends with a newline
+        n = len(norm_lines)
+        starts = list(accumulate(map(add, map(len, norm_lines), repeat(1)), initial=0))
+        if len(shape) > CACHE_MAX:
+            shape.clear()
+        if len(mcache) > CACHE_MAX:
+            mcache.clear()
+        vals = list(map(shape.get, norm_lines))
+        _resolve(vals, norm_lines, block, starts, shape, mcache, source)
+        bc = Counter(vals)
+        last = dict(zip(vals, range(n), strict=True))
+        # templates whose repeats in this block are applied in bulk (every accumulator has seen them)
+        bulk = {t for t in bc if t.__class__ is _Template and t.kind in (COUNT, ERR, REF)
+                and all(t in s for s in seen)
+                and (t.kind != ERR or all((t.code, "") in a.errors for a in accs))}
+        skip = bulk | {_NEG}
+        ref_last = {last[t]: t for t in bulk if t.kind == REF}
+        visit = compress(range(n), map(not_, map(skip.__contains__, vals)))
+        if ref_last:
+            visit = sorted(chain(visit, ref_last))
+        for i in visit:
+            v = vals[i]
+            raw = block[starts[i]:starts[i + 1] - 1]
+            no = base + i + 1
+            if v in bulk:  # the last occurrence of a bulk REF template: the "last seen" evidence only
+                for acc in accs:
+                    _set_refs(v, acc, LazyEvent(v.ev, no, raw, source))
+                continue
+            for j, acc in enumerate(accs):
+                s = seen[j]
+                if v in s and _repeat(v, acc, no, raw, source):
+                    continue
+                if len(s) > SEEN_MAX:
+                    s.clear()
+                s.add(v)
+                acc.add(LazyEvent(v.ev, no, raw, source))
+        for t in bulk:
+            k = bc[t]
+            for acc in accs:
+                if t.event:
+                    acc.counts[t.event] += k
+                if t.kind == ERR:
+                    entry = acc.errors[(t.code, "")]
+                    entry.count += k
+                    entry.last_line = base + last[t] + 1
+                elif t.handshake:
+                    acc.handshakes += k
+        base += n
+    return base
+
+
+def _set_refs(t: _Template, acc: object, ref: LazyEvent) -> None:
+    if t.explicit:
+        acc.backend_explicit = (t.backend, ref)
+    if t.strong:
+        acc.provider_strong = (t.provider, ref)
+    elif t.weak:
+        pw = acc.provider_weak
+        pw.pop(t.provider, None)
+        pw[t.provider] = ref
