@@ -15,30 +15,42 @@ from collections.abc import Sequence
 from workshop_lib import __version__
 from workshop_lib.errors import WorkshopError
 
-# Order is the order of ``workshop --help``.
-COMMAND_MODULES = [
-    "versions",
-    "config",
-    "lab",
-    "diagnose",
-    "nixlbench",
-    "render",
-    "validate",
-    "preflight",
-    "platform",
-    "bench",
-    "run",
-]
+# Order is the order of ``workshop --help``; the help text is shown without importing the module.
+COMMANDS: dict[str, str] = {
+    "versions": "print the table of pinned versions (images, charts, packages)",
+    "config": "print the validated workshop configuration",
+    "lab": "the local lab: etcd, NATS, Dynamo frontend, mocker prefill/decode; NIXL pairs",
+    "diagnose": "read NIXL/libfabric/UCX/vLLM/TRT-LLM/Dynamo logs and give a verdict",
+    "nixlbench": "parse a nixlbench log: config banner and results table",
+    "render": "render the manifests of a workshop section from the config",
+    "validate": "validate manifests against the DGD CRD and the workshop's lint rules",
+    "preflight": "check the cluster (or this machine) is ready for the workshop",
+    "platform": "install or check the Dynamo platform (dynamo-crds, dynamo-platform) via Helm",
+    "bench": "benchmarks: serving sweep, aiperf interop, NIXL KV-transfer sweep",
+    "run": "run the four notebooks headless into runs/<timestamp>/ and print a summary",
+}
+COMMAND_MODULES = list(COMMANDS)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: Sequence[str] | None) -> str | None:
+    """The subcommand named on the command line (top-level options take no values), if any."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return next((a for a in args if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``workshop`` parser; only the chosen subcommand's module is imported (the others cost nothing)."""
     parser = argparse.ArgumentParser(
         prog="workshop",
         description="Dynamo disaggregated-inference workshop kit: local lab, manifests, EKS, logs and benchmarks.",
     )
     parser.add_argument("--version", action="version", version=f"workshop_lib {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    chosen = _chosen(argv)
+    for name, help_text in COMMANDS.items():
+        if name != chosen:
+            sub.add_parser(name, help=help_text, add_help=False)
+            continue
         try:
             mod = importlib.import_module(f"workshop_lib.clicmds.{name}")
         except ModuleNotFoundError as exc:
@@ -50,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -51,3 +51,12 @@ def test_console_script_help() -> None:
 def test_bad_option_exits_non_zero(capsys) -> None:
     assert main(["config", "--set", "kv_backend=TCP"]) == 1
     assert "kv_backend" in capsys.readouterr().err
+
+
+def test_only_the_chosen_subcommand_is_imported() -> None:
+    code = (
+        "import sys; from workshop_lib.cli import main; main(['versions']); "
+        "print(sorted(m for m in sys.modules if m.startswith(('jsonschema', 'pandas', 'workshop_lib.clicmds.'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "['workshop_lib.clicmds.versions']"
