@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -112,6 +113,19 @@ def delete_pair(names: tuple[str, ...]) -> list[str]:
     return errors
 
 
+def wait_running(ns: str, dev: str, timeout: float = 10.0) -> None:
+    """Wait until ``dev`` in ``ns`` is up with carrier: UCX skips an interface that is not running yet
+    ("network device ... is not available"), and a fresh veth takes a moment to get there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = _ip("-n", ns, "-o", "link", "show", "dev", dev, check=False).stdout
+        if "LOWER_UP" in out and "state UP" in out and "NO-CARRIER" not in out:
+            return
+        if time.monotonic() > deadline:
+            raise LabError("--netns", f"{dev} in {ns} did not come up within {timeout:.0f} s: {out.strip()}", "")
+        time.sleep(0.05)
+
+
 def create_pair(addrs: tuple[str, str] = DEFAULT_ADDRS, tag: str | None = None) -> NetnsPair:
     """Create the two namespaces and the veth between them; on any failure, remove what was made and raise."""
     require_netns_support()
@@ -124,6 +138,8 @@ def create_pair(addrs: tuple[str, str] = DEFAULT_ADDRS, tag: str | None = None) 
             _ip("-n", names[side], "addr", "add", f"{addrs[side]}/{PREFIX_LEN}", "dev", veths[side])
             _ip("-n", names[side], "link", "set", veths[side], "up")
             _ip("-n", names[side], "link", "set", "lo", "up")
+        for side in (0, 1):
+            wait_running(names[side], veths[side])
     except BaseException:
         delete_pair(names)
         raise
@@ -197,6 +213,7 @@ def isolated_netns(addr: str = ISOLATED_ADDR, tag: str | None = None) -> Iterato
         _ip("-n", ns, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", dev)
         for link in (dev, peer, "lo"):
             _ip("-n", ns, "link", "set", link, "up")
+        wait_running(ns, dev)
     except BaseException:
         delete_pair((ns,))
         raise
