@@ -56,7 +56,7 @@ def run_ours(url: str, conc: int, n: int, transport: str) -> dict[str, Any]:
     rc, cpu, wall = _timed(cmd, log=SCRATCH / f"ours-{transport}-c{conc}.log")
     data = json.loads(out.read_text()) if rc == 0 else {"runs": [{}], "meta": {}}
     run = data["runs"][0]
-    return {"client_loop_lag_ms": data["meta"].get("client_loop_lag_ms"),"tool": f"workshop bench serve ({transport})", "concurrency": conc, "requests": n, "rc": rc,
+    return {"client_loop_lag_ms": data["meta"].get("client_loop_lag_ms"), "loop_cpu_s": data["meta"].get("client_cpu_s"),"tool": f"workshop bench serve ({transport})", "concurrency": conc, "requests": n, "rc": rc,
             "errors": run.get("errors"), "ttft_p50_ms": run.get("ttft_ms", {}).get("p50"),
             "itl_p50_ms": run.get("itl_ms", {}).get("p50"), "tpot_p50_ms": run.get("tpot_ms", {}).get("p50"),
             "output_tokens_per_s": run.get("output_tokens_per_s"), "cpu_s": round(cpu, 2), "wall_s": round(wall, 1)}
@@ -141,6 +141,7 @@ def main() -> int:
             r["cpu_s_per_1000"] = round(r["cpu_s"] / (n + conc) * 1000, 2)
             print(f"  {r['tool']:<32} c={conc:<3} TTFT p50 {r['ttft_p50_ms']} ms ({r['ttft_err_pct']}%), "
                   f"ITL p50 {r['itl_p50_ms']} ms ({r['itl_err_pct']}%), CPU {r['cpu_s']} s", flush=True)
+            r["loadavg"] = [round(x, 2) for x in os.getloadavg()]
             runs.append(r)
     ours = [r for r in runs if r.get("tool") == "workshop bench serve (raw)"]
     ok = bool(ours) and all(r.get("ttft_err_pct") is not None and abs(r["ttft_err_pct"]) <= TOLERANCE * 100
@@ -167,6 +168,23 @@ def main() -> int:
 def _notes(runs: list[dict[str, Any]]) -> list[str]:
     """Plain statements computed from the numbers (where the kit's client is or is not better than aiperf)."""
     out = []
+    for r in runs:
+        if r.get("tool") == "workshop bench serve (raw)" and r.get("ttft_err_pct") is not None:
+            if abs(r["ttft_err_pct"]) > TOLERANCE * 100:
+                out.append(
+                    f"- Short of the target: at concurrency {r['concurrency']} the kit's TTFT p50 is "
+                    f"{r['ttft_err_pct']:+}% off ({r['ttft_p50_ms']} ms). The server's own TTFT p50 was "
+                    f"{r['server']['ttft_ms']['p50']} ms but it wrote tokens up to {r['server']['late_ms']['p90']} ms "
+                    f"late (p90), and its TTFT starts only once it has parsed the request (time queued before that is "
+                    f"not measured); "
+                    f"the client's loop lag p99 was {_lag(r).split(' / ')[1]} ms. Both processes share 2 vCPUs with "
+                    f"other jobs (load average {r.get('loadavg', 'see meta')}), so part of the error is the machine, "
+                    f"not the client; it was not separated further.")
+            if r.get("loop_cpu_s") is not None:
+                out.append(f"- kit client CPU inside its event loop at concurrency {r['concurrency']}: "
+                           f"{r['loop_cpu_s']} s for {r['requests'] + r['concurrency']} requests "
+                           f"({r['loop_cpu_s'] / (r['requests'] + r['concurrency']) * 1000:.2f} s per 1000); the rest of "
+                           f"its 'CPU s' is interpreter start-up and imports.")
     by = {(r["tool"], r["concurrency"]): r for r in runs if r.get("ttft_err_pct") is not None}
     for conc in LEVELS:
         ours, ai = by.get(("workshop bench serve (raw)", conc)), by.get(("aiperf 0.13.0", conc))

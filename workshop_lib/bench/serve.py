@@ -458,19 +458,21 @@ def run_sweep(url: str, model: str, concurrency: Sequence[int], requests: int, i
     holder: dict[str, Any] = {}
 
     def _thread() -> None:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            holder["loop"] = runner.get_loop()
-            task = runner.get_loop().create_task(
-                _sweep(res, url, model, list(concurrency), requests, isl, osl, endpoint, warmup, timeout_s, tokenizer,
-                       extra_body, progress, transport))
-            holder["task"] = task
-            ready.set()
-            try:
+        try:
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                holder["loop"] = runner.get_loop()
+                task = runner.get_loop().create_task(
+                    _sweep(res, url, model, list(concurrency), requests, isl, osl, endpoint, warmup, timeout_s,
+                           tokenizer, extra_body, progress, transport))
+                holder["task"] = task
+                ready.set()
                 runner.run(_await(task))
-            except asyncio.CancelledError:
-                pass
-            except BaseException as exc:  # surfaced in the caller's thread
-                box["exc"] = exc
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:  # surfaced in the caller's thread
+            box["exc"] = exc
+        finally:
+            ready.set()
 
     t = threading.Thread(target=_thread, name="bench-serve", daemon=True)
     t.start()
@@ -480,7 +482,8 @@ def run_sweep(url: str, model: str, concurrency: Sequence[int], requests: int, i
             t.join(0.1)
     except KeyboardInterrupt:
         res.meta["interrupted"] = True
-        holder["loop"].call_soon_threadsafe(holder["task"].cancel)
+        if "task" in holder:
+            holder["loop"].call_soon_threadsafe(holder["task"].cancel)
         t.join(30)
     current = res.meta.pop("_current", None)
     if current is not None:  # interrupted mid-level: keep that level's finished requests
