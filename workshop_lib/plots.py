@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from workshop_lib import versions
 from workshop_lib.config import INSTANCE_TYPES
@@ -143,6 +144,18 @@ def speedup_table(runs: Mapping[str, pd.DataFrame], baseline: str, candidate: st
     return m.sort_values("concurrency", ignore_index=True)
 
 
+def human_bytes(n: float) -> str:
+    """``4096`` -> ``'4K'``, ``2**20`` -> ``'1M'`` (binary units, as nixlbench sizes are given).
+
+    >>> human_bytes(64 * 2**20)
+    '64M'
+    """
+    for unit, size in (("G", 2**30), ("M", 2**20), ("K", 2**10)):
+        if n >= size:
+            return f"{n / size:g}{unit}"
+    return f"{n:g}"
+
+
 def efa_line_rate_gbytes(instance_type: str = "p5.48xlarge") -> float:
     """Aggregate EFA line rate of one instance in GB/s (p5.48xlarge: 3200 Gbps = 400 GB/s).
 
@@ -184,8 +197,9 @@ def plot_bandwidth(df: pd.DataFrame, info: FigureInfo, instance_type: str = "p5.
     ax.axhline(rate, color="grey", linestyle=":", label=f"EFA line rate {instance_type}: {inst.efa} x "
                f"{inst.efa_gbps_total // inst.efa} Gbps = {rate:g} GB/s")
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: human_bytes(v)))
     ax.set_yscale("log")
-    ax.set_xlabel("block size (bytes)")
+    ax.set_xlabel("block size")
     ax.set_ylabel("bandwidth (GB/s)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")

@@ -65,3 +65,27 @@ def test_sweep_rejects_bad_arguments_before_running(kwargs, field):
     with pytest.raises(ConfigError) as exc:
         sweep_nixl(**kwargs, progress=False)
     assert exc.value.where == field
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_real_sweep_ucx_and_libfabric_into_one_frame(tmp_path):
+    """Two real NIXL agents per backend on this machine (DRAM), swept and merged into one frame."""
+    import sys
+
+    from workshop_lib.lab import setup as lab_setup
+
+    if sys.platform != "linux":
+        pytest.skip("the local lab runs on Linux only")
+    bad = [i for i in lab_setup.status() if not i.ok and i.name in ("libcuda.so.1", "libcudart.so.12", "nixl wheels")]
+    if bad:
+        pytest.skip(f"lab not set up ({bad[0].name}: {bad[0].found}); run `workshop lab setup`")
+    backends = ["UCX"] + ([] if lab_setup.libfabric_unavailable_reason() else ["LIBFABRIC"])
+    df = sweep_nixl(backends, "READ", "4K,1M", iters=10, log_dir=tmp_path, progress=False)
+    assert list(df.columns) == COLUMNS
+    assert len(df) == 2 * len(backends) and df["verified"].all() and (df["gbps"] > 0).all()
+    assert set(df["source"]) == {"lab"} and set(df["backend"]) == set(backends)
+    assert (df["bytes_moved"] == df["block_size"] * 10).all()
+    assert (tmp_path / "ucx-read" / "initiator.log").stat().st_size > 0
+    if "LIBFABRIC" in backends:
+        assert set(df.loc[df["backend"] == "LIBFABRIC", "transport"]) == {"tcp"}  # the local TCP fallback
