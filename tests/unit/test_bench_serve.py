@@ -160,3 +160,52 @@ def test_helpers():
     assert percentile([1.0, 2.0, 3.0, 4.0], 90) == pytest.approx(3.7)
     assert summarize([]) == {"mean": pytest.approx(float("nan"), nan_ok=True), "p50": pytest.approx(float("nan"), nan_ok=True),
                              "p90": pytest.approx(float("nan"), nan_ok=True), "p99": pytest.approx(float("nan"), nan_ok=True)}
+
+
+def test_cli_serve_writes_json_and_csv(server, tmp_path, capsys):
+    from workshop_lib.cli import main
+
+    out, csv = tmp_path / "r.json", tmp_path / "r.csv"
+    rc = main(["bench", "serve", "--url", server.url, "--model", "m", "--concurrency", "1,2", "--requests", "2",
+               "--isl", "8", "--osl", "4", "--warmup", "0", "--json", str(out), "--csv", str(csv), "--quiet"])
+    assert rc == 0
+    assert [r["concurrency"] for r in json.loads(out.read_text())["runs"]] == [1, 2]
+    assert csv.read_text().splitlines()[0].startswith("concurrency,requests,errors,ttft_mean_ms")
+    assert "ttft_p50_ms" in capsys.readouterr().out
+    rc = main(["bench", "serve", "--url", server.url, "--model", "fault-500", "--concurrency", "1", "--requests", "1",
+               "--osl", "4", "--warmup", "0", "--quiet"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "1 x http_500" in err and "all 1 requests failed" in err and "Traceback" not in err
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_against_the_real_dynamo_frontend(tmp_path):
+    """The local lab's Dynamo 0.9.0 frontend with mocker prefill/decode: streams parse, usage counts the tokens."""
+    import platform
+
+    from workshop_lib.errors import LabError
+    from workshop_lib.lab.serving import Lab, find_binaries
+
+    if platform.system() != "Linux":
+        pytest.skip("the local lab needs Linux")
+    try:
+        find_binaries()
+    except LabError as exc:
+        pytest.skip(f"local lab not set up: {exc}")
+    lab = Lab(root=tmp_path / "lab")
+    try:
+        st = lab.up(timeout=180, progress=False)
+        res = run_sweep(st.frontend_url, st.model, [1, 4], requests=8, isl=64, osl=16, warmup=2, progress=False,
+                        tokenizer=st.model)
+        cmpl = run_sweep(st.frontend_url, st.model, [2], requests=4, isl=32, osl=8, endpoint="completions",
+                         progress=False)
+        bad = run_sweep(st.frontend_url, "no-such-model", [1], requests=2, isl=8, osl=4, progress=False)
+    finally:
+        lab.down()
+    assert [lv.errors for lv in res.levels] == [0, 0]
+    assert all(r.tokens_from_usage and r.output_tokens == 16 for r in res.records)
+    assert all(0 < lv.ttft_ms["p50"] < 2000 and lv.output_tokens_per_s > 0 for lv in res.levels)
+    assert cmpl.levels[0].errors == 0 and all(r.output_tokens == 8 for r in cmpl.records)
+    assert bad.levels[0].errors == 2 and next(iter(bad.levels[0].error_reasons)).startswith("http_4")
