@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from itertools import accumulate, chain, compress, repeat
+from itertools import accumulate, compress, repeat
 from operator import add, is_, not_
 from pathlib import Path
 
@@ -58,7 +58,7 @@ def _digit_sensitive_triggers() -> tuple[bytes, ...]:
     rules with a literal digit (``Exit Code: 137``, ``returned -61``, ``v1 connector``) or a captured count,
     provider or backend, plus the words before the digit-bearing prefilter keys (``returned -61``,
     ``with code 137``)."""
-    out: set[str] = {"returned", "code"}
+    out: set[str] = {"returned -", "with code"}
     for r in P.RULES:
         pat = r.regex.pattern.replace("\\d", "")
         pat = re.sub(r"\{\d+(?:,\d*)?\}|\(\?P<\w+>|\(\?P=\w+\)", "", pat)  # {m,n} and group names: not text
@@ -145,7 +145,7 @@ def _header_ok(line: bytes, cut: int) -> bool:
     """True when ``line[:cut]`` is a header fully consumed by a prefix strip or line format, with no digit that
     can matter (ASCII, no prefilter key with a digit, the libfabric provider and the message after ``cut``)."""
     head = line[:cut]
-    if not head.isascii() or b"\x1b" in line or re.search(rb"[EF]\d|returned|code", head[1:]):
+    if not head.isascii() or b"\x1b" in line or re.search(rb"[EF]\d|returned -|with code", head[1:]):
         return False
     text = to_text(line)
     msg, _, _ = _strip_prefixes(text)
@@ -318,10 +318,11 @@ def feed_file(path: str | Path, accs: Sequence, chunk: int = 8 << 20, max_line: 
     seen: list[set] = [set() for _ in accs]
     base = 0
     for block in scan.chunks(count=False):
-        if len(block) > max_line and max(map(len, block.split(b"\n"))) > max_line:
-            block = b"".join(x[:max_line] + b"\n" for x in block.split(b"\n")[:-1])
         norm_lines = block.translate(_NORM).split(b"\n")
         norm_lines.pop()  # the block ends with a newline
+        if len(block) > max_line and max(map(len, norm_lines)) > max_line:  # cut over-long lines like FileScan
+            block = b"".join(x[:max_line] + b"\n" for x in block.split(b"\n")[:-1])
+            norm_lines = [x[:max_line] for x in norm_lines]
         n = len(norm_lines)
         starts = list(accumulate(map(add, map(len, norm_lines), repeat(1)), initial=0))
         if len(shape) > CACHE_MAX:
@@ -338,9 +339,10 @@ def feed_file(path: str | Path, accs: Sequence, chunk: int = 8 << 20, max_line: 
                 and (t.kind != ERR or all((t.code, "") in a.errors for a in accs))}
         skip = bulk | {_NEG}
         ref_last = {last[t]: t for t in bulk if t.kind == REF}
-        visit = compress(range(n), map(not_, map(skip.__contains__, vals)))
-        if ref_last:
-            visit = sorted(chain(visit, ref_last))
+        mask = list(map(not_, map(skip.__contains__, vals)))
+        for i in ref_last:
+            mask[i] = True
+        visit = compress(range(n), mask)
         for i in visit:
             v = vals[i]
             raw = block[starts[i]:starts[i + 1] - 1]
