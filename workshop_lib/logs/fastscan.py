@@ -332,12 +332,13 @@ def feed_file(path: str | Path, accs: Sequence, chunk: int = 8 << 20, max_line: 
         vals = list(map(shape.get, norm_lines))
         _resolve(vals, norm_lines, block, starts, shape, mcache, source)
         bc = Counter(vals)
-        last = dict(zip(vals, range(n), strict=True))
         # templates whose repeats in this block are applied in bulk (every accumulator has seen them)
         bulk = {t for t in bc if t.__class__ is _Template and t.kind in (COUNT, ERR, REF)
                 and all(t in s for s in seen)
                 and (t.kind != ERR or all((t.code, "") in a.errors for a in accs))}
         skip = bulk | {_NEG}
+        rev = vals[::-1]  # the last index of a template: n - 1 - rev.index(t) (a short scan from the end)
+        last = {t: n - 1 - rev.index(t) for t in bulk if t.kind in (REF, ERR)}
         ref_last = {last[t]: t for t in bulk if t.kind == REF}
         mask = list(map(not_, map(skip.__contains__, vals)))
         for i in ref_last:
