@@ -78,7 +78,7 @@ def gpus_available() -> str | None:
 
 
 def run(
-    out: Path, sizes: str, ops: list[str], backends: list[str], modes: list[str], mem: str = "VRAM"
+    out: Path, sizes: str, ops: list[str], backends: list[str], modes: list[str], mem: str = "VRAM", iters: int = 0
 ) -> dict[str, Any]:
     from workshop_lib.lab import setup as lab_setup
     from workshop_lib.lab.nixl_pair import NixlPairSpec, run_pair
@@ -100,7 +100,7 @@ def run(
                 block_sizes, batch, inflight = mode_spec_sizes(mode, request_sizes)
                 spec = NixlPairSpec(
                     backend=backend, op=op, mem=mem, sizes=block_sizes, batch=batch, inflight=inflight,
-                    gpus=(0, 1), isolate=False, timeout_s=480,
+                    gpus=(0, 1), isolate=False, timeout_s=480, iters=iters,
                 )
                 log_dir = out / "logs" / f"{backend}-{op}-{mode}"
                 t0 = time.monotonic()
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ops", default="READ,WRITE")
     ap.add_argument("--backends", default="UCX,LIBFABRIC")
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--iters", type=int, default=40, help="timed requests per size (0: the lab's auto policy)")
     ap.add_argument("--mem", default="VRAM", choices=["VRAM", "DRAM"], help="DRAM: the same run on the CPU (a check)")
     args = ap.parse_args(argv)
     if args.report:
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = args.out or HERE / "scratch"
     out.mkdir(parents=True, exist_ok=True)
-    data = run(out, args.sizes, args.ops.split(","), args.backends.split(","), args.modes.split(","), args.mem)
+    data = run(out, args.sizes, args.ops.split(","), args.backends.split(","), args.modes.split(","), args.mem, args.iters)
     (out / "results.json").write_text(json.dumps(data, indent=2, sort_keys=True))
     for row in goal_rows(data):
         print(row)
