@@ -128,6 +128,31 @@ class Buffers:
             return f"crc32:{zlib.crc32(memoryview(a)):08x}"
         return gpu_checksum(self.torch, a)
 
+    def block_checksums(self, block: int) -> list[str]:
+        """One checksum per ``block``-byte block of the region, in offset order (what the mismatch diagnosis reads)."""
+        a = self.arrays[block]
+        n = (a.numel() if self.mem == "VRAM" else a.size) // block
+        if self.mem != "VRAM":
+            view = memoryview(a)
+            return [f"crc32:{zlib.crc32(view[j * block : (j + 1) * block]):08x}" for j in range(n)]
+        return [gpu_checksum(self.torch, a[j * block : (j + 1) * block]) for j in range(n)]
+
+
+def settled_checksum(bufs: Buffers, block: int, expect: str | None, settle_s: float) -> tuple[str, float]:
+    """The region's checksum, re-read until it equals ``expect`` or ``settle_s`` has passed; ``(checksum, waited_s)``.
+
+    LIBFABRIC on tcp reports a WRITE DONE at the initiator before the bytes are in the target's memory (about 20 ms
+    on this 2-core VM), so the target may read its region a little later. Bytes that went to the wrong place never
+    settle: the check stays an exact comparison.
+    """
+    t0 = time.monotonic()
+    while True:
+        got = bufs.checksum(block)
+        waited = time.monotonic() - t0
+        if expect is None or got == expect or waited >= settle_s:
+            return got, waited
+        time.sleep(0.005)
+
 
 def gpu_checksum(torch: Any, t: Any) -> str:
     """Byte sum and position-weighted sum of a uint8 CUDA tensor, in chunks, on its GPU."""
@@ -356,7 +381,16 @@ def serve(ch: Channel, role: str) -> None:
                 ch.send(event="row", row=row)
             ch.send(event="ran")
         elif cmd == "checksums":
-            ch.send(event="checksums", checksums={str(b): bufs.checksum(int(b)) for b in msg["blocks"]})
+            expect = msg.get("expect") or {}
+            sums: dict[str, str] = {}
+            waited: dict[str, float] = {}
+            for b in msg["blocks"]:
+                sums[str(b)], waited[str(b)] = settled_checksum(
+                    bufs, int(b), expect.get(str(b)), float(msg.get("settle_s", 0.0))
+                )
+            ch.send(event="checksums", checksums=sums, waited_s=waited)
+        elif cmd == "block_checksums":
+            ch.send(event="block_checksums", sums={str(b): bufs.block_checksums(int(b)) for b in msg["blocks"]})
         elif cmd == "notify":  # a NIXL notification to the peer: shows the notification path in the logs
             agent.send_notif(msg["peer_name"], msg["text"].encode())
             ch.send(event="notified")

@@ -214,6 +214,8 @@ def run_nixl(args: argparse.Namespace) -> int:
         print(
             f"CHECKSUM MISMATCH for {len(bad)} size(s): the bytes that arrived differ from those sent", file=sys.stderr
         )
+        if result.meta.get("diagnosis"):
+            print(f"cause: {result.meta['diagnosis']}", file=sys.stderr)
         return 1
     return 0
 

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from workshop_lib.errors import ConfigError, LabError, LabUnsupported
 from workshop_lib.lab import netns as netns_mod
 from workshop_lib.lab import setup as lab_setup
+from workshop_lib.lab.nixl_diag import diagnose, summary_line, zero_checksum
 from workshop_lib.lab.nixl_plan import (
     DEFAULT_SIZES,
     GiB,
@@ -82,6 +83,7 @@ LOG_KNOBS = {"NIXL_LOG_LEVEL": "INFO", "FI_LOG_LEVEL": "info", "UCX_LOG_LEVEL": 
 METADATA_EXCHANGE = "NIXL listener: initiator fetch_remote_metadata + send_local_metadata (both agents listening)"
 MAX_REGION_BYTES = {"DRAM": 4 * GiB, "VRAM": 16 * GiB}  # per side, all sizes together
 REPO_ROOT = Path(__file__).resolve().parents[2]
+WRITE_SETTLE_S = 2.0  # LIBFABRIC/tcp: a WRITE's bytes reach the target's memory ~20 ms after the initiator's DONE
 
 
 @dataclass
@@ -476,6 +478,7 @@ def run_pair(spec: NixlPairSpec, log_dir: Path | None = None, progress: bool = T
         return max(1.0, min(cap, deadline - time.monotonic()))
 
     rows_raw: list[dict[str, Any]] = []
+    block_sums: dict[str, dict[str, list[str]]] = {}
     with _placement(spec) as place:
         try:
             addrs, prefixes, devs = place.addrs, place.prefixes, place.devs
@@ -566,13 +569,24 @@ def run_pair(spec: NixlPairSpec, log_dir: Path | None = None, progress: bool = T
                 got = {str(r["block"]): r["checksum"] for r in rows_raw}
             else:
                 expected = {str(b): regs["initiator"]["regions"][str(b)]["checksum"] for b in spec.sizes}
-                agents["target"].send(cmd="checksums", blocks=spec.sizes)
-                got = agents["target"].expect("checksums", left(120), peers["target"])["checksums"]
+                agents["target"].send(cmd="checksums", blocks=spec.sizes, expect=expected, settle_s=WRITE_SETTLE_S)
+                reply = agents["target"].expect("checksums", left(120), peers["target"])
+                got = reply["checksums"]
+                meta["write_settle_s"] = reply.get("waited_s")
             meta["checksums"] = {
                 "expected": expected,
                 "got": got,
                 "where": "initiator" if spec.op == "READ" else "target",
             }
+            bad = [b for b in spec.sizes if got.get(str(b)) != expected.get(str(b))]
+            if bad:  # one checksum per block from both sides: which blocks are wrong, and what they hold
+                src, dst = ("target", "initiator") if spec.op == "READ" else ("initiator", "target")
+                for role in (src, dst):
+                    agents[role].send(cmd="block_checksums", blocks=bad)
+                block_sums = {
+                    role: agents[role].expect("block_checksums", left(120), peers[role])["sums"] for role in (src, dst)
+                }
+                block_sums = {"source": block_sums[src], "dest": block_sums[dst]}
             for role in ("initiator", "target"):
                 agents[role].send(cmd="exit")
             for role in ("initiator", "target"):
@@ -586,7 +600,35 @@ def run_pair(spec: NixlPairSpec, log_dir: Path | None = None, progress: bool = T
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     meta["wall_s"] = round(time.time() - started, 3)
     rows = _build_rows(spec, rows_raw, meta["checksums"], logs, meta)
+    if block_sums:
+        _diagnose_mismatches(spec, block_sums, meta)
     return NixlPairResult(spec=spec, rows=rows, logs=logs, meta=meta)
+
+
+def _diagnose_mismatches(spec: NixlPairSpec, block_sums: dict[str, dict[str, list[str]]], meta: dict[str, Any]) -> None:
+    """``meta["mismatches"]`` (per size: wrong block offsets, what they hold) and ``meta["diagnosis"]`` (one line)."""
+    provider = (meta.get("libfabric") or {}).get("transport") if spec.backend == "LIBFABRIC" else spec.ucx_tls
+    diags = []
+    for size in spec.sizes:
+        key = str(size)
+        if key not in block_sums["source"]:
+            continue
+        diags.append(
+            diagnose(
+                spec.op,
+                spec.backend,
+                provider,
+                meta.get("nixl_version"),
+                size,
+                spec.batch,
+                spec.inflight,
+                block_sums["source"][key],
+                block_sums["dest"][key],
+                zero=zero_checksum(spec.mem, size),
+            )
+        )
+    meta["mismatches"] = {str(d.block): d.to_json() for d in diags}
+    meta["diagnosis"] = summary_line(diags)
 
 
 def _build_rows(
