@@ -103,3 +103,21 @@ def test_shape_safety_and_message_key() -> None:
     key, cut = message_key(b"[1746690477.974497] [llm206:611  :0]     ucp_context.c:1268 UCX  WARN  x")
     assert key.startswith(b"[1000000000.000000] [llm000:000  :0]") and cut == 36
     assert message_key(b"Backend UCX was instantiated") == (b"Backend UCX was instantiated", 0)
+
+
+def test_unique_request_lines_mixed_in_same_diagnosis(fixtures_dir: Path, tmp_path: Path) -> None:
+    """Lines whose text differs beyond digits (request uuids) miss the shape cache and are settled in bulk."""
+    rng = random.Random(3)
+    lines = _fixture_lines(fixtures_dir)
+    out = []
+    for k in range(6000):
+        if k % 20 == 0:
+            out.append(lines[rng.randrange(len(lines))])
+        else:
+            rid = "".join(rng.choice("abcdefghijklmnop") for _ in range(24))
+            out.append(f"INFO 11-25 02:39:44 [logger.py:42] Received request cmpl-{rid}: temperature=0.7".encode())
+    p = tmp_path / "uniq.log"
+    p.write_bytes(b"\n".join(out) + b"\n")
+    for chunk in (8 << 20, 16384):
+        fast, ref = _both(p, chunk)
+        assert fast == ref

@@ -15,10 +15,14 @@ cached, in two bounded levels, and a line that hits the cache costs a dict looku
    full and the key is kept only when the header really was consumed by the line format (:func:`_header_ok`), so
    every line with that key has the same event.
 
-Per-line state stays exact: line numbers, evidence text (computed from the line itself, lazily) and the order of
-"first seen" / "last seen" evidence, because every occurrence still goes through the accumulator unless the template
-only has first-occurrence effects, in which case repeats just count. Memory: one block, the caches (bounded, cleared
-when full) and capped evidence.
+Per-line state stays exact: line numbers, evidence text (decoded from the line itself, only when kept) and the
+order of "first seen" / "last seen" evidence. Per block, a template that every accumulator has already seen and
+whose repeats only count (COUNT), add to a known error's count (ERR) or move "last seen" evidence (REF) is applied
+in bulk: its count for the block, plus its last occurrence visited in line order. Everything else (new templates,
+generic error lines, which group into tracebacks by adjacency, and the rest) goes through
+:meth:`~workshop_lib.logs.diagnose.Accumulator.add` line by line. ``tests/unit/test_logs_fastscan.py`` checks that
+the result equals the uncached path (``diagnose._feed_uncached``) on every fixture and on random mixes with other
+digits. Memory: one block, the caches (bounded, cleared when full) and capped evidence.
 
 Example:
     >>> import tempfile, os
@@ -36,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from itertools import accumulate, compress, repeat
@@ -259,6 +264,27 @@ def _template(raw: bytes, source: str) -> object:
     return _NEG if ev is None else _Template(ev)
 
 
+# What can make a shape a candidate: every prefilter key, and the words before the digit-bearing ones (a shape shows
+# ``returned -00`` for ``returned -61``).
+_SHAPE_KEYS: tuple[bytes, ...] = (*_KEYS, b"returned -", b"with code")
+
+
+def _keyed(norms: list[bytes]) -> set[int]:
+    """Indexes of the shapes that contain a prefilter key, found with one ``bytes.find`` pass per key over all of
+    them joined (so keyless shapes cost no Python work); a shape not listed is keyless for every digit value."""
+    buf = b"\n".join(norms) + b"\n"
+    offs = list(accumulate(map(add, map(len, norms), repeat(1)), initial=0))
+    hit: set[int] = set()
+    find = buf.find
+    for key in _SHAPE_KEYS:
+        p = find(key)
+        while p >= 0:
+            k = bisect_right(offs, p) - 1
+            hit.add(k)
+            p = find(key, offs[k + 1])
+    return hit
+
+
 def _cut_of(line: bytes) -> int:
     return message_key(line)[1]
 
@@ -279,7 +305,14 @@ def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int
     """Turn every value of ``vals`` into a template or ``_NEG``, in place: new shapes are classified and cached, and
     digit-sensitive lines (an ``int`` in the shape cache: their header length) are looked up by message."""
     n = len(vals)
-    for i in compress(range(n), map(is_, vals, repeat(None))):
+    miss = list(compress(range(n), map(is_, vals, repeat(None))))
+    if len(miss) > 64:  # many new shapes (e.g. unique request ids): settle the keyless ones in bulk first
+        uniq = list(dict.fromkeys(map(norm_lines.__getitem__, miss)))
+        keyed = _keyed(uniq)
+        keyless = dict.fromkeys(compress(uniq, map(not_, map(keyed.__contains__, range(len(uniq))))), _NEG)
+        vals[:] = map(keyless.get, norm_lines, vals)  # not cached: such shapes rarely come back
+        miss = list(compress(range(n), map(is_, vals, repeat(None))))
+    for i in miss:
         norm = norm_lines[i]
         v = shape.get(norm)
         if v is None:
