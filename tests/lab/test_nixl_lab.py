@@ -106,6 +106,43 @@ def test_libfabric_pair_shows_the_tcp_fallback(tmp_path: Path, op: str) -> None:
     assert {r.transport for r in res.rows} <= {"tcp", "sockets"}
 
 
+@pytest.mark.parametrize(("op", "batch", "inflight"), [("READ", 2, 1), ("WRITE", 2, 2)])
+def test_libfabric_multi_descriptor_mismatch_is_diagnosed(tmp_path: Path, op: str, batch: int, inflight: int) -> None:
+    """NIXL 0.9.0 LIBFABRIC on tcp sends every descriptor to offset 0 of the remote region (LIBFABRIC-MULTIDESC.md).
+
+    The rows stay verified=False; meta names the cause with the wrong block offsets, read from both agents.
+    """
+    _require_libfabric()
+    block = 64 * 1024
+    spec = NixlPairSpec(
+        backend="LIBFABRIC", op=op, sizes=[block], iters=1, batch=batch, inflight=inflight, timeout_s=240
+    )
+    res = run_pair(spec, log_dir=tmp_path / "logs", progress=False)
+    assert [r.verified for r in res.rows] == [False]
+    assert res.meta["exit_codes"] == {"initiator": 0, "target": 0}
+    n = batch * inflight
+    mis = res.meta["mismatches"][str(block)]
+    assert mis["pattern"] == "remote-offset-0" and mis["blocks"] == n
+    later = [j * block for j in range(1, n)]
+    if op == "READ":  # every local block got the remote region's first block; block 0 itself is right
+        assert mis["wrong_offsets"] == later and set(mis["holds"]) == {"source@0"}
+    else:  # every write landed on the remote offset 0; the rest of the region is still zeros
+        assert [o for o in mis["wrong_offsets"] if o] == later and mis["holds"][-1] == "zeros"
+    line = res.meta["diagnosis"]
+    assert line.startswith("NIXL 0.9.0 LIBFABRIC (tcp provider): every descriptor went to offset 0"), line
+    assert "\n" not in line and "64K" in line
+
+
+def test_libfabric_single_write_verifies_after_a_late_delivery(tmp_path: Path) -> None:
+    """One descriptor, one WRITE: the tcp provider's DONE comes before the bytes land; the target's check waits."""
+    _require_libfabric()
+    spec = NixlPairSpec(backend="LIBFABRIC", op="WRITE", sizes=[4096, 65536], iters=1, timeout_s=240)
+    res = run_pair(spec, log_dir=tmp_path / "logs", progress=False)
+    assert all(r.verified for r in res.rows), res.meta.get("diagnosis")
+    assert "diagnosis" not in res.meta
+    assert all(0 <= w < 2.0 for w in res.meta["write_settle_s"].values())
+
+
 @pytest.mark.skipif(not _root(), reason="--netns needs root")
 @pytest.mark.parametrize("backend", ["UCX", "LIBFABRIC"])
 def test_two_namespaces_over_a_veth(tmp_path: Path, backend: str) -> None:

@@ -357,3 +357,79 @@ def test_vram_without_torch_or_gpus_is_one_line() -> None:
     msg = str(err.value)
     assert msg.startswith("--mem VRAM") or msg.startswith("--gpus")
     assert "\n" not in msg
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Mismatch diagnosis (nixl_diag): per-block checksums reduced to one line
+
+
+def _sums(n: int) -> list[str]:
+    import zlib
+
+    return [f"crc32:{zlib.crc32(bytes([j + 1]) * 4096):08x}" for j in range(n)]
+
+
+def test_zero_checksum_is_the_crc_of_zero_bytes() -> None:
+    import zlib
+
+    from workshop_lib.lab.nixl_diag import zero_checksum
+
+    assert zero_checksum("DRAM", 4096) == f"crc32:{zlib.crc32(bytes(4096)):08x}"
+    assert zero_checksum("VRAM", 4096) == "gpusum:0:0"
+
+
+def test_read_with_every_block_from_remote_offset_0_is_named() -> None:
+    from workshop_lib.lab.nixl_diag import REMOTE_OFFSET_0, diagnose, zero_checksum
+
+    src = _sums(4)
+    got = [src[0]] * 4
+    d = diagnose("READ", "LIBFABRIC", "tcp", "0.9.0", 4096, 4, 1, src, got, zero_checksum("DRAM", 4096))
+    assert d.pattern == REMOTE_OFFSET_0
+    assert d.wrong_offsets == [4096, 8192, 12288]
+    assert {w.holds for w in d.wrong} == {"source@0"}
+    assert d.line == (
+        "NIXL 0.9.0 LIBFABRIC (tcp provider): every descriptor went to offset 0 of the remote registered region "
+        "(batch 4 x inflight 1); 3 of 4 4K blocks wrong: offsets 4K, 8K, 12K hold the remote bytes of offset 0"
+    )
+
+
+def test_write_landing_on_remote_offset_0_is_named() -> None:
+    from workshop_lib.lab.nixl_diag import REMOTE_OFFSET_0, diagnose, zero_checksum
+
+    src = _sums(2)
+    zero = zero_checksum("DRAM", 4096)
+    d = diagnose("WRITE", "LIBFABRIC", "sockets", "0.9.0", 4096, 1, 2, src, [src[1], zero], zero)
+    assert d.pattern == REMOTE_OFFSET_0
+    assert [w.holds for w in d.wrong] == ["source@4096", "zeros"]
+    assert d.line.endswith(
+        "2 of 2 4K blocks wrong: offset 4K was never written, offset 0 holds the local bytes of offset 4K"
+    )
+
+
+def test_other_mismatches_are_described_not_blamed() -> None:
+    from workshop_lib.lab.nixl_diag import diagnose, summary_line, zero_checksum
+
+    src = _sums(3)
+    zero = zero_checksum("DRAM", 4096)
+    d = diagnose("READ", "UCX", None, "0.9.0", 4096, 3, 1, src, [src[0], zero, "crc32:deadbeef"], zero)
+    assert d.pattern is None
+    assert d.line == "UCX: 2 of 3 4K blocks wrong at offsets 4K, 8K (they hold: other, zeros)"
+    ok = diagnose("READ", "LIBFABRIC", "tcp", "0.9.0", 4096, 3, 1, src, list(src), zero)
+    assert ok.wrong == [] and ok.pattern is None
+    one = diagnose("READ", "LIBFABRIC", "tcp", "0.9.0", 4096, 1, 1, src[:1], [zero], zero)
+    assert one.pattern is None  # a single block cannot show the offset-0 pattern
+    assert summary_line([]) is None
+    assert summary_line([d]) == d.line
+
+
+def test_summary_line_groups_sizes_with_the_same_pattern() -> None:
+    from workshop_lib.lab.nixl_diag import diagnose, summary_line, zero_checksum
+
+    src = _sums(2)
+    a = diagnose("READ", "LIBFABRIC", "tcp", "0.9.0", 4096, 2, 1, src, [src[0]] * 2, zero_checksum("DRAM", 4096))
+    b = diagnose("READ", "LIBFABRIC", "tcp", "0.9.0", 1 << 20, 2, 1, src, [src[0]] * 2, zero_checksum("DRAM", 1 << 20))
+    c = diagnose("READ", "LIBFABRIC", "tcp", "0.9.0", 2 << 20, 2, 1, src, [src[0], "crc32:0"], "z")
+    line = summary_line([a, b, c])
+    assert line is not None and line.startswith(a.line)
+    assert line.endswith("; same at 1M; other mismatches at 2M (see meta['mismatches'])")
+    assert "\n" not in line
