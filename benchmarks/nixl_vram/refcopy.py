@@ -8,7 +8,9 @@ with peer access enabled:
 - ``ce-pull`` / ``ce-push``: ``cudaMemcpyPeerAsync`` issued on the destination / the source GPU's stream,
 - ``sm-pull`` / ``sm-push``: a vectorised copy kernel running on the destination / the source GPU,
 
-for GPU1 -> GPU0 (the direction of a READ by GPU0) at each size. Prints JSON (GB/s = 1e9 B/s).
+for GPU1 -> GPU0 (the direction of a READ by GPU0) at each size; and ``ipc-pull`` / ``ipc-pull-4streams``: the
+same copy across two processes through a CUDA IPC handle (what UCX cuda_ipc does), in one stream and split over four.
+Prints JSON (GB/s = 1e9 B/s).
 """
 
 from __future__ import annotations
@@ -53,6 +55,68 @@ def _sm(dev, kern, src, dst, n, stream):
     return go
 
 
+def _exporter(conn, n: int) -> None:
+    """Child process on GPU1: allocate, export an IPC handle, wait until told to exit."""
+    import cupy as cpc
+
+    with cpc.cuda.Device(SRC):
+        buf = cpc.arange(n, dtype=cpc.uint8)
+        cpc.cuda.runtime.deviceSynchronize()
+        conn.send(cpc.cuda.runtime.ipcGetMemHandle(buf.data.ptr))
+        conn.recv()
+
+
+def ipc_rows(sizes: list[int]) -> list[dict]:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    rows = []
+    for n in sizes:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_exporter, args=(child, n))
+        proc.start()
+        handle = parent.recv()
+        with cp.cuda.Device(DST):
+            remote = cp.cuda.runtime.ipcOpenMemHandle(handle)
+            dst = cp.zeros(n, dtype=cp.uint8)
+            streams = [cp.cuda.Stream(non_blocking=True) for _ in range(4)]
+
+            def one(dst=dst, remote=remote, n=n, streams=streams) -> None:
+                cp.cuda.runtime.memcpyAsync(dst.data.ptr, remote, n, 3, streams[0].ptr)
+
+            def four(dst=dst, remote=remote, n=n, streams=streams) -> None:
+                q = n // 4
+                for i, st in enumerate(streams):
+                    cp.cuda.runtime.memcpyAsync(dst.data.ptr + i * q, remote + i * q, q, 3, st.ptr)
+
+            def sync_all(streams=streams) -> None:
+                for st in streams:
+                    st.synchronize()
+
+            row = {"bytes": n}
+            one()
+            sync_all()
+            t0 = time.perf_counter()
+            for _ in range(ITERS):
+                one()
+            sync_all()
+            row["ipc-pull"] = n * ITERS / (time.perf_counter() - t0) / 1e9
+            four()
+            sync_all()
+            t0 = time.perf_counter()
+            for _ in range(ITERS):
+                four()
+            sync_all()
+            row["ipc-pull-4streams"] = n * ITERS / (time.perf_counter() - t0) / 1e9
+            row["verified"] = bool((cp.asnumpy(dst) == (cp.asnumpy(cp.arange(n, dtype=cp.uint8)))).all())
+            cp.cuda.runtime.ipcCloseMemHandle(remote)
+        parent.send("done")
+        proc.join(30)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
 def main() -> None:
     for a, b in ((0, 1), (1, 0)):
         with cp.cuda.Device(a):
@@ -81,6 +145,7 @@ def main() -> None:
         out["rows"].append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
         del src, dst
+    out["ipc_rows"] = ipc_rows(SIZES)
     print(json.dumps(out))
 
 

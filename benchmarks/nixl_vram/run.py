@@ -129,11 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--iters", type=int, default=40, help="timed requests per size (0: the lab's auto policy)")
     ap.add_argument("--mem", default="VRAM", choices=["VRAM", "DRAM"], help="DRAM: the same run on the CPU (a check)")
-    args = ap.parse_args(argv)
+    # Called by `python -m benchmarks` (imported): defaults only; as a script: the command line.
+    args = ap.parse_args(argv if argv is not None or __name__ == "__main__" else [])
     if args.report:
         data = json.loads(args.report.read_text())
         (HERE / "results.json").write_text(json.dumps(data, indent=2, sort_keys=True))
-        md = build_report(data, plot_path=HERE / "vram-bandwidth.png")
+        ref = HERE / "refcopy.json"
+        rep = HERE / "results-repeat.json"
+        md = build_report(
+            data,
+            plot_path=HERE / "vram-bandwidth.png",
+            refcopy=json.loads(ref.read_text()) if ref.exists() else None,
+            repeat=json.loads(rep.read_text()) if rep.exists() else None,
+        )
         (HERE / "RESULTS.md").write_text(md)
         print(md)
         return 0

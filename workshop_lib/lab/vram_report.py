@@ -198,8 +198,39 @@ def plot(df: pd.DataFrame, data: dict[str, Any], path: Path | None = None) -> An
     return fig
 
 
-def build_report(data: dict[str, Any], plot_path: Path | None = None) -> str:
-    """RESULTS.md text: what ran, the full table, the best mode per size, the goal verdict; writes the plot."""
+def reference_table(refcopy: dict[str, Any]) -> pd.DataFrame:
+    """The copy-engine / SM / CUDA-IPC reference copies of ``refcopy.json`` as one table (GB/s per size)."""
+    import pandas as pd
+
+    ipc = {r["bytes"]: r for r in refcopy.get("ipc_rows", [])}
+    rows = []
+    for r in refcopy.get("rows", []):
+        extra = ipc.get(r["bytes"], {})
+        rows.append(
+            {
+                "size": _size(int(r["bytes"])),
+                "ce_pull": r.get("ce-pull"),
+                "ce_push": r.get("ce-push"),
+                "sm_pull": r.get("sm-pull"),
+                "sm_push": r.get("sm-push"),
+                "ipc_pull_2proc": extra.get("ipc-pull"),
+                "ipc_pull_2proc_4streams": extra.get("ipc-pull-4streams"),
+                "verified": bool(r.get("verified")) and bool(extra.get("verified", True)),
+            }
+        )
+    return pd.DataFrame(rows).round(1)
+
+
+def build_report(
+    data: dict[str, Any],
+    plot_path: Path | None = None,
+    refcopy: dict[str, Any] | None = None,
+    repeat: dict[str, Any] | None = None,
+) -> str:
+    """RESULTS.md text: what ran, the full table, the best mode per size, the goal verdict; writes the plot.
+
+    ``refcopy`` (``refcopy.py`` output) adds the engine/direction/IPC references; ``repeat`` a second run's best rows.
+    """
     df = frame(data)
     if df.empty:
         raise BenchError("results.json", "holds no VRAM rows", "run benchmarks/nixl_vram/run.py on a GPU host first")
@@ -237,6 +268,26 @@ def build_report(data: dict[str, Any], plot_path: Path | None = None) -> str:
         "",
         *goal_rows(data)[-1:],
     ]
+    if repeat is not None and not frame(repeat).empty:
+        rb = best_by_size(frame(repeat)).assign(size=lambda d: d.request_bytes.map(_size)).round(1)
+        lines += [
+            "",
+            "## Repeat run (same machine, minutes later): UCX READ",
+            "",
+            markdown_table(rb[["size", "best_mode", "best_gbps", "best_pct", "one_at_a_time_gbps", "one_at_a_time_pct",
+                               "peer_copy_gbps", "verified"]]),
+        ]
+    if refcopy is not None:
+        lines += [
+            "",
+            "## What the hardware does without NIXL (GPU1 -> GPU0, GB/s, `refcopy.py`)",
+            "",
+            "ce = cudaMemcpyPeerAsync (copy engine), sm = a copy kernel; pull = issued on the receiving GPU (what a "
+            "READ by GPU0 does), push = on the sending GPU; ipc_pull_2proc = two processes, CUDA IPC handle, one "
+            "cudaMemcpyAsync on the receiver (exactly the path UCX cuda_ipc takes), and split over four streams.",
+            "",
+            markdown_table(reference_table(refcopy)),
+        ]
     for s in data.get("skipped", []):
         lines.append(f"\n{s['backend']} not run: {s['reason']}")
     return "\n".join(lines) + "\n"
