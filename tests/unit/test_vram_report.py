@@ -95,3 +95,12 @@ def test_reference_table_from_refcopy() -> None:
 def test_load_recorded() -> None:
     loaded = load_recorded()
     assert loaded is not None and not loaded[0].empty and "H100" in loaded[1]
+
+
+def test_goal_rows_without_ucx_read_rows() -> None:
+    from workshop_lib.lab.vram_report import goal_rows
+
+    data = _recorded()
+    data["runs"] = [r for r in data["runs"] if r["op"] == "WRITE"]
+    assert goal_rows(data) == ["no UCX READ rows recorded: the goal is judged on UCX READ"]
+    assert goal_met(frame(data)) is False

@@ -97,7 +97,13 @@ def best_by_size(df: pd.DataFrame, backend: str = "UCX", op: str = "READ") -> pd
                 "verified": bool(g["verified"].all()),
             }
         )
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=BEST_COLUMNS)
+
+
+BEST_COLUMNS = [
+    "request_bytes", "best_mode", "best_gbps", "best_pct", "one_at_a_time_gbps", "one_at_a_time_pct",
+    "peer_copy_gbps", "verified",
+]
 
 
 def _num(v: Any) -> float | None:
@@ -117,8 +123,11 @@ def goal_rows(data: dict[str, Any]) -> list[str]:
     df = frame(data)
     if df.empty:
         return ["no VRAM rows recorded"]
+    best = best_by_size(df)
+    if best.empty:
+        return ["no UCX READ rows recorded: the goal is judged on UCX READ"]
     lines = []
-    for r in best_by_size(df).itertuples():
+    for r in best.itertuples():
         lines.append(
             f"UCX READ {_size(r.request_bytes):>5}: best {r.best_mode} {r.best_gbps:.1f} GB/s = {_pct(r.best_pct)} of "
             f"peer copy {_fmt(r.peer_copy_gbps)} (one at a time {_fmt(r.one_at_a_time_gbps)} GB/s = "
