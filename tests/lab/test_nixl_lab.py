@@ -19,6 +19,7 @@ import pytest
 from workshop_lib.errors import LabUnsupported
 from workshop_lib.lab import setup as lab_setup
 from workshop_lib.lab.nixl_pair import AgentDied, NixlPairResult, NixlPairSpec, run_pair
+from workshop_lib.logs import diagnose_files
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -80,6 +81,9 @@ def test_ucx_pair_moves_verified_bytes(tmp_path: Path, op: str) -> None:
     assert res.meta["checksums"]["where"] == ("initiator" if op == "READ" else "target")
     frame = res.to_frame()
     assert frame["verified"].all() and (frame["op"] == op).all()
+    diag = diagnose_files([res.logs["initiator"], res.logs["target"]])
+    for d in (*diag.per_file.values(), diag.combined):
+        assert d.nixl_backend == "UCX" and d.verdict == "ucx" and d.errors == [], d.to_dict()
 
 
 def test_ucx_tls_tcp_takes_the_network_path(tmp_path: Path) -> None:
@@ -87,6 +91,8 @@ def test_ucx_tls_tcp_takes_the_network_path(tmp_path: Path) -> None:
     assert res.meta["env_knobs"]["initiator"]["UCX_TLS"] == "tcp"
     assert {r.transport for r in res.rows} == {"tcp"}
     assert "UCX_TLS=tcp" in _log(res)
+    d = diagnose_files([res.logs["initiator"]]).combined
+    assert d.verdict == "tcp-fallback" and "tcp/" in (d.evidence or ""), d.to_dict()
 
 
 def test_batch_and_inflight(tmp_path: Path) -> None:
@@ -104,6 +110,12 @@ def test_libfabric_pair_shows_the_tcp_fallback(tmp_path: Path, op: str) -> None:
     assert "libfabric:" in text  # FI_LOG_LEVEL=info lines
     assert res.meta["libfabric"]["tcp_fallback"] is True
     assert {r.transport for r in res.rows} <= {"tcp", "sockets"}
+    # The diagnosis an attendee sees: LIBFABRIC on the sockets/tcp provider, i.e. the silent TCP fallback.
+    diag = diagnose_files([res.logs["initiator"], res.logs["target"]])
+    for d in (*diag.per_file.values(), diag.combined):
+        assert d.to_dict()["verdict"] == "tcp-fallback", d.to_dict()
+        assert d.nixl_backend == "LIBFABRIC" and d.libfabric_provider in ("sockets", "tcp") and d.errors == []
+        assert "TCP fallback" in (d.evidence or "")
 
 
 @pytest.mark.parametrize(("op", "batch", "inflight"), [("READ", 2, 1), ("WRITE", 2, 2)])

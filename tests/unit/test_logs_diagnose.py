@@ -138,3 +138,50 @@ def test_multi_file_checks(tmp_path) -> None:
     assert checks["EFA handshakes on each side"] == "WARN"
     out = md.to_dict()
     assert set(out) == {"files", "combined", "checks"} and tuple(out["combined"]) == CONTRACT_KEYS
+
+
+# Lines from the kit's own lab runs (NIXL 0.9.0 LIBFABRIC over two namespaces; UCX with UCX_PROTO_INFO=y).
+LAB_LF_NOISE = [
+    "I1127 03:13:45.819176   18605 nixl_plugin_manager.cpp:399] Failed to load plugin 'GPUNETIO' from any directory",
+    "I1127 03:13:45.819684   18605 nixl_plugin_manager.cpp:246] Failed to load plugin from /x/plugins/libplugin_GDS.so: "
+    "libcufile.so.0: cannot open shared object file: No such file or directory",
+    "libfabric:18605:1795749225::shm:core:ofi_check_info():1110<info> Unsupported capabilities",
+    "libfabric:18605:1795749225:ofi_rxm:tcp:core:ofi_check_info():1110<info> Unsupported capabilities",
+    "I1127 03:13:45.918641   18605 libfabric_topology.cpp:124] Discovered 1 socket devices (TCP fallback)",
+    "libfabric:18605:1795749225::core:core:fi_fabric_():1591<info> Opened fabric: 10.200.0.0/24",
+    "I1127 03:13:45.920000   18605 nixl_agent.cpp:100] Backend LIBFABRIC was instantiated",
+]
+
+
+def test_lab_libfabric_noise_is_not_an_error_and_subnet_is_not_a_provider() -> None:
+    d = diagnose(parse_lines(LAB_LF_NOISE))
+    assert (d.nixl_backend, d.libfabric_provider, d.verdict, d.errors) == ("LIBFABRIC", "sockets", "tcp-fallback", [])
+    assert any("GDS" in n and "GPUNETIO" in n for n in d.notes)
+
+
+def test_a_plugin_that_fails_to_load_is_an_error_when_it_is_the_backend() -> None:
+    lines = [
+        "I1127 03:09:04.597465     658 nixl_plugin_manager.cpp:246] Failed to load plugin from /x/libplugin_LIBFABRIC.so:"
+        " /lib/x86_64-linux-gnu/libfabric.so.1: version `FABRIC_1.7' not found",
+        "I1127 03:09:05.000000     658 nixl_agent.cpp:100] Backend LIBFABRIC was instantiated",
+    ]
+    d = diagnose(parse_lines(lines))
+    assert [e["code"] for e in d.errors] == ["NIXL_BACKEND_CREATE_FAILED"] and d.verdict == "error"
+    assert diagnose(parse_lines(lines[:1] + ["Backend UCX was instantiated"])).errors == []
+
+
+def test_efa_caps_rejection_needs_the_efa_provider() -> None:
+    efa = "libfabric:72089:efa:core:efa_check_hints():176<info> Unsupported capabilities"
+    assert [e["code"] for e in diagnose(parse_lines([efa])).errors] == ["EFA_CAPS_UNSUPPORTED"]
+    assert diagnose(parse_lines([LAB_LF_NOISE[2]])).errors == []
+
+
+def test_ucx_verdict_follows_the_data_path_not_the_control_path() -> None:
+    head = "[1795.1] [vm:1:0]   | ucp_context_0 intra-node cfg#2 | {} |"
+    row = "[1795.1] [vm:1:0]   |                         0..inf | zero-copy | {} |"
+    am_tcp = [head.format("active message by ucp_am_send* from host memory"), row.format("tcp/eth0")]
+    rma_cma = [head.format("remote memory read by ucp_get*(multi) from host memory"), row.format("cma/memory")]
+    base = ["Backend UCX was instantiated"]
+    assert diagnose(parse_lines(base + am_tcp + rma_cma)).verdict == "ucx"  # KV bytes by CMA, tcp only for control
+    assert diagnose(parse_lines(base + rma_cma[:1] + [row.format("tcp/eth0")])).verdict == "tcp-fallback"
+    assert diagnose(parse_lines(base + am_tcp)).verdict == "tcp-fallback"  # no data-path table: judge what is there

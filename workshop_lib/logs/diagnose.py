@@ -75,8 +75,11 @@ class Accumulator:
         self.handshake_ev: Event | None = None
         self.router: Event | None = None
         self.router_pending: Event | None = None
-        self.ucx: dict[str, Event] = {}
+        self.ucx: dict[str, Event] = {}  # transport class -> first evidence (control path and plain UCX lines)
+        self.ucx_rma: dict[str, Event] = {}  # the same for rows of "remote memory read/write" tables (the data path)
+        self._ucx_op: dict[str, str] = {}  # source -> operation of the UCX_PROTO_INFO table being read
         self.caps: Event | None = None
+        self.plugin_failures: dict[str, Event] = {}  # optional NIXL plugins that did not load (INFO lines)
         self.errors: dict[tuple[str, str], _ErrorEntry] = {}
         self.errors_dropped = 0
         self._last_generic: _ErrorEntry | None = None
@@ -87,6 +90,9 @@ class Accumulator:
             self.counts[e] += 1
         if ev.code:
             self._add_error(ev)
+        if e == "nixl.plugin_load_failed" and ev.backend:
+            self.plugin_failures.setdefault(ev.backend, ev)
+            return
         if e in _EXPLICIT_BACKEND and ev.backend:
             self.backend_explicit = (ev.backend.upper(), ev)
         elif ev.backend == "LIBFABRIC" and e != "nixl.plugin_loaded" and self.backend_implicit is None:
@@ -99,7 +105,7 @@ class Accumulator:
             self.provider_weak[ev.provider] = ev  # keeps "last seen" order
         if e == "libfabric.provider_rejected" and ev.provider and ev.provider not in P.LAYERED_PROVIDERS:
             self.rejected.add(ev.provider)
-        elif e == "libfabric.efa_caps_unsupported" and self.caps is None:
+        elif e == "libfabric.efa_caps_unsupported" and self.caps is None and (ev.provider or "").startswith("efa"):
             self.caps = ev
         if e == "nixl.efa_devices" and ev.devices is not None:
             if self.efa_devices is None or ev.devices >= self.efa_devices[0]:
@@ -115,9 +121,16 @@ class Accumulator:
             self.router = self.router or ev
         elif e == "dynamo.prefill_model_detected":
             self.router_pending = self.router_pending or ev
-        elif e == "ucx.transport" and ev.transport:
-            for tl in ev.transport.split(","):
-                self.ucx.setdefault(_tl_class(tl), ev)
+        elif e == "ucx.transport":
+            text = ev.text
+            table = "|" in text
+            if table and "cfg#" in text:  # a UCX_PROTO_INFO table header: which operation the rows below carry
+                self._ucx_op[ev.source] = "rma" if "remote memory" in text else "other"
+                return
+            # KV bytes move by remote memory read/write (RMA); active messages are only the control path
+            rma = self._ucx_op.get(ev.source) == "rma" if table else "rma(" in text
+            for tl in (ev.transport or "").split(",") if ev.transport else ():
+                (self.ucx_rma if rma else self.ucx).setdefault(_tl_class(tl), ev)
 
     def _add_error(self, ev: Event) -> None:
         code = ev.code or "GENERIC_ERROR"
@@ -161,11 +174,16 @@ class Accumulator:
             "data_rails": self.rails[1] if self.rails else None, "handshakes": self.handshake_ev,
             "prefill_router_active": self.router or self.router_pending,
         }
+        notes: list[str] = []
         entries = list(self.errors.values())
+        used = backend
+        if used and used in self.plugin_failures:  # the backend in use is the plugin that did not load
+            entries.append(_ErrorEntry("NIXL_BACKEND_CREATE_FAILED", self.plugin_failures[used]))
+        elif self.plugin_failures:
+            notes.append(f"optional NIXL plugins not loaded here (not used): {', '.join(sorted(self.plugin_failures))}")
         if self.caps and prov_norm != "efa":
             entries.insert(0, _ErrorEntry("EFA_CAPS_UNSUPPORTED", self.caps))
         errors = [_error_dict(x, len(sources) > 1) for x in entries]
-        notes: list[str] = []
         verdict, v_ev = self._verdict(backend, b_ev, prov_norm, p_ev, confirmed, entries, notes)
         if self.errors_dropped:
             notes.append(f"{self.errors_dropped} more error lines not listed (cap {MAX_ERRORS})")
@@ -199,11 +217,12 @@ class Accumulator:
             if backend == "LIBFABRIC":
                 notes.append(f"provider {provider} seen but efa is not confirmed")
                 return "unknown", p_ev
-        if backend in ("UCX", None) and self.ucx:
-            if "tcp" in self.ucx and not ({"rdma", "gpu"} & self.ucx.keys()):
-                return "tcp-fallback", self.ucx["tcp"]
+        ucx = self.ucx_rma or self.ucx  # judge the data path when the log shows it
+        if backend in ("UCX", None) and ucx:
+            if "tcp" in ucx and not ({"rdma", "gpu"} & ucx.keys()):
+                return "tcp-fallback", ucx["tcp"]
             if backend == "UCX":
-                return "ucx", next(iter(self.ucx.values()))
+                return "ucx", next(iter(ucx.values()))
         if backend == "UCX":
             if provider == "efa":
                 notes.append("the fabric works over efa (fi_* test), but NIXL runs UCX: pass the LIBFABRIC backend")

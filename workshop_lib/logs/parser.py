@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -141,7 +142,10 @@ def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>", prefi
             break
     if not prefiltered and not P.has_key(text):
         return ev if recognised else None
+    fmt_level = ev.level
     matched = _apply_rules(ev, msg)
+    if ev.code == "NIXL_BACKEND_CREATE_FAILED" and fmt_level == "INFO":
+        _optional_plugin(ev, msg)
     if ev.component == "ucx" or "cfg#" in msg:
         tls = _ucx_transports(msg)
         if tls and ev.event in ("line", "ucx.transport"):
@@ -155,6 +159,19 @@ def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>", prefi
     elif not ev.code and fmt_is_exception(ev, msg):
         ev.code, ev.event, ev.level, matched = "GENERIC_ERROR", "error", "ERROR", True
     return ev if (recognised or matched) else None
+
+
+_PLUGIN_NAME = re.compile(r"libplugin_(\w+)\.so|plugin '(\w+)'")
+
+
+def _optional_plugin(ev: Event, msg: str) -> None:
+    """NIXL 0.9.0 tries every plugin it ships and logs, at INFO, those that cannot load here (GDS without cuFile,
+    GPUNETIO without DOCA...). That is only a failure when the plugin is the backend the agent uses: the diagnosis
+    decides once it knows the backend, so the line becomes ``nixl.plugin_load_failed`` instead of an error."""
+    m = _PLUGIN_NAME.search(msg)
+    if m and "ailed to load plugin" in msg:
+        ev.event, ev.code, ev.level, ev.error = "nixl.plugin_load_failed", None, "INFO", None
+        ev.backend = (m.group(1) or m.group(2)).upper()
 
 
 def fmt_is_exception(ev: Event, msg: str) -> bool:

@@ -204,18 +204,22 @@ RULES: tuple[Rule, ...] = (
        "nixl"),
     _r("nixl.transfer_verified", "Transfer verified", r"Transfer verified", "nixl"),
     # libfabric / EFA provider
-    _r("libfabric.opened_fabric", "Opened fabric", r"Opened fabric:? (?P<provider>[\w-]+)", "libfabric"),
+    # efa names its fabric "efa"; tcp and sockets name theirs after the IP subnet (e.g. 10.200.0.0/24): no provider
+    _r("libfabric.opened_fabric", "Opened fabric", r"Opened fabric:? (?:(?P<provider>[A-Za-z][\w-]*)\b(?!\.)|\S+)",
+       "libfabric"),
     _r("libfabric.provider_rejected", "returned -61", r"fi_getinfo: provider (?P<provider>[\w;-]+) returned -61",
        "libfabric"),
-    _r("libfabric.efa_caps_unsupported", "Unsupported capabilities", r"^Unsupported capabilities", "libfabric",
-       provider="efa"),
+    _r("libfabric.efa_caps_unsupported", "Unsupported capabilities", r"^Unsupported capabilities", "libfabric"),
     _r("efa.handshake", "HANDSHAKE received",
        r"HANDSHAKE received from peer with explicit fi_addr (?P<fi_addr>\d+)", "libfabric", provider="efa"),
     _r("efa.peer_host", "Received peer host", r"Received peer host id:? (?P<peer>\S+)", "libfabric", provider="efa"),
     _r("libfabric.provider", "provider ", r"^provider:?\s+(?P<provider>efa|tcp|sockets|shm|verbs|udp|psm3|opx)\b",
        "libfabric"),
     # UCX
-    _r("ucx.transport", "-node", r"(?P<scope>intra|inter)-node cfg#\d+", "ucx"),
+    _r("ucx.transport", "cfg#", r"(?:(?P<scope>intra|inter)-node|self) cfg#\d+", "ucx"),
+    # a UCX_PROTO_INFO table row for the largest messages (``| 8185..inf | zero-copy | cma/memory |``): the
+    # transport that carries the operation named by the table's header line
+    _r("ucx.transport", "inf |", r"\|\s*\d*\.\.inf\s*\|", "ucx"),
     # vLLM NixlConnector
     _r("vllm.nixl_worker", "NIXL worker", r"Initializing NIXL worker (?P<peer>\S+)", "vllm"),
     _r("vllm.connector", "connector with name", r"Creating v1 connector with name: (?P<name>\w+)", "vllm"),
