@@ -93,7 +93,15 @@ def start(params: Mapping[str, Any], section: str) -> Context:
     work = Path(base) / f"{section}-{cfg.target}"
     work.mkdir(parents=True, exist_ok=True)
     record("target", cfg.target)
+    _display_options()
     return Context(cfg=cfg, extra=extra, section=section, work_dir=work, params={k.upper(): v for k, v in params.items()})
+
+
+def _display_options() -> None:
+    """Tables show whole cells (log lines, fixes, sources) instead of pandas' 50-character cut with "..."."""
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", None)
 
 
 def banner(ctx: Context) -> str:
