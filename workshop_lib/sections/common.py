@@ -161,3 +161,25 @@ def cost_note(ctx: Context, *, final: bool = False) -> str:
 def learned(points: list[str]) -> str:
     """A numbered recap (markdown) of what the section taught."""
     return "\n".join(f"{i}. {p}" for i, p in enumerate(points, 1))
+
+
+def transfer_view(frame: Any) -> Any:
+    """One row per block size: bandwidth (MB/s when every value is under 1 GB/s) and median latency per backend (and
+    its transport), and whether every transfer was checked byte for byte."""
+    import pandas as pd
+
+    from workshop_lib.plots import human_bytes
+
+    out = pd.DataFrame({"block size": sorted(frame["block_size"].unique())})
+    # below 1 GB/s (the local lab over TCP) MB/s reads better than 0.00x GB/s
+    unit, scale = ("MB/s", 1000.0) if frame["gbps"].max() < 1 else ("GB/s", 1.0)
+    for (backend, transport), g in frame.groupby(["backend", frame["transport"].fillna("")], sort=False):
+        name = f"{backend} ({transport})" if transport else str(backend)
+        g = g.set_index("block_size")
+        out[f"{name} {unit}"] = out["block size"].map(g["gbps"] * scale).round(3 if scale == 1 else 1)
+        lat = g["lat_p50_us"] if g["lat_p50_us"].notna().any() else g["lat_avg_us"]
+        out[f"{name} latency {'p50' if g['lat_p50_us'].notna().any() else 'avg'} (us)"] = out["block size"].map(lat).round(1)
+    if frame["source"].eq("lab").all():
+        out["verified"] = out["block size"].map(frame.groupby("block_size")["verified"].all())
+    out["block size"] = out["block size"].map(human_bytes)
+    return out

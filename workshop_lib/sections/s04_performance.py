@@ -28,7 +28,7 @@ from workshop_lib.plots import (
 from workshop_lib.plots import speedup_table as plot_speedups
 from workshop_lib.record import record
 from workshop_lib.sections import eks
-from workshop_lib.sections.common import Context
+from workshop_lib.sections.common import Context, transfer_view
 from workshop_lib.sections.s03_cross_node import rail_memory_rows, use_netns
 from workshop_lib.sections.s04_vram import record_goal, short_card, vram_table
 
@@ -164,28 +164,6 @@ def transfer_sweep(ctx: Context) -> pd.DataFrame:
     record("transfer_backends", sorted(set(frame["backend"])))
     record("transfer_verified", bool(frame["verified"].all()) if len(frame) else None)
     return transfer_view(frame)
-
-
-def transfer_view(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per block size: bandwidth (MB/s when every value is under 1 GB/s) and median latency per backend (and
-    its transport), and whether every transfer was checked byte for byte."""
-    import pandas as pd
-
-    from workshop_lib.plots import human_bytes
-
-    out = pd.DataFrame({"block size": sorted(frame["block_size"].unique())})
-    # below 1 GB/s (the local lab over TCP) MB/s reads better than 0.00x GB/s
-    unit, scale = ("MB/s", 1000.0) if frame["gbps"].max() < 1 else ("GB/s", 1.0)
-    for (backend, transport), g in frame.groupby(["backend", frame["transport"].fillna("")], sort=False):
-        name = f"{backend} ({transport})" if transport else str(backend)
-        g = g.set_index("block_size")
-        out[f"{name} {unit}"] = out["block size"].map(g["gbps"] * scale).round(3 if scale == 1 else 1)
-        lat = g["lat_p50_us"] if g["lat_p50_us"].notna().any() else g["lat_avg_us"]
-        out[f"{name} latency {'p50' if g['lat_p50_us'].notna().any() else 'avg'} (us)"] = out["block size"].map(lat).round(1)
-    if frame["source"].eq("lab").all():
-        out["verified"] = out["block size"].map(frame.groupby("block_size")["verified"].all())
-    out["block size"] = out["block size"].map(human_bytes)
-    return out
 
 
 def _pair_frame(ctx: Context) -> pd.DataFrame:
