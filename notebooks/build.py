@@ -283,9 +283,8 @@ By the end you can:
 |---|---|
 | `eks` | sweeps the UCX and LIBFABRIC deployments at concurrency 1, 5, 10, 20 (ISL 512 / OSL 128) and runs the nixlbench pair |
 | `local` | sweeps the lab's frontend with a few small requests, runs the NIXL pair for UCX and LIBFABRIC in DRAM over TCP between two network namespaces, and shows the recorded 2x H100 GPU run as reference |"""),
-    ("code", "from workshop_lib.sections import common, troubleshoot\n"
+    ("code", "from workshop_lib.sections import common, s04_vram, troubleshoot\n"
              "from workshop_lib.sections import s04_performance as s04\n"
-             "from workshop_lib.sections import s04_vram\n"
              "from workshop_lib.widgets import parameter_form"),
     *params_cell('CONCURRENCY = None               # None: [1, 5, 10, 20] on eks, [1, 2, 4] on local\n'
                  'REQUESTS = None                  # requests per concurrency; None: 100 on eks, 8 on local\n'
