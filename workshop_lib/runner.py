@@ -11,10 +11,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +81,21 @@ def find_secrets(nb_path: Path, secrets: Sequence[str]) -> list[str]:
     return bad
 
 
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block, then put back what was there."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _export_html(nb_path: Path) -> Path:
     from nbconvert import HTMLExporter
 
@@ -104,35 +120,27 @@ def run_one(
     out_dir.mkdir(parents=True, exist_ok=True)
     rec_dir = out_dir / "records"
     out = out_dir / nb.name
-    env_before = {k: os.environ.get(k) for k in (record_mod.ENV_DIR, record_mod.ENV_NOTEBOOK)}
-    os.environ[record_mod.ENV_DIR] = str(rec_dir)
-    os.environ[record_mod.ENV_NOTEBOOK] = nb.stem
     rec_file = rec_dir / f"{nb.stem}.json"
     rec_file.unlink(missing_ok=True)
     start = time.monotonic()
     error = None
     try:
-        pm.execute_notebook(
-            str(nb),
-            str(out),
-            parameters=dict(parameters),
-            kernel_name=kernel_name,
-            cwd=str(nb.parent),
-            progress_bar=False,
-            execution_timeout=timeout_s,
-            log_output=False,
-        )
+        with _environ({record_mod.ENV_DIR: str(rec_dir), record_mod.ENV_NOTEBOOK: nb.stem}):  # the kernel inherits it
+            pm.execute_notebook(
+                str(nb),
+                str(out),
+                parameters=dict(parameters),
+                kernel_name=kernel_name,
+                cwd=str(nb.parent),
+                progress_bar=False,
+                execution_timeout=timeout_s,
+                log_output=False,
+            )
     except Exception as exc:  # papermill wraps cell errors; report, do not crash the run
         ename = getattr(exc, "ename", type(exc).__name__)
         evalue = getattr(exc, "evalue", str(exc))
         cell = getattr(exc, "exec_count", None)
         error = f"{ename}: {evalue}" + (f" (cell [{cell}])" if cell is not None else "")
-    finally:
-        for k, v in env_before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     seconds = time.monotonic() - start
     html_path = None
     if html and out.exists():

@@ -73,28 +73,22 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, NotebookRun]:
     for comp, name in LOGS.items():
         serve_component_logs(cluster, comp, (fixtures / "logs" / name).read_text())
     cluster.hooks.append(_nixlbench_hook((fixtures / "nixlbench" / NIXLBENCH).read_text()))
-    env_keys = ("HF_TOKEN", "KUBECONFIG", "PATH", "WORKSHOP_WORK_DIR")
-    old = {k: os.environ.get(k) for k in env_keys}
     results: dict[str, NotebookRun] = {}
-    with MockApiServer(cluster) as srv, running_server(ttft_s=0.02, itl_s=0.002, tokens=16) as stand_in:
-        os.environ.update(HF_TOKEN=FAKE_TOKEN, KUBECONFIG=str(srv.write_kubeconfig(out / "kubeconfig")),
-                          PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", WORKSHOP_WORK_DIR=str(out / "work"))
+    with (MockApiServer(cluster) as srv, running_server(ttft_s=0.02, itl_s=0.002, tokens=16) as stand_in,
+          pytest.MonkeyPatch.context() as mp):
+        mp.setenv("HF_TOKEN", FAKE_TOKEN)
+        mp.setenv("KUBECONFIG", str(srv.write_kubeconfig(out / "kubeconfig")))
+        mp.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        mp.setenv("WORKSHOP_WORK_DIR", str(out / "work"))
         common = {"TARGET": "eks", "PREFILL_NODE": GPU_NODES[0], "DECODE_NODE": GPU_NODES[1], "DEPLOY_TIMEOUT_S": 60}
         extra = {
             "02": {"FRONTEND_URL": stand_in.url},
             "04": {"UCX_URL": stand_in.url, "LIBFABRIC_URL": stand_in.url, "CONCURRENCY": "1,2", "REQUESTS": 4,
                    "ISL": 32, "OSL": 8},
         }
-        try:
-            for nb in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]-*.ipynb")):
-                sec = nb.stem[:2]
-                results[sec] = run_one(nb, out, {**common, **extra.get(sec, {})}, timeout_s=300, html=False)
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        for nb in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]-*.ipynb")):
+            sec = nb.stem[:2]
+            results[sec] = run_one(nb, out, {**common, **extra.get(sec, {})}, timeout_s=300, html=False)
     results["helm"] = helm_log  # type: ignore[assignment]
     results["cluster"] = cluster  # type: ignore[assignment]
     return results

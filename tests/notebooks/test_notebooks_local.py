@@ -34,19 +34,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, NotebookRun]:
 
     was_running = Lab().status().running
     out = tmp_path_factory.mktemp("nb-local")
-    old = {k: os.environ.get(k) for k in ("HF_TOKEN", "WORKSHOP_WORK_DIR")}
-    os.environ["HF_TOKEN"] = FAKE_TOKEN
-    os.environ["WORKSHOP_WORK_DIR"] = str(out / "work")
     results = {}
     try:
-        for nb in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]-*.ipynb")):
-            results[nb.stem[:2]] = run_one(nb, out, {"TARGET": "local"}, timeout_s=600, html=nb.stem.startswith("01"))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("HF_TOKEN", FAKE_TOKEN)
+            mp.setenv("WORKSHOP_WORK_DIR", str(out / "work"))
+            for nb in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]-*.ipynb")):
+                results[nb.stem[:2]] = run_one(nb, out, {"TARGET": "local"}, timeout_s=600,
+                                               html=nb.stem.startswith("01"))
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         if not was_running:
             Lab().down()
     return results
