@@ -221,7 +221,7 @@ By the end you can:
     *params_cell('WORKER_MEMORY = "128Gi"         # eks: 64Gi is OOMKilled at LIBFABRIC init on p5.48xlarge\n'
                  'NIXL_SIZES = "4K,1M"             # local: block sizes of the LIBFABRIC pair\n'
                  'NIXL_ITERS = 5\n'
-                 'NETNS = None                     # local: True = two network namespaces (root), None = when root',
+                 'NETNS = None                     # local: True for two network namespaces (root); None: when root',
                  ["WORKER_MEMORY", "NIXL_SIZES", "NIXL_ITERS", "NETNS"]),
     start_cell("03", "s03"),
     ("markdown", """## Step 1 · Two nodes
