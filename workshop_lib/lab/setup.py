@@ -572,7 +572,8 @@ def build_libfabric(progress: bool = True, say: Progress = _say) -> Path:
                 start = time.monotonic()
                 while proc.poll() is None:
                     if bar is not None:
-                        bar.set_postfix_str(f"{time.monotonic() - start:.0f} s", refresh=True)
+                        # a terminal sees the seconds tick; a log (CI) gets a line per step, not one per second
+                        bar.set_postfix_str(f"{time.monotonic() - start:.0f} s", refresh=sys.stderr.isatty())
                     time.sleep(1.0)
             if proc.returncode != 0:
                 if bar is not None:
