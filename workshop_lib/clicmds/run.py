@@ -56,4 +56,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(results))
     if results and results[0].output:
         print(f"\nexecuted notebooks and HTML: {results[0].output.parent}")
+    if args.target == "local":
+        from workshop_lib.lab.serving import Lab
+
+        if Lab().status().running:
+            print("the local lab is still running (reuse it with `make lab`); stop it with `workshop lab down`")
     return 0 if all(r.status == "ok" for r in results) else 1
