@@ -772,6 +772,18 @@ def status() -> list[SetupItem]:
     return items
 
 
+def install_nixl(say: Progress = _say) -> None:
+    """Install the pinned NIXL wheels into this Python with ``--no-deps`` (their declared torch would pull a CUDA
+    build of several GB), as ``make`` does; conda users get them from ``workshop lab setup``."""
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", *versions.nixl_wheels()]
+    say(f"installing {', '.join(versions.nixl_wheels())} (--no-deps: no CUDA torch)")
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise LabError(
+            "nixl wheels", f"{shlex.join(cmd)} failed: {res.stderr.strip()[-400:]}", "check pip can reach PyPI"
+        )
+
+
 def _nixl_item() -> SetupItem:
     from importlib import metadata
 
@@ -817,6 +829,8 @@ def setup(check: bool = False, progress: bool = True) -> list[SetupItem]:
         build_stub(say=say)
     if cudart_dir() is None:
         say("nvidia-cuda-runtime-cu12 is not installed: NIXL cannot load (pip install -e '.[lab]')")
+    if not _nixl_item().ok:
+        install_nixl(say=say)
     if system_libfabric() is None and _built_stamp() is None:
         marker = libfabric_failure_file()
         past = marker.read_text() if marker.exists() else ""
