@@ -2,7 +2,9 @@
 
 Every eks cell runs: Helm through a recording fake ``helm`` on PATH, server-side apply and watches against the mock
 (which plays the Dynamo operator), pod logs served from the real public excerpts in ``../shared/fixtures``, and the
-completion and serving sweep against a local stand-in server with known timing (the mock has no port-forward).
+completion (02) and serving sweep (04) through the notebooks' own port-forward: ``workshop_lib.cluster.port_forward``
+opens a local port, each connection goes over the mock's ``pods/portforward`` WebSocket, and the mock connects
+container port 8000 to a local stand-in streaming server with known timing. No frontend URL is passed in.
 A fake HF token is set in the environment and must appear nowhere in the executed notebooks.
 """
 
@@ -19,6 +21,9 @@ from tests.conftest import shared_path
 from tests.support.mock_k8s import MockApiServer, MockCluster
 from tests.support.scenarios import GPU_NODES, build, serve_component_logs
 from workshop_lib.bench.testserver import running_server
+from workshop_lib.cluster import Cluster, apply_all, wait_for_dgd
+from workshop_lib.config import WorkshopConfig
+from workshop_lib.manifests import render
 from workshop_lib.runner import NOTEBOOK_DIR, NotebookRun, run_one
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
@@ -30,6 +35,7 @@ LOGS = {  # Dynamo component -> fixture served as that component's pod log
     "Frontend": "21-dynamo-disagg-completions-cross-node.log",
 }
 NIXLBENCH = "nixlbench-libfabric-efa-pod-a.log"
+SWEEP = {"CONCURRENCY": "1,2", "REQUESTS": 4, "ISL": 32, "OSL": 8}  # notebook 04: 2 levels x 4 requests per graph
 
 
 def _fake_helm(bin_dir: Path, record: Path) -> None:
@@ -61,6 +67,18 @@ def _nixlbench_hook(text: str):  # noqa: ANN202 - a MockCluster hook
     return on_apply
 
 
+def _deploy_ucx_graph(kubeconfig: Path, params: dict[str, Any]) -> str:
+    """Apply and wait for the UCX cross-node graph, the baseline notebook 04 sweeps beside notebook 03's LIBFABRIC one
+    (no notebook deploys it: the attendee does, like on the seed workshop's cluster)."""
+    cfg = WorkshopConfig.from_params(params, strict=False).replace(kv_backend="UCX")
+    docs = [d for f in render(cfg, "cross-node") for d in f.docs if isinstance(d, dict) and d.get("kind")]
+    cl = Cluster.connect(kubeconfig)
+    apply_all(cl, docs, progress=False)
+    name = next(d["metadata"]["name"] for d in docs if d["kind"] == "DynamoGraphDeployment")
+    wait_for_dgd(cl, name, cfg.namespace, timeout_s=30, progress=False)
+    return name
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, NotebookRun]:
     fixtures = shared_path("fixtures")
@@ -74,23 +92,27 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, NotebookRun]:
         serve_component_logs(cluster, comp, (fixtures / "logs" / name).read_text())
     cluster.hooks.append(_nixlbench_hook((fixtures / "nixlbench" / NIXLBENCH).read_text()))
     results: dict[str, NotebookRun] = {}
+    served: dict[str, int] = {}  # notebook -> completions the stand-in streamed while it ran
     with (MockApiServer(cluster) as srv, running_server(ttft_s=0.02, itl_s=0.002, tokens=16) as stand_in,
           pytest.MonkeyPatch.context() as mp):
+        cluster.forward_to[8000] = ("127.0.0.1", stand_in.port)  # every frontend pod's :8000 is the stand-in
+        kubeconfig = srv.write_kubeconfig(out / "kubeconfig")
         mp.setenv("HF_TOKEN", FAKE_TOKEN)
-        mp.setenv("KUBECONFIG", str(srv.write_kubeconfig(out / "kubeconfig")))
+        mp.setenv("KUBECONFIG", str(kubeconfig))
         mp.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
         mp.setenv("WORKSHOP_WORK_DIR", str(out / "work"))
         common = {"TARGET": "eks", "PREFILL_NODE": GPU_NODES[0], "DECODE_NODE": GPU_NODES[1], "DEPLOY_TIMEOUT_S": 60}
-        extra = {
-            "02": {"FRONTEND_URL": stand_in.url},
-            "04": {"UCX_URL": stand_in.url, "LIBFABRIC_URL": stand_in.url, "CONCURRENCY": "1,2", "REQUESTS": 4,
-                   "ISL": 32, "OSL": 8},
-        }
         for nb in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]-*.ipynb")):
             sec = nb.stem[:2]
-            results[sec] = run_one(nb, out, {**common, **extra.get(sec, {})}, timeout_s=300, html=False)
+            if sec == "04":
+                results["ucx_graph"] = _deploy_ucx_graph(kubeconfig, common)  # type: ignore[assignment]
+            before = stand_in.stats.requests
+            results[sec] = run_one(nb, out, {**common, **(SWEEP if sec == "04" else {})}, timeout_s=300, html=False)
+            served[sec] = stand_in.stats.requests - before
+        results["stand_in_port"] = stand_in.port  # type: ignore[assignment]
     results["helm"] = helm_log  # type: ignore[assignment]
     results["cluster"] = cluster  # type: ignore[assignment]
+    results["served"] = served  # type: ignore[assignment]
     return results
 
 
@@ -98,6 +120,18 @@ def _ok(run: NotebookRun) -> dict:
     assert run.status == "ok", run.error
     assert run.output is not None and FAKE_TOKEN not in run.output.read_text()
     return run.records
+
+
+def _forwarded_pods(runs: dict[str, Any], dgd: str) -> list[str]:
+    """Pods of ``dgd``'s frontend that a ``pods/portforward`` WebSocket was opened to (one per local connection)."""
+    return [r.path.split("/")[-2] for r in runs["cluster"].requests
+            if r.path.endswith("/portforward") and f"/pods/{dgd}-frontend-" in r.path and r.query == {"ports": "8000"}]
+
+
+def _local_forward(url: str, stand_in_port: int) -> bool:
+    """A port-forward's local end: http://127.0.0.1:<port> with a port of its own (not the stand-in's)."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    return host == "127.0.0.1" and port.isdigit() and int(port) not in (0, stand_in_port)
 
 
 def test_01_platform_and_secret(runs: dict[str, Any]) -> None:
@@ -120,6 +154,12 @@ def test_02_single_node(runs: dict[str, Any]) -> None:
     assert rec["dgds_ready"] == ["vllm-disagg-libfabric"]
     assert rec["worker_nixl_backend"] == "LIBFABRIC"
     assert rec["completion_tokens"] == 32  # MAX_TOKENS
+    # The completion went through the notebook's port-forward to the graph's frontend Service, not a passed-in URL.
+    assert rec["port_forwards"] == {"vllm-disagg-libfabric-frontend": rec["frontend_url"]}
+    assert _local_forward(rec["frontend_url"], runs["stand_in_port"])
+    assert _forwarded_pods(runs, "vllm-disagg-libfabric")
+    assert rec["completion_text"] == "".join(f"tok{i} " for i in range(32))[:200]  # what the stand-in streamed
+    assert runs["served"]["02"] == 1
     assert rec["prefill_router_active"] is False  # the served frontend excerpt has no router line: reported, not faked
 
 
@@ -134,5 +174,14 @@ def test_03_cross_node(runs: dict[str, Any]) -> None:
 def test_04_performance(runs: dict[str, Any]) -> None:
     rec = _ok(runs["04"])
     assert rec["serving_levels"] == 4 and rec["serving_errors"] == 0
+    # Both deployments were swept through their own port-forward (two local ports, one per frontend Service).
+    graphs = {"UCX": runs["ucx_graph"], "LIBFABRIC": "vllm-xnode-libfabric"}
+    assert runs["ucx_graph"] == "vllm-xnode-ucx"
+    assert set(rec["port_forwards"]) == {f"{g}-frontend" for g in graphs.values()}
+    assert sorted(rec["serving_urls"].values()) == sorted(rec["port_forwards"].values())
+    assert len(set(rec["serving_urls"].values())) == 2
+    assert all(_local_forward(u, runs["stand_in_port"]) for u in rec["serving_urls"].values())
+    assert all(len(_forwarded_pods(runs, g)) >= 1 for g in graphs.values())
+    assert runs["served"]["04"] >= 2 * 2 * SWEEP["REQUESTS"]  # every request of both sweeps reached the stand-in
     assert rec["nixlbench_libfabric_phase"] == "Succeeded"
     assert rec["transfer_rows"] > 0 and rec["transfer_backends"] == ["LIBFABRIC", "UCX"]

@@ -216,6 +216,15 @@ def frontend_url(cfg: WorkshopConfig, service: str, state: dict[str, Any]) -> st
     return str(state[key][1])
 
 
+def forwards(state: dict[str, Any]) -> dict[str, str]:
+    """Service -> local URL of every port-forward opened by :func:`frontend_url` and still open.
+
+    >>> forwards({"pf:vllm-disagg-frontend": (None, "http://127.0.0.1:40123"), "lab": None})
+    {'vllm-disagg-frontend': 'http://127.0.0.1:40123'}
+    """
+    return {key[3:]: str(val[1]) for key, val in state.items() if key.startswith("pf:")}
+
+
 def close_forwards(state: dict[str, Any]) -> list[str]:
     """Close every port-forward opened by :func:`frontend_url` (safe twice)."""
     out = []

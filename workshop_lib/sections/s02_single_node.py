@@ -160,6 +160,11 @@ def completion(ctx: Context, prompt: str, max_tokens: int = 32) -> pd.DataFrame:
     ctx.state["completion"] = row
     record("completion_tokens", r.tokens)
     record("completion_ttft_ms", row["ttft_ms"])
+    record("completion_text", row["text"])
+    record("completion_finish_reason", r.finish_reason)
+    record("frontend_url", url)
+    if ctx.eks:
+        record("port_forwards", eks.forwards(ctx.state))  # service -> local URL; empty when FRONTEND_URL was given
     return pd.DataFrame([row])
 
 

@@ -91,7 +91,11 @@ def serving_sweep(ctx: Context) -> pd.DataFrame:
 
     k = knobs(ctx)
     frames = []
-    for label, (url, model) in deployments(ctx).items():
+    targets = deployments(ctx)
+    record("serving_urls", {label: url for label, (url, _) in targets.items()})
+    if ctx.eks:
+        record("port_forwards", eks.forwards(ctx.state))  # service -> local URL; empty when *_URL were given
+    for label, (url, model) in targets.items():
         tok = model if ctx.local and Path(model).is_dir() else None
         res = run_sweep(url, model, k["concurrency"], k["requests"], isl=k["isl"], osl=k["osl"], progress=True,
                         tokenizer=tok)
