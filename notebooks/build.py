@@ -281,7 +281,7 @@ By the end you can:
 
 | `TARGET` | what this notebook does |
 |---|---|
-| `eks` | sweeps the UCX and LIBFABRIC deployments at concurrency 1, 5, 10, 20 (ISL 512 / OSL 128) and runs the nixlbench pair |
+| `eks` | deploys and sweeps the UCX and the LIBFABRIC cross-node graphs one after the other at concurrency 1, 5, 10, 20 (ISL 512 / OSL 128), then runs the nixlbench pair |
 | `local` | sweeps the lab's frontend with a few small requests, runs the NIXL pair for UCX and LIBFABRIC in DRAM over TCP between two network namespaces, and shows the recorded 2x H100 GPU run as reference |"""),
     ("code", "from workshop_lib.sections import common, s04_vram, troubleshoot\n"
              "from workshop_lib.sections import s04_performance as s04\n"
@@ -303,6 +303,14 @@ By the end you can:
 Each concurrency level sends a fixed number of streamed requests and records TTFT, ITL and throughput. On eks it runs
 once against the UCX deployment and once against the LIBFABRIC one. On local the lab's mocker simulates the GPU and
 moves no KV bytes, so the sweep shows how the architecture behaves under load, not a backend comparison."""),
+    ("markdown", """**On eks, one graph at a time.** Each cross-node worker asks for all 32 EFA devices of its P5 node (and
+128Gi), so the UCX twin (`vllm-xnode-ucx`) and notebook 03's LIBFABRIC graph (`vllm-xnode-libfabric`) cannot run
+side by side on two nodes. The sweep takes the backends in the order they are compared, UCX first: it deletes the
+LIBFABRIC graph, deploys the UCX twin (render, validate, apply, wait with progress: another model load, minutes on
+P5), sweeps it, deletes it, then deploys the LIBFABRIC graph again and sweeps it. At the end the cluster is as
+notebook 03 left it: the LIBFABRIC graph Ready, the UCX twin gone. A graph that is already Ready is swept where it
+stands, and a backend given as `UCX_URL` / `LIBFABRIC_URL` is only swept. The plan below changes nothing yet."""),
+    ("code", "s04.deploy_plan(ctx)"),
     ("code", "serving = s04.serving_sweep(ctx)\nserving"),
     ("markdown", "TTFT is the time to the first streamed token (it includes prefill and, disaggregated, the KV "
                  "transfer); ITL is the gap between later tokens (decode only). p50 is the median request."),

@@ -21,9 +21,6 @@ from tests.conftest import shared_path
 from tests.support.mock_k8s import MockApiServer, MockCluster
 from tests.support.scenarios import GPU_NODES, build, serve_component_logs
 from workshop_lib.bench.testserver import running_server
-from workshop_lib.cluster import Cluster, apply_all, wait_for_dgd
-from workshop_lib.config import WorkshopConfig
-from workshop_lib.manifests import render
 from workshop_lib.runner import NOTEBOOK_DIR, NotebookRun, run_one
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
@@ -67,18 +64,6 @@ def _nixlbench_hook(text: str):  # noqa: ANN202 - a MockCluster hook
     return on_apply
 
 
-def _deploy_ucx_graph(kubeconfig: Path, params: dict[str, Any]) -> str:
-    """Apply and wait for the UCX cross-node graph, the baseline notebook 04 sweeps beside notebook 03's LIBFABRIC one
-    (no notebook deploys it: the attendee does, like on the seed workshop's cluster)."""
-    cfg = WorkshopConfig.from_params(params, strict=False).replace(kv_backend="UCX")
-    docs = [d for f in render(cfg, "cross-node") for d in f.docs if isinstance(d, dict) and d.get("kind")]
-    cl = Cluster.connect(kubeconfig)
-    apply_all(cl, docs, progress=False)
-    name = next(d["metadata"]["name"] for d in docs if d["kind"] == "DynamoGraphDeployment")
-    wait_for_dgd(cl, name, cfg.namespace, timeout_s=30, progress=False)
-    return name
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, NotebookRun]:
     fixtures = shared_path("fixtures")
@@ -104,8 +89,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, NotebookRun]:
         common = {"TARGET": "eks", "PREFILL_NODE": GPU_NODES[0], "DECODE_NODE": GPU_NODES[1], "DEPLOY_TIMEOUT_S": 60}
         for nb in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]-*.ipynb")):
             sec = nb.stem[:2]
-            if sec == "04":
-                results["ucx_graph"] = _deploy_ucx_graph(kubeconfig, common)  # type: ignore[assignment]
             before = stand_in.stats.requests
             results[sec] = run_one(nb, out, {**common, **(SWEEP if sec == "04" else {})}, timeout_s=300, html=False)
             served[sec] = stand_in.stats.requests - before
@@ -175,12 +158,35 @@ def test_03_cross_node(runs: dict[str, Any]) -> None:
     assert rec["p5_registered_mib"] == 1056.0
 
 
+def _dgd_writes(runs: dict[str, Any]) -> list[tuple[str, str]]:
+    """(PATCH or DELETE, DGD name) of every apply/delete of a cross-node graph the mock saw, in order."""
+    return [(r.method, r.path.split("/")[-1]) for r in runs["cluster"].requests
+            if r.method in ("PATCH", "DELETE") and "/dynamographdeployments/" in r.path and "-xnode-" in r.path]
+
+
+def test_04_deploys_one_graph_at_a_time(runs: dict[str, Any]) -> None:
+    rec = _ok(runs["04"])
+    ucx, lf = "vllm-xnode-ucx", "vllm-xnode-libfabric"
+    # Notebook 03 left the LIBFABRIC graph Ready; both workers of each graph ask for all 32 EFA devices of a node,
+    # so 04 sweeps UCX first by deleting LIBFABRIC, then swaps back, and ends as 03 left the cluster.
+    assert rec["graphs_plan"] == [f"delete {lf}", f"apply {ucx}", f"sweep {ucx}", f"delete {ucx}", f"apply {lf}",
+                                  f"sweep {lf}"]
+    assert rec["graphs_applied"] == [ucx, lf] and rec["graphs_deleted"] == [lf, ucx]
+    assert rec["graphs_left"] == {ucx: "absent", lf: "Ready"}
+    writes = [w for w in _dgd_writes(runs) if w != ("PATCH", lf)][-3:]  # 03's apply of lf comes before
+    assert writes == [("DELETE", lf), ("PATCH", ucx), ("DELETE", ucx)]
+    assert _dgd_writes(runs)[-1] == ("PATCH", lf)
+    cl = runs["cluster"]
+    assert cl.get("dynamographdeployments", "dynamo-workshop", ucx) is None
+    assert cl.get("dynamographdeployments", "dynamo-workshop", lf) is not None
+    assert not [p for p in cl.list("pods", "dynamo-workshop") if p["metadata"]["name"].startswith(f"{ucx}-")]
+
+
 def test_04_performance(runs: dict[str, Any]) -> None:
     rec = _ok(runs["04"])
     assert rec["serving_levels"] == 4 and rec["serving_errors"] == 0
     # Both deployments were swept through their own port-forward (two local ports, one per frontend Service).
-    graphs = {"UCX": runs["ucx_graph"], "LIBFABRIC": "vllm-xnode-libfabric"}
-    assert runs["ucx_graph"] == "vllm-xnode-ucx"
+    graphs = {"UCX": "vllm-xnode-ucx", "LIBFABRIC": "vllm-xnode-libfabric"}
     assert set(rec["port_forwards"]) == {f"{g}-frontend" for g in graphs.values()}
     assert sorted(rec["serving_urls"].values()) == sorted(rec["port_forwards"].values())
     assert len(set(rec["serving_urls"].values())) == 2

@@ -101,3 +101,47 @@ def test_rails_table_has_p5_line_rate(local) -> None:
     p5 = frame[frame["instance"] == "p5.48xlarge"].iloc[0]
     assert p5["EFA line rate, all rails (GB/s)"] == 400.0 and p5["one rail (GB/s)"] == 12.5
     assert p5["registered MiB per agent"] == 1056.0
+
+
+GRAPHS = {"UCX": "vllm-xnode-ucx", "LIBFABRIC": "vllm-xnode-libfabric"}
+
+
+def test_cross_node_twins_each_need_all_32_efa_of_a_p5() -> None:
+    from workshop_lib.config import WorkshopConfig
+    from workshop_lib.manifests import render
+    from workshop_lib.sections import eks
+
+    cfg = WorkshopConfig()
+    files = {be: render(cfg, s04.graph_profile(be)) for be in s04.BACKENDS}
+    assert {be: eks.dgd_names(f) for be, f in files.items()} == {be: [g] for be, g in GRAPHS.items()}
+    assert [eks.efa_per_node(f) for f in files.values()] == [32, 32] and cfg.instance.efa == 32
+
+
+def test_graph_plan_swaps_when_the_graphs_do_not_fit() -> None:
+    lf_ready = {GRAPHS["LIBFABRIC"]: "Ready"}
+    assert s04.graph_plan(["UCX", "LIBFABRIC"], GRAPHS, lf_ready, coexist=False) == [
+        ("delete", "LIBFABRIC"), ("apply", "UCX"), ("sweep", "UCX"), ("delete", "UCX"), ("apply", "LIBFABRIC"),
+        ("sweep", "LIBFABRIC")]
+    # Both already Ready (a bigger cluster): nothing changes; nothing there: deploy, sweep, swap.
+    both = {g: "Ready" for g in GRAPHS.values()}
+    assert s04.graph_plan(["UCX", "LIBFABRIC"], GRAPHS, both, coexist=False) == [("sweep", "UCX"), ("sweep", "LIBFABRIC")]
+    assert s04.graph_plan(["UCX", "LIBFABRIC"], GRAPHS, {}, coexist=False) == [
+        ("apply", "UCX"), ("sweep", "UCX"), ("delete", "UCX"), ("apply", "LIBFABRIC"), ("sweep", "LIBFABRIC")]
+
+
+def test_graph_plan_keeps_a_graph_that_is_swept_first_or_fits() -> None:
+    lf_ready = {GRAPHS["LIBFABRIC"]: "Ready"}
+    assert s04.graph_plan(["LIBFABRIC", "UCX"], GRAPHS, lf_ready, coexist=False) == [
+        ("sweep", "LIBFABRIC"), ("delete", "LIBFABRIC"), ("apply", "UCX"), ("sweep", "UCX")]
+    assert s04.graph_plan(["UCX", "LIBFABRIC"], GRAPHS, lf_ready, coexist=True) == [
+        ("apply", "UCX"), ("sweep", "UCX"), ("sweep", "LIBFABRIC")]
+    # A graph still starting is applied again (idempotent) and waited for; a given URL is only swept.
+    starting = {GRAPHS["UCX"]: "not Ready", GRAPHS["LIBFABRIC"]: "Ready"}
+    assert s04.graph_plan(["UCX", "LIBFABRIC"], {"UCX": GRAPHS["UCX"]}, starting, coexist=False) == [
+        ("apply", "UCX"), ("sweep", "UCX"), ("sweep", "LIBFABRIC")]
+    assert s04.graph_plan(["UCX", "LIBFABRIC"], GRAPHS, starting, coexist=False)[:2] == [
+        ("delete", "LIBFABRIC"), ("apply", "UCX")]
+
+
+def test_deploy_plan_is_eks_only(local) -> None:
+    assert s04.deploy_plan(local) is None

@@ -271,3 +271,86 @@ def teardown_namespace(cfg: WorkshopConfig, names: list[str]) -> list[str]:
         gone = cl.delete("nvidia.com/v1alpha1", "DynamoGraphDeployment", name, cfg.namespace)
         out.append(f"deleted DynamoGraphDeployment {name}" if gone else f"DynamoGraphDeployment {name} already gone")
     return out
+
+
+# ------------------------------------------------------------------------------------------------ one graph at a time
+GRAPH_LABEL = "nvidia.com/dynamo-graph-deployment-name"
+DGD_API, DGD_KIND = "nvidia.com/v1alpha1", "DynamoGraphDeployment"
+
+
+def efa_per_node(files: list[Any]) -> int:
+    """EFA devices one node must give a rendered graph: the largest ``vpc.amazonaws.com/efa`` request of any of its
+    services (the cross-node graphs put one worker on each node).
+
+    >>> from types import SimpleNamespace as F
+    >>> svc = {"resources": {"requests": {"custom": {EFA_RESOURCE: "32"}}}}
+    >>> efa_per_node([F(docs=[{"kind": "DynamoGraphDeployment", "spec": {"services": {"PrefillWorker": svc}}}])])
+    32
+    """
+    most = 0
+    for f in files:
+        for d in f.docs:
+            if not isinstance(d, dict) or d.get("kind") != DGD_KIND:
+                continue
+            for svc in ((d.get("spec") or {}).get("services") or {}).values():
+                res = (svc or {}).get("resources") or {}
+                for part in ("requests", "limits"):
+                    most = max(most, int(((res.get(part) or {}).get("custom") or {}).get(EFA_RESOURCE) or 0))
+    return most
+
+
+def graph_state(cfg: WorkshopConfig, name: str) -> str:
+    """``"Ready"``, ``"not Ready"`` or ``"absent"``: the DGD ``name`` in ``cfg.namespace`` as the cluster has it."""
+    from workshop_lib.cluster import dgd_ready
+
+    obj = cluster().get(DGD_API, DGD_KIND, name, cfg.namespace)
+    if obj is None:
+        return "absent"
+    return "Ready" if dgd_ready(obj) else "not Ready"
+
+
+def delete_graph(cfg: WorkshopConfig, name: str) -> bool:
+    """Delete the DGD ``name`` and watch until its pods are gone (their GPUs and EFA devices free), with progress.
+
+    Returns False when it was already gone.
+
+    Raises:
+        ClusterTimeout: pods still terminating after ``cfg.deploy_timeout_s``.
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    from workshop_lib.errors import ClusterTimeout
+
+    cl = cluster()
+    gone = cl.delete(DGD_API, DGD_KIND, name, cfg.namespace)
+    sel = f"{GRAPH_LABEL}={name}"
+    listed = cl.list_raw("v1", "Pod", cfg.namespace, label_selector=sel)
+    left = {p["metadata"]["name"] for p in listed.get("items", [])}
+    rv = (listed.get("metadata") or {}).get("resourceVersion")
+    deadline = time.monotonic() + cfg.deploy_timeout_s
+    with tqdm(total=len(left), desc=f"delete {name}", unit="pod", disable=not left) as bar:
+        while left and time.monotonic() < deadline:
+            for etype, obj in cl.watch("v1", "Pod", cfg.namespace, label_selector=sel, resource_version=rv,
+                                       timeout_s=min(max(1.0, deadline - time.monotonic()), 60.0)):
+                rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                if etype == "DELETED" and obj["metadata"]["name"] in left:
+                    left.discard(obj["metadata"]["name"])
+                    bar.update()
+                if not left:
+                    break
+    if left:
+        raise ClusterTimeout(f"DynamoGraphDeployment {cfg.namespace}/{name}",
+                             f"pods still terminating after {cfg.deploy_timeout_s} s: {', '.join(sorted(left))}",
+                             f"kubectl -n {cfg.namespace} get pods -l {sel}; re-run the cell once they are gone")
+    return gone
+
+
+def close_forward(state: dict[str, Any], service: str) -> str | None:
+    """Close the port-forward to ``service`` opened by :func:`frontend_url`; None when none was open."""
+    held = state.pop(f"pf:{service}", None)
+    if held is None:
+        return None
+    held[0].__exit__(None, None, None)
+    return f"closed port-forward {held[1]} -> {service}"

@@ -45,8 +45,11 @@ def deploy(ctx: Context) -> pd.DataFrame:
     return deploy_eks(ctx, "single-node")
 
 
-def deploy_eks(ctx: Context, profile: str) -> pd.DataFrame:
-    """Render ``profile``, refuse to apply when validation FAILs, apply, wait; returns what was applied."""
+def deploy_eks(ctx: Context, profile: str, record_as: str | None = "dgds_ready") -> pd.DataFrame:
+    """Render ``profile``, refuse to apply when validation FAILs, apply, wait; returns what was applied.
+
+    The Ready graphs' names are recorded under ``record_as`` (nothing recorded when None).
+    """
     import pandas as pd
 
     from workshop_lib.manifests import render, write_files
@@ -67,7 +70,8 @@ def deploy_eks(ctx: Context, profile: str) -> pd.DataFrame:
     ctx.state["dgds"] = names
     ctx.state["files"] = files
     eks.wait_dgds(ctx.cfg, names)
-    record("dgds_ready", names)
+    if record_as:
+        record(record_as, names)
     return pd.DataFrame({"applied": applied})
 
 

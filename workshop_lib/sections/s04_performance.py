@@ -63,52 +63,158 @@ def knobs(ctx: Context) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------ serving sweep
 def deployments(ctx: Context) -> dict[str, tuple[str, str]]:
-    """label -> (frontend URL, model): the lab (local), or the UCX and LIBFABRIC cross-node graphs (eks)."""
-    if ctx.local:
-        from workshop_lib.lab.serving import Lab
+    """local: label -> (frontend URL, model) of the lab, started when it is not healthy.
 
-        st = Lab().status()
-        if not st.healthy:
-            st = Lab().up(progress=True)
-        return {"lab (mocker, no KV bytes)": (str(st.frontend_url), str(st.model))}
+    On eks the graphs are deployed and swept one at a time by :func:`serving_sweep` (see :func:`graph_plan`).
+    """
+    from workshop_lib.lab.serving import Lab
+
+    st = Lab().status()
+    if not st.healthy:
+        st = Lab().up(progress=True)
+    return {"lab (mocker, no KV bytes)": (str(st.frontend_url), str(st.model))}
+
+
+def graph_profile(backend: str) -> str:
+    """The render profile of ``backend``'s cross-node graph.
+
+    >>> graph_profile("UCX")
+    'cross-node-ucx'
+    """
+    return f"cross-node-{backend.lower()}"
+
+
+def graph_plan(backends: list[str], graphs: dict[str, str], states: dict[str, str],
+               coexist: bool) -> list[tuple[str, str]]:
+    """The steps that sweep ``backends`` in order, one graph deployed at a time unless both fit (``coexist``).
+
+    ``graphs`` maps a backend to its cross-node graph (a backend without one, e.g. a given URL, is only swept);
+    ``states`` maps a graph to ``"Ready"``, ``"not Ready"`` or ``"absent"``. A Ready graph is swept where it stands;
+    any other is applied first, after deleting the other graphs still present when the two cannot share the nodes.
+
+    >>> g = {"UCX": "vllm-xnode-ucx", "LIBFABRIC": "vllm-xnode-libfabric"}
+    >>> graph_plan(["UCX", "LIBFABRIC"], g, {"vllm-xnode-libfabric": "Ready"}, coexist=False)
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('delete', 'LIBFABRIC'), ('apply', 'UCX'), ('sweep', 'UCX'), ('delete', 'UCX'), ('apply', 'LIBFABRIC'),
+     ('sweep', 'LIBFABRIC')]
+    >>> graph_plan(["UCX", "LIBFABRIC"], g, {"vllm-xnode-libfabric": "Ready"}, coexist=True)
+    [('apply', 'UCX'), ('sweep', 'UCX'), ('sweep', 'LIBFABRIC')]
+    """
+    live = {be for be, g in graphs.items() if states.get(g, "absent") != "absent"}
+    ready = {be for be, g in graphs.items() if states.get(g) == "Ready"}
+    steps: list[tuple[str, str]] = []
+    for be in backends:
+        if be in graphs and be not in ready:
+            if not coexist:
+                for other in [o for o in backends if o in live and o != be]:
+                    steps.append(("delete", other))
+                    live.discard(other)
+                    ready.discard(other)
+            steps.append(("apply", be))
+            live.add(be)
+            ready.add(be)
+        steps.append(("sweep", be))
+    return steps
+
+
+def _eks_graphs(ctx: Context) -> tuple[dict[str, str], dict[str, str], bool, int]:
+    """backend -> graph name (backends without a ``<BACKEND>_URL``), graph -> state, whether the graphs fit on the
+    nodes together, and the EFA devices per node they would need together."""
     from workshop_lib.manifests import render
 
-    out = {}
-    for be in BACKENDS:
-        url = ctx.get(f"{be}_URL")
-        if not url:
-            name = eks.dgd_names(render(ctx.cfg.replace(kv_backend=be), "cross-node"))[0]
-            url = eks.frontend_url(ctx.cfg, f"{name}-frontend", ctx.state)
-        out[EKS_LABELS[be]] = (str(url), ctx.cfg.model)
-    return out
+    files = {be: render(ctx.cfg, graph_profile(be)) for be in BACKENDS if not ctx.get(f"{be}_URL")}
+    graphs = {be: eks.dgd_names(f)[0] for be, f in files.items()}
+    need = sum(eks.efa_per_node(f) for f in files.values())
+    states = {g: eks.graph_state(ctx.cfg, g) for g in graphs.values()}
+    return graphs, states, need <= ctx.cfg.instance.efa, need
+
+
+def deploy_plan(ctx: Context) -> pd.DataFrame | None:
+    """eks: what the serving sweep will do, step by step, with the reason (nothing is changed here); local: None."""
+    import pandas as pd
+
+    if ctx.local:
+        return None
+    graphs, states, coexist, need = _eks_graphs(ctx)
+    fit = (f"both graphs need {need} EFA devices per node, a {ctx.cfg.instance_type} has {ctx.cfg.instance.efa}")
+    why = {"delete": "frees the nodes' EFA devices and GPUs: " + fit, "apply": "render, validate, apply, wait for Ready",
+           "sweep": "port-forward to its frontend, then the concurrency sweep"}
+    rows = []
+    for i, (action, be) in enumerate(graph_plan(list(BACKENDS), graphs, states, coexist), 1):
+        graph = graphs.get(be, f"{be}_URL")
+        rows.append({"step": i, "action": action, "backend": EKS_LABELS[be], "graph": graph,
+                     "state now": states.get(graph, "given URL"), "why": why[action]})
+    record("graphs_plan", [f"{r['action']} {r['graph']}" for r in rows])
+    return pd.DataFrame(rows)
 
 
 def serving_sweep(ctx: Context) -> pd.DataFrame:
-    """One sweep per deployment; rows: deployment, concurrency, TTFT/ITL percentiles, throughput, errors."""
+    """One sweep per deployment; rows: deployment, concurrency, TTFT/ITL percentiles, throughput, errors.
+
+    eks: each backend's cross-node graph in turn (:func:`graph_plan`): deployed when not Ready, port-forwarded, swept,
+    and deleted before the next one when the two cannot share the nodes.
+    """
     import pandas as pd
 
-    from workshop_lib.bench.serve import run_sweep
-
     k = knobs(ctx)
-    frames = []
-    targets = deployments(ctx)
-    record("serving_urls", {label: url for label, (url, _) in targets.items()})
-    if ctx.eks:
-        record("port_forwards", eks.forwards(ctx.state))  # service -> local URL; empty when *_URL were given
-    for label, (url, model) in targets.items():
-        tok = model if ctx.local and Path(model).is_dir() else None
-        res = run_sweep(url, model, k["concurrency"], k["requests"], isl=k["isl"], osl=k["osl"], progress=True,
-                        tokenizer=tok)
-        res.to_json(ctx.work_dir / f"serving-{label.split()[0].lower()}.json")
-        f = res.to_frame()
-        f.insert(0, "deployment", label)
-        frames.append(f)
+    if ctx.local:
+        targets = deployments(ctx)
+        record("serving_urls", {label: url for label, (url, _) in targets.items()})
+        frames = [_sweep_one(ctx, k, label, url, model) for label, (url, model) in targets.items()]
+    else:
+        frames = _sweep_eks(ctx, k)
     frame = pd.concat(frames, ignore_index=True)
     ctx.state["serving"] = frame
     record("serving_levels", len(frame))
     record("serving_errors", int(frame["errors"].sum()))
     record("serving_ttft_p50_ms", {f"{r.deployment}@{r.concurrency}": r.ttft_p50_ms for r in frame.itertuples()})
     return serving_view(frame)
+
+
+def _sweep_one(ctx: Context, k: dict[str, Any], label: str, url: str, model: str) -> pd.DataFrame:
+    from workshop_lib.bench.serve import run_sweep
+
+    tok = model if ctx.local and Path(model).is_dir() else None
+    res = run_sweep(url, model, k["concurrency"], k["requests"], isl=k["isl"], osl=k["osl"], progress=True,
+                    tokenizer=tok)
+    res.to_json(ctx.work_dir / f"serving-{label.split()[0].lower()}.json")
+    f = res.to_frame()
+    f.insert(0, "deployment", label)
+    return f
+
+
+def _sweep_eks(ctx: Context, k: dict[str, Any]) -> list[pd.DataFrame]:
+    """Run :func:`graph_plan` on the cluster; records graphs_applied, graphs_deleted, graphs_left (in order)."""
+    from workshop_lib.sections.s02_single_node import deploy_eks
+
+    graphs, states, coexist, _ = _eks_graphs(ctx)
+    steps = graph_plan(list(BACKENDS), graphs, states, coexist)
+    applied: list[str] = []
+    deleted: list[str] = []
+    urls: dict[str, str] = {}
+    opened: dict[str, str] = {}
+    frames = []
+    for i, (action, be) in enumerate(steps, 1):
+        label, graph = EKS_LABELS[be], graphs.get(be)
+        print(f"[{i}/{len(steps)}] {action} {graph or be + '_URL'} ({label})", flush=True)
+        if action == "delete":
+            eks.close_forward(ctx.state, f"{graph}-frontend")
+            eks.delete_graph(ctx.cfg, graph)
+            deleted.append(graph)
+        elif action == "apply":
+            deploy_eks(ctx, graph_profile(be), record_as=None)
+            applied.append(graph)
+        else:
+            url = ctx.get(f"{be}_URL") or eks.frontend_url(ctx.cfg, f"{graph}-frontend", ctx.state)
+            urls[label] = str(url)
+            opened.update(eks.forwards(ctx.state))
+            frames.append(_sweep_one(ctx, k, label, str(url), ctx.cfg.model))
+        record("graphs_applied", applied)
+        record("graphs_deleted", deleted)
+    record("serving_urls", urls)
+    record("port_forwards", opened)  # service -> local URL of every forward opened; empty when *_URL were given
+    record("graphs_left", {g: eks.graph_state(ctx.cfg, g) for g in graphs.values()})
+    return frames
 
 
 def serving_view(frame: pd.DataFrame) -> pd.DataFrame:
@@ -330,4 +436,4 @@ def teardown(ctx: Context, confirm: bool) -> list[str]:
 def _graphs(ctx: Context, backend: str) -> list[str]:
     from workshop_lib.manifests import render
 
-    return eks.dgd_names(render(ctx.cfg.replace(kv_backend=backend), "cross-node"))
+    return eks.dgd_names(render(ctx.cfg, graph_profile(backend)))
