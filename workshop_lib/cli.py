@@ -29,7 +29,6 @@ COMMANDS: dict[str, str] = {
     "bench": "benchmarks: serving sweep, aiperf interop, NIXL KV-transfer sweep",
     "run": "run the four notebooks headless into runs/<timestamp>/ and print a summary",
 }
-COMMAND_MODULES = list(COMMANDS)
 
 
 def _chosen(argv: Sequence[str] | None) -> str | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workshop_lib.errors import BenchError
+from workshop_lib.lab.nixl_plan import format_size
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -129,7 +130,7 @@ def goal_rows(data: dict[str, Any]) -> list[str]:
     lines = []
     for r in best.itertuples():
         lines.append(
-            f"UCX READ {_size(r.request_bytes):>5}: best {r.best_mode} {r.best_gbps:.1f} GB/s = {_pct(r.best_pct)} of "
+            f"UCX READ {format_size(r.request_bytes):>5}: best {r.best_mode} {r.best_gbps:.1f} GB/s = {_pct(r.best_pct)} of "
             f"peer copy {_fmt(r.peer_copy_gbps)} (one at a time {_fmt(r.one_at_a_time_gbps)} GB/s = "
             f"{_pct(r.one_at_a_time_pct)})"
         )
@@ -154,13 +155,6 @@ def _fmt(v: float | None) -> str:
 
 def _pct(v: float | None) -> str:
     return "-" if v is None or v != v else f"{v:.1f}%"
-
-
-def _size(n: int) -> str:
-    for unit, mult in (("G", 2**30), ("M", 2**20), ("K", 2**10)):
-        if n % mult == 0:
-            return f"{n // mult}{unit}"
-    return str(n)
 
 
 def card(data: dict[str, Any]) -> str:
@@ -217,7 +211,7 @@ def reference_table(refcopy: dict[str, Any]) -> pd.DataFrame:
         extra = ipc.get(r["bytes"], {})
         rows.append(
             {
-                "size": _size(int(r["bytes"])),
+                "size": format_size(int(r["bytes"])),
                 "ce_pull": r.get("ce-pull"),
                 "ce_push": r.get("ce-push"),
                 "sm_pull": r.get("sm-pull"),
@@ -247,14 +241,14 @@ def build_report(
         plot(df, data, plot_path)
     meta = data.get("meta", {})
     show = df.assign(
-        size=df.request_bytes.map(_size),
+        size=df.request_bytes.map(format_size),
         gbps=df.gbps.round(1),
         peer_copy_gbps=df.peer_copy_gbps.astype(float).round(1),
         pct_of_peer_copy=df.pct_of_peer_copy.astype(float).round(1),
         lat_p50_us=df.lat_p50_us.astype(float).round(1),
     )[["backend", "op", "mode", "size", "gbps", "peer_copy_gbps", "pct_of_peer_copy", "lat_p50_us", "verified",
        "transport"]]
-    best = best_by_size(df).assign(size=lambda d: d.request_bytes.map(_size)).round(1)
+    best = best_by_size(df).assign(size=lambda d: d.request_bytes.map(format_size)).round(1)
     lines = [
         "# NIXL VRAM -> VRAM on GPUs: results",
         "",
@@ -278,7 +272,7 @@ def build_report(
         *goal_rows(data)[-1:],
     ]
     if repeat is not None and not frame(repeat).empty:
-        rb = best_by_size(frame(repeat)).assign(size=lambda d: d.request_bytes.map(_size)).round(1)
+        rb = best_by_size(frame(repeat)).assign(size=lambda d: d.request_bytes.map(format_size)).round(1)
         lines += [
             "",
             "## Repeat run (same machine, minutes later): UCX READ",

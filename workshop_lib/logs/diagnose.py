@@ -176,9 +176,8 @@ class Accumulator:
         }
         notes: list[str] = []
         entries = list(self.errors.values())
-        used = backend
-        if used and used in self.plugin_failures:  # the backend in use is the plugin that did not load
-            entries.append(_ErrorEntry("NIXL_BACKEND_CREATE_FAILED", self.plugin_failures[used]))
+        if backend in self.plugin_failures:  # the backend in use is the plugin that did not load
+            entries.append(_ErrorEntry("NIXL_BACKEND_CREATE_FAILED", self.plugin_failures[backend]))
         elif self.plugin_failures:
             notes.append(f"optional NIXL plugins not loaded here (not used): {', '.join(sorted(self.plugin_failures))}")
         if self.caps and prov_norm != "efa":
