@@ -33,13 +33,14 @@ extern "C" __global__ void copy16(const int4* __restrict__ s, int4* __restrict__
 """
 
 
-def timed(fn, stream) -> float:
+def timed(fn, sync) -> float:
+    """Seconds for ``ITERS`` calls of ``fn`` after one warm-up, ``sync()`` waiting for the GPU work both times."""
     fn()
-    stream.synchronize()
+    sync()
     t0 = time.perf_counter()
     for _ in range(ITERS):
         fn()
-    stream.synchronize()
+    sync()
     return time.perf_counter() - t0
 
 
@@ -94,20 +95,8 @@ def ipc_rows(sizes: list[int]) -> list[dict]:
                     st.synchronize()
 
             row = {"bytes": n}
-            one()
-            sync_all()
-            t0 = time.perf_counter()
-            for _ in range(ITERS):
-                one()
-            sync_all()
-            row["ipc-pull"] = n * ITERS / (time.perf_counter() - t0) / 1e9
-            four()
-            sync_all()
-            t0 = time.perf_counter()
-            for _ in range(ITERS):
-                four()
-            sync_all()
-            row["ipc-pull-4streams"] = n * ITERS / (time.perf_counter() - t0) / 1e9
+            row["ipc-pull"] = n * ITERS / timed(one, sync_all) / 1e9
+            row["ipc-pull-4streams"] = n * ITERS / timed(four, sync_all) / 1e9
             row["verified"] = bool((cp.asnumpy(dst) == (cp.asnumpy(cp.arange(n, dtype=cp.uint8)))).all())
             cp.cuda.runtime.ipcCloseMemHandle(remote)
         parent.send("done")
@@ -136,11 +125,11 @@ def main() -> None:
             k_dst = cp.RawKernel(KERNEL, "copy16")
         row = {"bytes": n}
         with cp.cuda.Device(DST):
-            row["ce-pull"] = n * ITERS / timed(_ce(src, dst, n, d_stream), d_stream) / 1e9
-            row["sm-pull"] = n * ITERS / timed(_sm(DST, k_dst, src, dst, n, d_stream), d_stream) / 1e9
+            row["ce-pull"] = n * ITERS / timed(_ce(src, dst, n, d_stream), d_stream.synchronize) / 1e9
+            row["sm-pull"] = n * ITERS / timed(_sm(DST, k_dst, src, dst, n, d_stream), d_stream.synchronize) / 1e9
         with cp.cuda.Device(SRC):
-            row["ce-push"] = n * ITERS / timed(_ce(src, dst, n, s_stream), s_stream) / 1e9
-            row["sm-push"] = n * ITERS / timed(_sm(SRC, k_src, src, dst, n, s_stream), s_stream) / 1e9
+            row["ce-push"] = n * ITERS / timed(_ce(src, dst, n, s_stream), s_stream.synchronize) / 1e9
+            row["sm-push"] = n * ITERS / timed(_sm(SRC, k_src, src, dst, n, s_stream), s_stream.synchronize) / 1e9
         row["verified"] = bool((cp.asnumpy(dst) == cp.asnumpy(src)).all())
         out["rows"].append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
