@@ -2,7 +2,10 @@
 
 A :class:`CheckTable` collects rows of *check, status, found, expected, evidence, fix*. In a notebook it renders as
 a coloured pandas table (``_repr_html_``); headless (``str``/``print``) it is plain text; :attr:`CheckTable.ok` is
-True when no row FAILed, and :meth:`CheckTable.verdict` sums the table up in one word for the run summary.
+True when no row FAILed, and :meth:`CheckTable.verdict` sums the table up in one word for the run summary: the
+worst row wins (FAIL > WARN > EXPECTED > PASS), INFO rows do not judge, and a table without any judged row says
+``NO EVIDENCE`` (never PASS). ``EXPECTED`` marks a lesson outcome of the local lab (e.g. the TCP fallback without EFA):
+shown as expected-on-local, neither a PASS nor a failure of the kit.
 
 Example:
     >>> t = CheckTable("NIXL backend")
@@ -24,11 +27,15 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from pandas.io.formats.style import Styler
 
-PASS, WARN, FAIL, INFO = "PASS", "WARN", "FAIL", "INFO"
-STATUSES = (PASS, WARN, FAIL, INFO)
+PASS, WARN, FAIL, INFO, EXPECTED = "PASS", "WARN", "FAIL", "INFO", "EXPECTED"
+NO_EVIDENCE = "NO EVIDENCE"  # the verdict of a table with no judged row (empty or INFO only): never a PASS
+STATUSES = (PASS, WARN, FAIL, INFO, EXPECTED)
+VERDICTS = (PASS, EXPECTED, WARN, FAIL, NO_EVIDENCE)
 COLUMNS = ("check", "status", "found", "expected", "evidence", "fix")
-_COLOURS = {PASS: "#d4edda", WARN: "#fff3cd", FAIL: "#f8d7da", INFO: "#e2e3e5"}
-_RANK = {INFO: 0, PASS: 1, WARN: 2, FAIL: 3}
+_COLOURS = {PASS: "#d4edda", WARN: "#fff3cd", FAIL: "#f8d7da", INFO: "#e2e3e5", EXPECTED: "#d6e4f0"}
+# The worst row wins: FAIL over WARN over EXPECTED over PASS; INFO rows do not judge.
+_RANK = {INFO: 0, PASS: 1, EXPECTED: 2, WARN: 3, FAIL: 4}
+EXPECTED_NOTE = "expected on local"  # how an EXPECTED row reads: a lesson outcome of the local lab, not the kit failing
 EVIDENCE_WIDTH = 160  # characters of an evidence line kept (log lines can be very long)
 
 
@@ -87,7 +94,7 @@ class CheckTable:
     def add(
         self, check: str, status: str, found: Any = "", expected: Any = "", evidence: Any = "", fix: str = ""
     ) -> Check:
-        """Append a row with an explicit status; the fix is kept only for WARN/FAIL rows."""
+        """Append a row with an explicit status; the fix is kept only for WARN/FAIL rows (and EXPECTED's reason)."""
         status = status.upper()
         row = Check(
             check=check,
@@ -95,7 +102,7 @@ class CheckTable:
             found=_text(found),
             expected=_text(expected),
             evidence=_clip(_text(evidence)),
-            fix=fix if status in (WARN, FAIL) else "",
+            fix=fix if status in (WARN, FAIL, EXPECTED) else "",
         )
         self.rows.append(row)
         return row
@@ -123,6 +130,15 @@ class CheckTable:
         ok = found is not None and found >= minimum
         shown = "missing" if found is None else f"{_text(found)}{unit}"
         return self.add(check, PASS if ok else (WARN if warn else FAIL), shown, f">= {_text(minimum)}{unit}", evidence, fix)
+
+    def expected_here(self, check: str, found: Any, expected: Any, *, why: str, evidence: Any = "") -> Check:
+        """An EXPECTED row: the outcome the lesson predicts on this target (e.g. ``tcp-fallback`` with no EFA), which
+        would be a failure elsewhere. ``why`` says why it is expected here; it is shown in the fix column.
+
+        >>> CheckTable().expected_here("provider", "sockets", "efa", why="no EFA on this machine").status
+        'EXPECTED'
+        """
+        return self.add(check, EXPECTED, found, expected, evidence, f"{EXPECTED_NOTE}: {why}")
 
     def info(self, check: str, found: Any, evidence: Any = "", expected: Any = "") -> Check:
         """A row that informs without judging (INFO never fails a table)."""
@@ -157,9 +173,17 @@ class CheckTable:
         return {s: sum(r.status == s for r in self.rows) for s in STATUSES}
 
     def verdict(self) -> str:
-        """The worst status in the table (``PASS`` for an empty or INFO-only table)."""
-        worst = max((_RANK[r.status] for r in self.rows), default=_RANK[PASS])
-        return {0: PASS, 1: PASS, 2: WARN, 3: FAIL}[worst]
+        """The worst judged row's status; ``NO EVIDENCE`` for an empty or INFO-only table.
+
+        >>> CheckTable().verdict()
+        'NO EVIDENCE'
+        """
+        return verdict_of(r.status for r in self.rows)
+
+    @property
+    def judged(self) -> bool:
+        """True when at least one row is judged (not INFO)."""
+        return any(r.status != INFO for r in self.rows)
 
     def failed(self) -> list[Check]:
         """The FAIL rows."""
@@ -201,7 +225,7 @@ class CheckTable:
         sty = sty.set_properties(**{"text-align": "left", "white-space": "pre-wrap"})
         if self.title:
             c = self.counts()
-            sty = sty.set_caption(f"{self.title}: {self.verdict()} ({c[PASS]} pass, {c[WARN]} warn, {c[FAIL]} fail)")
+            sty = sty.set_caption(f"{self.title}: {self.verdict()} ({_count_text(c)})")
         return sty
 
     def to_text(self, width: int = 60) -> str:
@@ -224,3 +248,55 @@ class CheckTable:
 
     def _repr_html_(self) -> str:
         return self.styled().to_html()
+
+
+def _count_text(c: dict[str, int]) -> str:
+    """``3 pass, 1 warn, 0 fail`` (plus ``N expected on local`` when any)."""
+    text = f"{c[PASS]} pass, {c[WARN]} warn, {c[FAIL]} fail"
+    return text + (f", {c[EXPECTED]} {EXPECTED_NOTE}" if c.get(EXPECTED) else "")
+
+
+def verdict_of(statuses: Iterable[str]) -> str:
+    """The verdict of rows with these statuses: the worst judged one; ``NO EVIDENCE`` when none is judged.
+
+    >>> verdict_of(["PASS", "EXPECTED", "INFO"]), verdict_of(["INFO"]), verdict_of(["PASS", "FAIL", "WARN"])
+    ('EXPECTED', 'NO EVIDENCE', 'FAIL')
+    """
+    worst = max((_RANK[str(s).upper()] for s in statuses), default=_RANK[INFO])
+    return NO_EVIDENCE if worst == _RANK[INFO] else {1: PASS, 2: EXPECTED, 3: WARN, 4: FAIL}[worst]
+
+
+def disagreements(records: Mapping[str, Any]) -> list[str]:
+    """Every recorded verdict that does not follow from its recorded rows (``verdict_<name>`` beside
+    ``checks_<name>``), and every ``checks_<name>`` recorded without its verdict; empty when all agree.
+
+    A notebook test calls it on a run's records to hold each section verdict to its check rows (no PASS over a
+    FAIL row, no PASS over an empty table).
+
+    >>> disagreements({"verdict_x": "PASS", "checks_x": [{"check": "a", "status": "FAIL"}]})
+    ["verdict_x is 'PASS' but its rows say 'FAIL' (FAIL: a)"]
+    >>> disagreements({"verdict_x": "FAIL", "checks_x": [{"check": "a", "status": "FAIL"}]})
+    []
+    """
+    out = []
+    for key in sorted(k for k in records if k.startswith("checks_")):
+        name = key[len("checks_"):]
+        rows = records[key] or []
+        want = verdict_of(r.get("status", INFO) for r in rows)
+        got = records.get(f"verdict_{name}")
+        if got is None:
+            out.append(f"{key} recorded without verdict_{name}")
+        elif got != want:
+            bad = ", ".join(r.get("check", "?") for r in rows if r.get("status") == want)
+            out.append(f"verdict_{name} is {got!r} but its rows say {want!r}" + (f" ({want}: {bad})" if bad else ""))
+    return out
+
+
+def assert_agree(records: Mapping[str, Any], *, allow_no_evidence: bool = False) -> None:
+    """Raise AssertionError (listing each disagreement) unless every recorded verdict follows from its rows; with
+    ``allow_no_evidence`` False, a ``NO EVIDENCE`` verdict is an error too (a notebook that judged nothing)."""
+    bad = disagreements(records)
+    if not allow_no_evidence:
+        bad += [f"{k} is NO EVIDENCE" for k, v in records.items() if k.startswith("verdict_") and v == NO_EVIDENCE]
+    if bad:
+        raise AssertionError("; ".join(bad))

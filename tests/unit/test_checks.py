@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workshop_lib.checks import COLUMNS, Check, CheckTable
+from workshop_lib.checks import COLUMNS, Check, CheckTable, assert_agree, disagreements, verdict_of
 
 
 def _table() -> CheckTable:
@@ -20,7 +20,7 @@ def _table() -> CheckTable:
 def test_statuses_and_verdict() -> None:
     t = _table()
     assert [r.status for r in t.rows] == ["PASS", "WARN", "FAIL", "INFO"]
-    assert t.counts() == {"PASS": 1, "WARN": 1, "FAIL": 1, "INFO": 1}
+    assert t.counts() == {"PASS": 1, "WARN": 1, "FAIL": 1, "INFO": 1, "EXPECTED": 0}
     assert not t.ok
     assert t.verdict() == "FAIL"
     assert [r.check for r in t.failed()] == ["EFA allocatable"]
@@ -33,11 +33,49 @@ def test_fix_kept_only_for_failures() -> None:
     assert t.require("b", "x", "y", fix="do y").fix == "do y"
 
 
-def test_empty_and_info_tables_pass() -> None:
-    assert CheckTable().verdict() == "PASS" and CheckTable().ok
+def test_empty_and_info_tables_are_no_evidence() -> None:
+    assert CheckTable().verdict() == "NO EVIDENCE" and not CheckTable().judged
     t = CheckTable()
     t.info("x", 1)
+    assert t.verdict() == "NO EVIDENCE"
+    t.require("y", 1, 1)
     assert t.verdict() == "PASS"
+
+
+def test_worst_row_wins() -> None:
+    order = ["PASS", "EXPECTED", "WARN", "FAIL"]
+    for i, worst in enumerate(order):
+        t = CheckTable()
+        for s in order[: i + 1]:
+            t.add(s.lower(), s)
+        t.info("note", "x")
+        assert t.verdict() == worst
+        # the order of rows does not matter
+        assert verdict_of(reversed([r.status for r in t.rows])) == worst
+
+
+def test_expected_row_is_neither_pass_nor_fail() -> None:
+    t = CheckTable("s03")
+    t.require("bytes verified", True, True)
+    row = t.expected_here("transport", "tcp-fallback", "efa-rdma", why="no EFA on this machine", evidence="Discovered 1")
+    assert row.status == "EXPECTED" and row.fix == "expected on local: no EFA on this machine"
+    assert t.verdict() == "EXPECTED" and t.ok
+    t.require("backend", "UCX", "LIBFABRIC")
+    assert t.verdict() == "FAIL"
+    assert "1 expected on local" in t._repr_html_()
+
+
+def test_disagreements_find_pass_over_fail() -> None:
+    rows = [{"check": "a", "status": "PASS"}, {"check": "b", "status": "FAIL"}]
+    assert disagreements({"verdict_x": "FAIL", "checks_x": rows}) == []
+    assert disagreements({"verdict_x": "PASS", "checks_x": rows}) == ["verdict_x is 'PASS' but its rows say 'FAIL' (FAIL: b)"]
+    assert disagreements({"checks_y": rows}) == ["checks_y recorded without verdict_y"]
+    assert disagreements({"verdict_z": "PASS", "checks_z": []}) == ["verdict_z is 'PASS' but its rows say 'NO EVIDENCE'"]
+    with pytest.raises(AssertionError, match="PASS"):
+        assert_agree({"verdict_x": "PASS", "checks_x": rows})
+    with pytest.raises(AssertionError, match="NO EVIDENCE"):
+        assert_agree({"verdict_e": "NO EVIDENCE", "checks_e": [{"check": "i", "status": "INFO"}]})
+    assert_agree({"verdict_e": "NO EVIDENCE", "checks_e": []}, allow_no_evidence=True)
 
 
 def test_missing_value_fails_at_least() -> None:
