@@ -13,7 +13,12 @@ Example:
     >>> from workshop_lib.lab.model import ensure_model
     >>> d = ensure_model()                      # doctest: +SKIP
     >>> sorted(p.name for p in d.iterdir())     # doctest: +SKIP
-    ['config.json', 'generation_config.json', 'recipe.json', 'tokenizer.json', 'tokenizer_config.json']
+    ['config.json', 'generation_config.json', 'model.safetensors', 'recipe.json', 'tokenizer.json', 'tokenizer_config.json']
+
+The real engine (vLLM) also needs weights: :func:`write_weights` fills ``model.safetensors`` with seeded random
+bfloat16 values (normal, std 0.02; norms 1.0) for the ``LlamaForCausalLM`` of ``config.json``, using numpy only (no
+torch), so the same seed gives the same bytes. Random weights make greedy text degenerate, but the logprobs are still
+a deterministic function of the KV cache, which is what ``workshop lab check-kv`` compares.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ DEFAULT_NAME = "workshop-tiny-bpe"
 VOCAB_SIZE = 4096
 MAX_POSITION_EMBEDDINGS = 4096
 SEED = 20260211  # Dynamo 0.9.0 release date; any fixed number works
-RECIPE_VERSION = 1  # bump when the corpus, the trainer settings or the config files change
+RECIPE_VERSION = 2  # bump when the corpus, the trainer settings, the config files or the weights change
+WEIGHTS_FILE = "model.safetensors"
+INIT_STD = 0.02  # the usual initializer_range of Llama configs
 
 # Special tokens first, so their ids are fixed: bos 0, eos 1, pad 2, then the chat-template markers.
 SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
@@ -204,6 +211,75 @@ def model_files(vocab_size: int) -> dict[str, dict]:
     }
 
 
+def llama_tensor_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of a tied-embedding ``LlamaForCausalLM`` (the names vLLM's loader maps).
+
+    Example:
+        >>> shapes = llama_tensor_shapes(model_files(4096)["config.json"])
+        >>> shapes["model.embed_tokens.weight"], shapes["model.layers.0.self_attn.k_proj.weight"]
+        ((4096, 256), (256, 256))
+    """
+    h, inter, vocab = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
+    hd = config.get("head_dim") or h // config["num_attention_heads"]
+    q, kv = config["num_attention_heads"] * hd, config["num_key_value_heads"] * hd
+    out: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (vocab, h)}
+    for i in range(config["num_hidden_layers"]):
+        pre = f"model.layers.{i}."
+        out.update({
+            pre + "input_layernorm.weight": (h,),
+            pre + "post_attention_layernorm.weight": (h,),
+            pre + "self_attn.q_proj.weight": (q, h),
+            pre + "self_attn.k_proj.weight": (kv, h),
+            pre + "self_attn.v_proj.weight": (kv, h),
+            pre + "self_attn.o_proj.weight": (h, q),
+            pre + "mlp.gate_proj.weight": (inter, h),
+            pre + "mlp.up_proj.weight": (inter, h),
+            pre + "mlp.down_proj.weight": (h, inter),
+        })  # fmt: skip
+    out["model.norm.weight"] = (h,)
+    if not config.get("tie_word_embeddings", False):
+        out["lm_head.weight"] = (vocab, h)
+    return out
+
+
+def write_weights(path: Path, config: dict, seed: int = SEED) -> Path:
+    """Write seeded random bfloat16 weights for ``config`` as one safetensors file (format: 8-byte little-endian
+    header length, JSON header, then the raw tensors). bfloat16 is the top half of float32, so it is made by
+    shifting without torch.
+
+    Example:
+        >>> import tempfile; p = Path(tempfile.mkdtemp()) / "w.safetensors"
+        >>> cfg = dict(model_files(64)["config.json"], hidden_size=8, intermediate_size=16, num_attention_heads=2,
+        ...            num_key_value_heads=1, head_dim=4, num_hidden_layers=1)
+        >>> write_weights(p, cfg).stat().st_size > 0
+        True
+    """
+    import struct
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    header: dict[str, dict] = {"__metadata__": {"format": "pt"}}  # type: ignore[dict-item]
+    blobs: list[bytes] = []
+    offset = 0
+    for name, shape in llama_tensor_shapes(config).items():
+        if name.endswith("norm.weight"):
+            values = np.ones(shape, dtype=np.float32)
+        else:
+            values = rng.normal(0.0, INIT_STD, size=shape).astype(np.float32)
+        data = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
+        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(head)) + head)
+        for b in blobs:
+            fh.write(b)
+    return path
+
+
 def recipe(vocab_size: int = VOCAB_SIZE, seed: int = SEED) -> dict:
     """What determines the bytes of the directory; stored as ``recipe.json`` and compared to reuse the cache."""
     import tokenizers
@@ -213,6 +289,7 @@ def recipe(vocab_size: int = VOCAB_SIZE, seed: int = SEED) -> dict:
         "vocab_size": vocab_size,
         "seed": seed,
         "tokenizers": tokenizers.__version__,
+        "weights": {"file": WEIGHTS_FILE, "dtype": "bfloat16", "init_std": INIT_STD},
     }
 
 
@@ -233,8 +310,10 @@ def build_model(dest: Path, vocab_size: int = VOCAB_SIZE, seed: int = SEED) -> P
     try:
         tok = train_tokenizer(vocab_size, seed)
         (tmp / "tokenizer.json").write_text(tok.to_str(pretty=True) + "\n")
-        for name, obj in model_files(tok.get_vocab_size()).items():
+        files = model_files(tok.get_vocab_size())
+        for name, obj in files.items():
             (tmp / name).write_text(_dump(obj))
+        write_weights(tmp / WEIGHTS_FILE, files["config.json"], seed)
         (tmp / "recipe.json").write_text(_dump(recipe(vocab_size, seed)))
         if dest.exists():
             shutil.rmtree(dest)
