@@ -12,12 +12,15 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 
@@ -50,6 +53,16 @@ TARGETS = ("local", "eks")
 FRAMEWORKS = ("vllm", "trtllm")
 KV_BACKENDS = ("UCX", "LIBFABRIC")
 PROFILES = ("platform", "single-node", "cross-node", "bench")
+# ``vllm``: real vLLM workers (the workshop's engine); ``mocker``: Dynamo's mocker engine, for machines without the
+# memory/GPU for vLLM. WORKSHOP_ENGINE sets the default (e.g. ``WORKSHOP_ENGINE=mocker`` on a small laptop or CI).
+ENGINES = ("vllm", "mocker")
+ENGINE_ENV = "WORKSHOP_ENGINE"
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+# Memory quantities need a unit: "128" would be 128 bytes, never what anyone meant.
+_MEMORY_FIELDS = ("worker_memory", "shm_size", "hugepages_2mi")
+_URL_FIELDS = ("frontend_url", "ucx_url", "libfabric_url")
+_SIZES_FIELDS = ("nixl_sizes", "vram_sizes")
 
 # Worker memory needed for NIXL LIBFABRIC on a many-EFA instance (seed workshop: 64Gi was OOMKilled at init).
 LIBFABRIC_MIN_MEMORY = "128Gi"
@@ -72,6 +85,8 @@ _SUFFIX = {
     "Ei": 2**60,
 }
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A node name is a DNS-1123 subdomain (ip-10-0-1-12.us-west-2.compute.internal).
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def parse_quantity(value: str | int | float, field_name: str = "quantity") -> float:
@@ -91,6 +106,11 @@ def parse_quantity(value: str | int | float, field_name: str = "quantity") -> fl
     if not m:
         raise ConfigError(field_name, f"{value!r} is not a Kubernetes quantity", "use e.g. 128Gi, 16Gi or 500m")
     return float(m["num"]) * _SUFFIX[m["suffix"]]
+
+
+def _default_engine() -> str:
+    """``vllm`` unless WORKSHOP_ENGINE names another engine (checked with the other fields)."""
+    return os.environ.get(ENGINE_ENV, "").strip().lower() or "vllm"
 
 
 def _default_worker_image(framework: str) -> str:
@@ -130,13 +150,33 @@ class WorkshopConfig:
     price_per_node_hour: float = 55.04
     isl: int = 512
     osl: int = 128
+    # Lab/local engine: vllm (default) or mocker; WORKSHOP_ENGINE overrides the default (small machines: mocker).
+    engine: str = field(default_factory=_default_engine)
+    # Notebook-only parameters (the parameters cells of notebooks/build.py); None: the section's own default.
+    teardown: bool = False
+    prompt: str = "Explain in one sentence why prefill and decode run on separate GPUs."
+    max_tokens: int = 32
+    nixl_sizes: str | None = None
+    nixl_iters: int | None = None
+    netns: bool | None = None
+    frontend_url: str | None = None
+    concurrency: tuple[int, ...] | None = None
+    requests: int | None = None
+    ucx_url: str | None = None
+    libfabric_url: str | None = None
+    vram_sizes: str | None = None
+    work_dir: str | None = None
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
+        # Every field by its type first (strings from papermill, --set, YAML or the environment are parsed here).
+        for f in fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), f.type))
         # Normalise case-insensitive enums first (frozen dataclass: use object.__setattr__).
         object.__setattr__(self, "target", str(self.target).lower())
         object.__setattr__(self, "framework", str(self.framework).lower().replace("-", "").replace("_", ""))
         object.__setattr__(self, "kv_backend", str(self.kv_backend).upper())
+        object.__setattr__(self, "engine", str(self.engine).lower())
         if self.worker_image is None:
             object.__setattr__(self, "worker_image", _default_worker_image(self.framework if self.framework in FRAMEWORKS else "vllm"))
         self._validate()
@@ -160,17 +200,52 @@ class WorkshopConfig:
             v = getattr(self, name)
             if not isinstance(v, str) or len(v) > 63 or not _DNS1123.match(v):
                 raise ConfigError(name, f"{v!r} is not a valid Kubernetes name", "use lower-case letters, digits and '-'")
+        if self.engine not in ENGINES:
+            raise ConfigError(
+                "engine", f"{self.engine!r} is not an engine the lab runs",
+                f"use one of {', '.join(ENGINES)} (or set {ENGINE_ENV}=mocker on a small machine)",
+            )
         for name in ("worker_memory", "shm_size", "hugepages_2mi", "worker_cpu"):
             parse_quantity(getattr(self, name), name)
+        for name in _MEMORY_FIELDS:
+            v = getattr(self, name)
+            m = _QUANTITY.match(v.strip())
+            if m and m["suffix"] in (None, "m"):
+                raise ConfigError(name, f"{v!r} has no memory unit (it would mean {v} bytes)", f"write e.g. {v}Gi")
         for name in ("prefill_node", "decode_node"):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, str) or not v.strip()):
-                raise ConfigError(name, f"{v!r} is not a node name", "give the node's name or leave it None")
+            if v is not None and (len(v) > 253 or not _DNS_SUBDOMAIN.match(v)):
+                raise ConfigError(
+                    name, f"{v!r} is not a Kubernetes node name",
+                    "copy the name from `kubectl get nodes` (lower-case letters, digits, '-' and '.'), or leave it None",
+                )
         for name in ("gpus_per_worker", "frontend_port", "frontend_system_port", "prefill_system_port",
-                     "decode_system_port", "deploy_timeout_s", "isl", "osl"):
+                     "decode_system_port", "deploy_timeout_s", "isl", "osl", "max_tokens", "nixl_iters", "requests"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ConfigError(name, f"{v!r} must be a positive integer", f"set {name} to e.g. {getattr(WorkshopConfig, name, 1)}")
+            if v is not None and v <= 0:
+                raise ConfigError(name, f"{v!r} must be a positive integer", f"set {name} to e.g. {_example(name)}")
+        if self.concurrency is not None and (not self.concurrency or any(c <= 0 for c in self.concurrency)):
+            raise ConfigError("concurrency", f"{list(self.concurrency)!r} must be positive integers",
+                              "write e.g. [1, 2, 4] or \"1,2,4\", or None for the default")
+        for name in _URL_FIELDS:
+            v = getattr(self, name)
+            if v is not None:
+                u = urlparse(v)
+                if u.scheme not in ("http", "https") or not u.hostname:
+                    raise ConfigError(name, f"{v!r} is not an http(s) URL", "write e.g. http://localhost:8000, or None")
+        for name in _SIZES_FIELDS:
+            v = getattr(self, name)
+            if v is not None:
+                from workshop_lib.lab.nixl_plan import parse_sizes
+
+                try:
+                    parse_sizes(v)
+                except ConfigError as exc:
+                    raise ConfigError(name, exc.problem, exc.fix) from None
+        if not self.prompt.strip():
+            raise ConfigError("prompt", "the prompt is empty", "write a question for the model")
+        if self.work_dir is not None and not self.work_dir.strip():
+            raise ConfigError("work_dir", "an empty folder name", "give a folder, or None for runs/notebooks")
         for name in ("frontend_port", "frontend_system_port", "prefill_system_port", "decode_system_port"):
             if getattr(self, name) > 65535:
                 raise ConfigError(name, f"{getattr(self, name)} is not a TCP port", "use a port in 1-65535")
@@ -189,7 +264,7 @@ class WorkshopConfig:
                 raise ConfigError(
                     "efa_per_worker", f"{self.efa_per_worker!r} is outside 0-{inst.efa} for {inst.name}", f"use 1-{inst.efa} or None for all"
                 )
-        if not isinstance(self.price_per_node_hour, (int, float)) or self.price_per_node_hour < 0:
+        if self.price_per_node_hour < 0:
             raise ConfigError("price_per_node_hour", f"{self.price_per_node_hour!r} is not a price", "use USD per node-hour, e.g. 55.04")
         if self.nixl_log_level.upper() not in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"):
             raise ConfigError("nixl_log_level", f"{self.nixl_log_level!r} is not a NIXL log level", "use INFO (needed to verify the backend)")
@@ -241,8 +316,11 @@ class WorkshopConfig:
     def from_params(cls, params: Mapping[str, Any], *, strict: bool = True) -> WorkshopConfig:
         """Build from notebook parameters (``TARGET``, ``KV_BACKEND``...) or field names; case-insensitive keys.
 
-        Unknown keys raise (``strict``) or are ignored, so a notebook can pass ``globals()``-like mappings with
-        ``strict=False``.
+        Every value is parsed and checked by its field's type (``"false"`` is False, ``"5"`` is 5). None means the
+        field's default. Unknown names raise with the closest known name (``strict``) or are ignored.
+
+        Raises:
+            ConfigError: naming the parameter as given (``KV_BACKND: unknown parameter. Fix: did you mean KV_BACKEND?``).
         """
         known = {f.name: f for f in fields(cls)}
         kwargs: dict[str, Any] = {}
@@ -250,22 +328,36 @@ class WorkshopConfig:
             name = str(key).lower()
             if name not in known:
                 if strict:
-                    raise ConfigError(str(key), "unknown parameter", f"use one of {', '.join(known)}")
+                    raise ConfigError(str(key), "unknown parameter", _closest(str(key), list(known)))
                 continue
-            kwargs[name] = _coerce(name, value, known[name].type)
-        try:
-            return cls(**kwargs)
-        except TypeError as exc:  # pragma: no cover - defensive
-            raise ConfigError("parameters", str(exc), "check the parameter names") from None
+            if value is None and "None" not in str(known[name].type):
+                continue  # None: the default (e.g. ISL = None in notebook 04)
+            kwargs[name] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate notebook parameters (strict) and return them typed, under the names given.
+
+        ``workshop run`` calls this before papermill runs, so papermill receives ``TEARDOWN = False`` rather than
+        the string ``"false"``, and a typo or a bad value stops the run before any notebook starts.
+
+        >>> WorkshopConfig.check_params({"TEARDOWN": "false", "NIXL_ITERS": "5"})
+        {'TEARDOWN': False, 'NIXL_ITERS': 5}
+        """
+        cfg = cls.from_params(params)
+        return {k: (v if v is None else _plain(getattr(cfg, str(k).lower()))) for k, v in params.items()}
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> WorkshopConfig:
         """Build from a YAML mapping of parameters; errors name the file (and line for YAML syntax)."""
         p = Path(path)
         try:
-            text = p.read_text()
+            text = p.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(str(p), f"cannot read the config file ({exc.strerror})", "check the path") from None
+        except UnicodeDecodeError:
+            raise ConfigError(str(p), "not a text file (not UTF-8)", "give a YAML file of parameters") from None
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
@@ -288,22 +380,99 @@ class WorkshopConfig:
         return cls.from_params(params)
 
 
+def _closest(given: str, known: list[str]) -> str:
+    """The fix for an unknown parameter name: the closest known name, in the case it was given."""
+    hits = difflib.get_close_matches(given.lower(), known, n=1, cutoff=0.6)
+    upper = given.upper() == given
+    if hits:
+        return f"did you mean {hits[0].upper() if upper else hits[0]}?"
+    names = [n.upper() if upper else n for n in known]
+    return f"use one of {', '.join(names)}"
+
+
+def _example(name: str) -> Any:
+    for f in fields(WorkshopConfig):
+        if f.name == name and f.default not in (None, dataclasses.MISSING):
+            return f.default
+    return 4
+
+
+def _plain(value: Any) -> Any:
+    """A config value as a papermill parameter (tuples as lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple, set)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
 def _coerce(name: str, value: Any, annotation: Any) -> Any:
-    """Turn strings (from the environment, ``--set`` or papermill) into the field's type, with a clear error."""
-    ann = str(annotation)
-    if value is None or not isinstance(value, str):
-        return value
-    text = value.strip()
-    if "None" in ann and text.lower() in ("", "none", "null"):
+    """Parse ``value`` into the field's type (strings from papermill, ``--set``, YAML or the environment).
+
+    Raises:
+        ConfigError: naming the field, when the value is not of (or parseable into) the field's type.
+    """
+    ann = str(annotation).replace(" ", "")
+    optional = "None" in ann
+    base = ann.split("|")[0]
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(name, "no value", f"set {name} (default {_example(name)!r})")
+    if isinstance(value, str) and optional and value.strip().lower() in ("", "none", "null"):
         return None
-    if ann.startswith("int"):
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(name, f"{value!r} is not an integer", f"set {name} to a whole number") from None
-    if ann.startswith("float"):
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigError(name, f"{value!r} is not a number", f"set {name} to a number") from None
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ConfigError(name, f"{value!r} is not true or false", f"set {name} to True or False")
+    if base == "int":
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise ConfigError(name, f"{value!r} is not an integer", f"set {name} to a whole number") from None
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(name, f"{_kind(value)} ({value!r}) where an integer belongs", f"set {name} to a whole number")
+        return value
+    if base == "float":
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise ConfigError(name, f"{value!r} is not a number", f"set {name} to a number") from None
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            raise ConfigError(name, f"{_kind(value)} ({value!r}) where a number belongs", f"set {name} to a number")
+        if not math.isfinite(number):
+            raise ConfigError(name, f"{value!r} is not a finite number", f"set {name} to a number, e.g. {_example(name)}")
+        return number
+    if base.startswith("tuple[int"):
+        items: Any = value
+        if isinstance(value, str):
+            items = [t for t in value.replace("[", "").replace("]", "").split(",")]
+        elif isinstance(value, int) and not isinstance(value, bool):
+            items = [value]
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(name, f"{_kind(value)} ({value!r}) where a list of integers belongs",
+                              "write e.g. [1, 2, 4] or \"1,2,4\"")
+        return tuple(_coerce(name, item, "int") for item in items)
+    # str fields: scalars only (a YAML mapping or list must not reach a container's args).
+    if isinstance(value, (Mapping, list, tuple, set)) or isinstance(value, bool):
+        raise ConfigError(name, f"{_kind(value)} ({value!r}) where a string belongs", f"set {name} to one string")
+    if isinstance(value, (int, float)):
+        return str(value)
+    if not isinstance(value, str):
+        raise ConfigError(name, f"{_kind(value)} where a string belongs", f"set {name} to one string")
+    text = value.strip()
+    if "\n" in text or "\r" in text:
+        raise ConfigError(name, f"{value!r} spans several lines", f"set {name} to one line")
     return text

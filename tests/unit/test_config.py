@@ -115,3 +115,97 @@ def test_instance_table_matches_facts() -> None:
 def test_replace_revalidates() -> None:
     with pytest.raises(ConfigError):
         WorkshopConfig().replace(kv_backend="NVLINK")
+
+
+# ---------------------------------------------------------------- issue 16: every parameter typed, validated once
+@pytest.mark.parametrize(("text", "value"), [("false", False), ("False", False), ("no", False), ("0", False),
+                                             ("true", True), ("True", True), ("yes", True), ("1", True)])
+def test_booleans_are_parsed_not_truth_tested(text: str, value: bool) -> None:
+    assert WorkshopConfig.from_params({"TEARDOWN": text}).teardown is value
+    assert WorkshopConfig.check_params({"TEARDOWN": text}) == {"TEARDOWN": value}
+
+
+def test_numbers_and_lists_are_parsed() -> None:
+    typed = WorkshopConfig.check_params({"NIXL_ITERS": "5", "MAX_TOKENS": 8, "CONCURRENCY": "1,2,4",
+                                         "PRICE_PER_NODE_HOUR": "98.32", "NETNS": "false", "REQUESTS": None})
+    assert typed == {"NIXL_ITERS": 5, "MAX_TOKENS": 8, "CONCURRENCY": [1, 2, 4], "PRICE_PER_NODE_HOUR": 98.32,
+                     "NETNS": False, "REQUESTS": None}
+    assert WorkshopConfig.from_params({"CONCURRENCY": [1, 5]}).concurrency == (1, 5)
+    assert WorkshopConfig.from_params({"ISL": None}).isl == 512  # None: the default
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "fix"),
+    [
+        ({"TEARDOWN": "maybe"}, "teardown", "True or False"),
+        ({"NIXL_ITERS": "abc"}, "nixl_iters", "whole number"),
+        ({"MAX_TOKENS": -1}, "max_tokens", "positive"),
+        ({"MAX_TOKENS": True}, "max_tokens", "whole number"),
+        ({"REQUESTS": 0}, "requests", "positive"),
+        ({"CONCURRENCY": "1,x"}, "concurrency", "whole number"),
+        ({"CONCURRENCY": [0]}, "concurrency", "positive"),
+        ({"worker_memory": "128"}, "worker_memory", "128Gi"),
+        ({"worker_memory": 128}, "worker_memory", "128Gi"),
+        ({"shm_size": "16"}, "shm_size", "16Gi"),
+        ({"price_per_node_hour": "nan"}, "price_per_node_hour", "55.04"),
+        ({"price_per_node_hour": float("inf")}, "price_per_node_hour", "55.04"),
+        ({"prefill_node": "ip 10"}, "prefill_node", "kubectl get nodes"),
+        ({"decode_node": "a\nb"}, "decode_node", "one line"),
+        ({"decode_node": "Node_1"}, "decode_node", "kubectl get nodes"),
+        ({"model": {"a": 1}}, "model", "one string"),
+        ({"model": ["a"]}, "model", "one string"),
+        ({"engine": "sglang"}, "engine", "mocker"),
+        ({"NIXL_SIZES": "4X"}, "nixl_sizes", "4K"),
+        ({"VRAM_SIZES": "4K,,8K"}, "vram_sizes", "commas"),
+        ({"UCX_URL": "localhost:8000"}, "ucx_url", "http://"),
+        ({"FRONTEND_URL": "ftp://x"}, "frontend_url", "http://"),
+        ({"PROMPT": "  "}, "prompt", "question"),
+        ({"KV_BACKND": "UCX"}, "KV_BACKND", "did you mean KV_BACKEND?"),
+        ({"teardwn": True}, "teardwn", "did you mean teardown?"),
+    ],
+)
+def test_every_bad_parameter_names_its_field(params: dict, field: str, fix: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        WorkshopConfig.from_params(params)
+    assert exc.value.where == field
+    assert fix in str(exc.value)
+    assert "\n" not in str(exc.value).replace("'a\\nb'", "")
+
+
+def test_notebook_parameters_are_all_fields() -> None:
+    """Every parameter of every notebook's parameters cell is a typed config field (so it is validated)."""
+    import json
+    from pathlib import Path
+
+    names = set()
+    for nb in sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("[0-9][0-9]-*.ipynb")):
+        for cell in json.loads(nb.read_text())["cells"]:
+            if "parameters" in cell.get("metadata", {}).get("tags", []):
+                for line in "".join(cell["source"]).splitlines():
+                    head, sep, _ = line.split("#")[0].partition("=")
+                    if sep and head.strip().isidentifier():
+                        names.add(head.strip())
+    assert {"TEARDOWN", "NIXL_ITERS", "MAX_TOKENS", "KV_BACKEND"} <= names
+    assert names - {n.upper() for n in WorkshopConfig.field_names()} == set()
+
+
+def test_engine_default_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WORKSHOP_ENGINE", raising=False)
+    assert WorkshopConfig().engine == "vllm"
+    monkeypatch.setenv("WORKSHOP_ENGINE", "mocker")
+    assert WorkshopConfig().engine == "mocker"
+    assert WorkshopConfig.from_params({"ENGINE": "vllm"}).engine == "vllm"  # an explicit value wins
+    monkeypatch.setenv("WORKSHOP_ENGINE", "tgi")
+    with pytest.raises(ConfigError, match="engine: 'tgi'"):
+        WorkshopConfig()
+
+
+def test_from_yaml_binary_file_is_one_line_error(tmp_path) -> None:
+    binary = tmp_path / "ls"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xff\xfe\x00\x00")
+    with pytest.raises(ConfigError, match="not a text file"):
+        WorkshopConfig.from_yaml(binary)
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("model:\n  a: 1\n")
+    with pytest.raises(ConfigError, match="m.yaml: model: a mapping"):
+        WorkshopConfig.from_yaml(mapping)

@@ -89,7 +89,7 @@ def start(params: Mapping[str, Any], section: str) -> Context:
     cfg = WorkshopConfig.from_params({k: v for k, v in params.items() if k.lower() in known and v is not None},
                                      strict=False)
     extra = {k.upper(): v for k, v in params.items() if k.lower() not in known}
-    base = extra.get("WORK_DIR") or os.environ.get("WORKSHOP_WORK_DIR") or (REPO / "runs" / "notebooks")
+    base = cfg.work_dir or extra.get("WORK_DIR") or os.environ.get("WORKSHOP_WORK_DIR") or (REPO / "runs" / "notebooks")
     work = Path(base) / f"{section}-{cfg.target}"
     work.mkdir(parents=True, exist_ok=True)
     record("target", cfg.target)
