@@ -28,6 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 # Records whose names start with one of these go into the summary's "key verdicts" column.
 SUMMARY_PREFIXES = ("verdict", "summary", "status")
+# Verdict values that fail a headless run (a check table's FAIL, a check that could not run). PASS, WARN, EXPECTED
+# and NO EVIDENCE do not; a diagnosis ("tcp-fallback") is a finding, not a verdict on the run.
+FAILING_VERDICTS = ("FAIL", "ERROR")
 
 
 @dataclass
@@ -45,6 +48,11 @@ class NotebookRun:
     def verdicts(self) -> str:
         keys = [k for k in sorted(self.records) if k.startswith(SUMMARY_PREFIXES)]
         return ", ".join(f"{k}={self.records[k]}" for k in keys)
+
+    def failed_verdicts(self) -> list[str]:
+        """``verdict_<name>=FAIL`` (or ``=error``) for each verdict this notebook recorded as failing."""
+        return [f"{k}={v}" for k, v in sorted(self.records.items())
+                if k.startswith("verdict") and isinstance(v, str) and v.strip().upper() in FAILING_VERDICTS]
 
 
 def discover(names: Sequence[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -65,6 +73,15 @@ def discover(names: Sequence[str] | None = None, notebook_dir: Path = NOTEBOOK_D
             )
         chosen.extend(h for h in hits if h not in chosen)
     return chosen
+
+
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The secret values (the HF token under its names) that must appear in no output the kit writes."""
+    env = os.environ if environ is None else environ
+    return [env[k] for k in SECRET_ENV if env.get(k)]
 
 
 def find_secrets(nb_path: Path, secrets: Sequence[str]) -> list[str]:
@@ -148,7 +165,7 @@ def run_one(
             html_path = _export_html(out)
         except Exception as exc:  # an export problem must not hide the notebook's own status
             error = error or f"HTML export failed: {exc}"
-    secret_cells = find_secrets(out, [os.environ.get("HF_TOKEN", "")]) if out.exists() else []
+    secret_cells = find_secrets(out, secret_values()) if out.exists() else []
     if secret_cells:
         error = f"the HF token appears in {', '.join(secret_cells)} of the executed notebook; it was deleted"
         out.unlink()
@@ -164,6 +181,15 @@ def run_one(
         records=record_mod.load(rec_file),
         error=error,
     )
+
+
+def fail_on_verdicts(run: NotebookRun) -> NotebookRun:
+    """A notebook that ran to the end but recorded a FAIL (or error) verdict fails the headless run, naming it."""
+    failing = run.failed_verdicts()
+    if failing and run.status == "ok":
+        run.status = "failed"
+        run.error = f"recorded a failing verdict: {', '.join(failing)}"
+    return run
 
 
 def run_notebooks(
@@ -192,7 +218,7 @@ def run_notebooks(
     say(f"running {len(nbs)} notebook(s) on TARGET={target} into {out_dir}")
     for i, nb in enumerate(nbs, 1):
         say(f"[{i}/{len(nbs)}] {nb.stem} ...", end="")
-        res = run_one(nb, out_dir, params, timeout_s=timeout_s, html=html)
+        res = fail_on_verdicts(run_one(nb, out_dir, params, timeout_s=timeout_s, html=html))
         results.append(res)
         say(f" {res.status} in {res.seconds:.0f} s" + (f": {res.error}" if res.error else ""))
         if res.status == "failed" and stop_on_failure:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import sys
 
+from workshop_lib.config import WorkshopConfig
 from workshop_lib.errors import ConfigError
 from workshop_lib.runner import format_summary, run_notebooks
 
@@ -42,7 +44,15 @@ def run(args: argparse.Namespace) -> int:
         if key == "TARGET":
             raise ConfigError("-p TARGET", "the target is chosen with --target", "use --target eks")
         params[key] = _value(value)
-    names = [n.strip() for n in args.notebooks.split(",")] if args.notebooks else None
+    # One validation for every parameter, before any notebook starts: typed values go to papermill (TEARDOWN=False,
+    # not the string "false"); a typo or a bad value stops here with the parameter named.
+    params = {k: v for k, v in WorkshopConfig.check_params({"TARGET": args.target, **params}).items() if k != "TARGET"}
+    names = None
+    if args.notebooks is not None:
+        names = [n.strip() for n in args.notebooks.split(",")]
+        if not all(names):
+            raise ConfigError("--notebooks", f"{args.notebooks!r} names no notebook (an empty item)",
+                              "write e.g. --notebooks 01,02, or leave --notebooks out to run all four")
     results = run_notebooks(
         target=args.target,
         parameters=params,
@@ -61,4 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
         if Lab().status().running:
             print("the local lab is still running (reuse it with `make lab`); stop it with `workshop lab down`")
-    return 0 if all(r.status == "ok" for r in results) else 1
+    failed = [r for r in results if r.status != "ok"]
+    for r in failed:
+        print(f"FAILED: {r.notebook}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
