@@ -70,6 +70,45 @@ def backend_label(backend: str, target: str, transport: str | None = None) -> st
     return f"{b} ({transport or 'TCP sockets'})"
 
 
+class PngFigure:
+    """A figure as PNG bytes, shown inline by Jupyter (``image/png``) whatever the matplotlib backend.
+
+    A bare ``matplotlib.figure.Figure`` built without pyplot gives only ``text/plain`` under papermill; this object
+    gives IPython a ``_repr_png_``, so the executed notebook and its HTML hold the picture.
+    """
+
+    def __init__(self, png: bytes, title: str = "") -> None:
+        self.png = png
+        self.title = title
+
+    def _repr_png_(self) -> bytes:
+        return self.png
+
+    def __repr__(self) -> str:
+        return f"<figure: {self.title or 'untitled'} ({len(self.png)} bytes PNG)>"
+
+
+def _title_of(fig: Figure) -> str:
+    if fig._suptitle is not None and fig._suptitle.get_text():
+        return fig._suptitle.get_text().splitlines()[0]
+    return next((ax.get_title().splitlines()[0] for ax in fig.axes if ax.get_title()), "")
+
+
+def show(fig: Figure | None, dpi: int = 100) -> PngFigure | str:
+    """``fig`` as an inline PNG (put the call last in a cell); a one-line note when there is no figure.
+
+    >>> show(None)
+    'no figure: nothing was recorded for this plot'
+    """
+    if fig is None:
+        return "no figure: nothing was recorded for this plot"
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return PngFigure(buf.getvalue(), _title_of(fig))
+
+
 def _color(label: str) -> str | None:
     return next((c for k, c in COLORS.items() if label.upper().startswith(k)), None)
 
