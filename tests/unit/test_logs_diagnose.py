@@ -13,8 +13,9 @@ EXPECTED = {
     "02-nixl-libfabric-self-connection-rails-serialized": ("LIBFABRIC", N, N, 1, 0, False, [], "unknown"),
     "04-vllm-nixlconnector-ucx-backend-instantiated": ("UCX", N, N, N, 0, False, [], "ucx"),
     "05-ucx-warn-transports-nixl-err-backend-enginecore": (
-        "UCX", N, N, N, 0, False, ["UCX_CUDA_TRANSPORTS_MISSING", "GENERIC_ERROR"], "error"),
-    "06-sglang-nixl-metadata-remote-agent-not-found": (N, N, N, N, 0, False, ["NIXL_REMOTE_METADATA_MISSING"], "error"),
+        "UCX", N, N, N, 0, False, ["UCX_CUDA_TRANSPORTS_MISSING", "ENGINE_DEAD", "GENERIC_ERROR"], "error"),
+    "06-sglang-nixl-metadata-remote-agent-not-found": (
+        N, N, N, N, 0, False, ["NIXL_REMOTE_METADATA_MISSING", "GENERIC_ERROR"], "error"),
     "08-libfabric-fi_getinfo-efa-unsupported-caps-fallback": (
         N, "sockets", N, N, 0, False, ["EFA_CAPS_UNSUPPORTED", "EFA_PROVIDER_ABORT"], "error"),
     "10-trtllm-nixl-transfer-agent-assertion": (N, N, N, N, 0, False, ["TRTLLM_TRANSFER_AGENT_ASSERT"], "error"),
@@ -49,7 +50,7 @@ def test_contract_keys_exact_and_error_entries(fixtures_dir) -> None:
     assert set(d) == {"nixl_backend", "libfabric_provider", "efa_devices", "data_rails", "handshakes",
                       "prefill_router_active", "errors", "verdict"}
     (err,) = d["errors"]
-    assert set(err) == {"code", "line", "message", "fix"}
+    assert set(err) == {"code", "line", "message", "fix", "layer", "cause"}
     assert err["line"] == 3 and "128Gi" in err["fix"] and "[2 lines]" in err["message"]
 
 
@@ -61,7 +62,9 @@ def test_nixlbench_log_backend(fixtures_dir) -> None:
 def test_traceback_is_one_error(fixtures_dir) -> None:
     d = diagnose(fixtures_dir / "logs/05-ucx-warn-transports-nixl-err-backend-enginecore.log")
     generic = [e for e in d.errors if e["code"] == "GENERIC_ERROR"]
-    assert len(generic) == 1 and "EngineCore failed to start" in generic[0]["message"]
+    assert len(generic) == 1 and "Traceback" in generic[0]["message"] and "[9 lines]" in generic[0]["message"]
+    assert generic[0]["cause"] == "unrecognised error in engine (vLLM)"
+    assert [e["code"] for e in d.errors if "EngineCore failed to start" in e["message"]] == ["ENGINE_DEAD"]
 
 
 # --- the local lab's own wording (LOCAL-LAB.md) -----------------------------------------------------------------
@@ -137,7 +140,7 @@ def test_multi_file_checks(tmp_path) -> None:
     assert checks["same NIXL backend on every side"] == "PASS"
     assert checks["EFA handshakes on each side"] == "WARN"
     out = md.to_dict()
-    assert set(out) == {"files", "combined", "checks"} and tuple(out["combined"]) == CONTRACT_KEYS
+    assert set(out) == {"files", "combined", "checks", "pods", "summary"} and tuple(out["combined"]) == CONTRACT_KEYS
 
 
 # Lines from the kit's own lab runs (NIXL 0.9.0 LIBFABRIC over two namespaces; UCX with UCX_PROTO_INFO=y).

@@ -14,16 +14,19 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from workshop_lib.logs import patterns as P
 from workshop_lib.logs.parser import COLUMNS, Event, ParseResult, classify
 from workshop_lib.logs.scan import FileScan
+
+if TYPE_CHECKING:  # pandas only where a DataFrame is asked for (the CLI's JSON and text paths never import it)
+    import pandas as pd
 
 VERDICTS = ("efa-rdma", "tcp-fallback", "ucx", "error", "unknown")
 CONTRACT_KEYS = ("nixl_backend", "libfabric_provider", "efa_devices", "data_rails", "handshakes",
@@ -34,6 +37,17 @@ _EXPLICIT_BACKEND = {"nixl.backend_instantiated", "nixl.backend_selected", "trtl
 _STRONG_PROVIDER = {"libfabric.opened_fabric", "nixl.efa_devices", "nixl.socket_devices", "nixl.sockets_topology",
                     "nixl.rail_created", "efa.handshake", "efa.peer_host", "libfabric.provider"}
 _RAIL_EVENTS = {"nixl.connection_created", "nixl.self_connection", "nixl.rails_serialized"}
+HANDSHAKE_EVENTS = {"efa.handshake", "nixl.handshake_stored"}  # EFA (libfabric) and NIXL 1.x handshakes
+_RAIL_INDEX_EVENTS = {"nixl.rail_hmem", "nixl.rail_no_hmem"}  # INFO lines of NIXL 0.9.0 naming a rail index
+_HELD_CODES = {"NO_GPUDIRECT_RAIL"}  # decided once the provider is known (expected on tcp/sockets rails)
+# NIXL log wording -> the NIXL release line that prints it (when no "NIXL version" line is there)
+_NIXL_FORMAT = {"and loaded backend ": "0.9.x", "and loaded ": "<=0.8", "backend ": "1.x"}
+_NIXL_1X_EVENTS = {"nixl.rail_created", "nixl.handshake_stored", "nixl.connection_state"}
+_VERSION_EVENTS = {"nixl.version": "nixl", "ucx.version": "ucx", "libfabric.version": "libfabric",
+                   "vllm.version": "vllm", "trtllm.version": "trtllm"}
+_PATH_RE = re.compile(r"(?:loaded from|path:)\s*(\S+?)\)?$")
+_METRIC_VALUE_RE = re.compile(r"\s([-+\d.eE]+|NaN)\s*$")
+MAX_SET = 1024  # cap on rail indices / metric names kept (bounded memory on any input)
 
 
 def _where(ev: Event) -> str:
@@ -83,13 +97,23 @@ class Accumulator:
         self.errors: dict[tuple[str, str], _ErrorEntry] = {}
         self.errors_dropped = 0
         self._last_generic: _ErrorEntry | None = None
+        self.versions: dict[str, str] = {}  # component -> version (first seen)
+        self.loaded_from: dict[str, str] = {}  # component -> library / plugin path (first seen)
+        self.nixl_format: str | None = None
+        self.rail_ids: set[int] = set()
+        self.no_hmem: Event | None = None
+        self.metrics: dict[str, float] = {}  # vllm:nixl_* metric -> largest value seen (counters only grow)
 
     def add(self, ev: Event) -> None:  # noqa: C901 - one flat dispatch on the event name
         e = ev.event
         if e != "line":
             self.counts[e] += 1
-        if ev.code:
+        if ev.code and ev.code in _HELD_CODES:
+            self.no_hmem = self.no_hmem or ev
+        elif ev.code:
             self._add_error(ev)
+        if ev.detail is not None:
+            self._add_detail(e, ev)
         if e == "nixl.plugin_load_failed" and ev.backend:
             self.plugin_failures.setdefault(ev.backend, ev)
             return
@@ -114,7 +138,7 @@ class Accumulator:
             self.no_efa = ev
         if e in _RAIL_EVENTS and ev.rails is not None and (self.rails is None or ev.rails > self.rails[0]):
             self.rails = (int(ev.rails), ev)
-        if e == "efa.handshake":
+        if e in HANDSHAKE_EVENTS:
             self.handshakes += 1
             self.handshake_ev = self.handshake_ev or ev
         elif e == "dynamo.prefill_router_active":
@@ -131,6 +155,31 @@ class Accumulator:
             rma = self._ucx_op.get(ev.source) == "rma" if table else "rma(" in text
             for tl in (ev.transport or "").split(",") if ev.transport else ():
                 (self.ucx_rma if rma else self.ucx).setdefault(_tl_class(tl), ev)
+
+    def _add_detail(self, e: str, ev: Event) -> None:
+        """Versions, plugin paths, the NIXL log format, rail indices and metric values (all idempotent per line, so
+        the fast scanner may skip exact repeats)."""
+        detail = ev.detail or ""
+        comp = _VERSION_EVENTS.get(e)
+        if comp:
+            self.versions.setdefault(comp, detail)
+            m = _PATH_RE.search(ev.text)
+            if m:
+                self.loaded_from.setdefault(comp, m.group(1))
+        elif e == "nixl.plugin_dir":
+            self.loaded_from.setdefault("nixl_plugins", detail)
+        elif e == "nixl.plugin_loaded" and self.nixl_format is None:
+            self.nixl_format = _NIXL_FORMAT.get(detail)
+        elif e in _RAIL_INDEX_EVENTS and detail.isdigit() and len(self.rail_ids) < MAX_SET:
+            self.rail_ids.add(int(detail))
+        elif e == "vllm.metric" and (len(self.metrics) < MAX_SET or detail in self.metrics):
+            m = _METRIC_VALUE_RE.search(ev.text)
+            try:
+                val = float(m.group(1)) if m else None
+            except ValueError:
+                val = None
+            if val is not None and val == val:
+                self.metrics[detail] = max(val, self.metrics.get(detail, val))
 
     def _add_error(self, ev: Event) -> None:
         code = ev.code or "GENERIC_ERROR"
@@ -182,6 +231,16 @@ class Accumulator:
             notes.append(f"optional NIXL plugins not loaded here (not used): {', '.join(sorted(self.plugin_failures))}")
         if self.caps and prov_norm != "efa":
             entries.insert(0, _ErrorEntry("EFA_CAPS_UNSUPPORTED", self.caps))
+        if self.no_hmem is not None:
+            if prov_norm in P.TCP_PROVIDERS:
+                notes.append(f"rails without FI_HMEM on {provider} (expected: a TCP rail has no GPUDirect; GPU memory "
+                             "is staged through host memory)")
+            else:
+                entries.append(_ErrorEntry("NO_GPUDIRECT_RAIL", self.no_hmem))
+        failed = self.metrics.get("vllm:nixl_num_failed_transfers", 0) + self.metrics.get(
+            "vllm:nixl_num_failed_notifications", 0)
+        if failed and not any(x.code == "KV_TRANSFER_FAILED" for x in entries):
+            notes.append(f"vLLM counts {failed:g} failed NIXL transfers/notifications (vllm:nixl_num_failed_*)")
         errors = [_error_dict(x, len(sources) > 1) for x in entries]
         verdict, v_ev = self._verdict(backend, b_ev, prov_norm, p_ev, confirmed, entries, notes)
         if self.errors_dropped:
@@ -195,12 +254,22 @@ class Accumulator:
             notes.append("prefill model detected but 'Prefill router activated successfully' never logged")
         return Diagnosis(
             nixl_backend=backend, libfabric_provider=provider, efa_devices=efa_devices,
-            data_rails=self.rails[0] if self.rails else None, handshakes=self.handshakes,
+            data_rails=self.rails[0] if self.rails else (len(self.rail_ids) or None), handshakes=self.handshakes,
             prefill_router_active=self.router is not None, errors=errors, verdict=verdict,
             evidence=_where(v_ev) if v_ev else None, sources=list(sources), lines=lines,
-            event_counts=dict(self.counts), notes=notes,
+            event_counts=dict(self.counts), notes=notes, versions=self.version_report(),
             field_evidence={k: (_where(v) if v else None) for k, v in ev_of.items()},
         )
+
+    def version_report(self) -> dict:
+        """What the log says about versions: each component's version and library/plugin path, and which NIXL log
+        wording (release line) the NIXL lines use."""
+        fmt = self.nixl_format
+        if fmt is None and any(self.counts.get(e) for e in _NIXL_1X_EVENTS):
+            fmt = "1.x"
+        if "nixl" in self.versions:
+            fmt = ".".join(self.versions["nixl"].split(".")[:2]) + ".x"
+        return {"versions": dict(self.versions), "loaded_from": dict(self.loaded_from), "nixl_log_format": fmt}
 
     def _verdict(self, backend: str | None, b_ev: Event | None, provider: str | None, p_ev: Event | None,
                  confirmed: bool, errors: list[_ErrorEntry], notes: list[str]) -> tuple[str, Event | None]:
@@ -236,7 +305,9 @@ def _error_dict(x: _ErrorEntry, multi: bool) -> dict:
         msg += f" [{x.count} lines]"
     if multi:
         msg = f"{Path(x.ev.source).name}: {msg}"
-    return {"code": x.code, "line": int(x.ev.line), "message": msg, "fix": spec.fix}
+    layer = P.CODE_LAYER.get(x.code) or P.LAYER_OF.get(x.ev.component, P.LAYER_OF[None])
+    cause = f"unrecognised error in {layer}" if x.code == "GENERIC_ERROR" else spec.title
+    return {"code": x.code, "line": int(x.ev.line), "message": msg, "fix": spec.fix, "layer": layer, "cause": cause}
 
 
 @dataclass
@@ -257,10 +328,15 @@ class Diagnosis:
     event_counts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     field_evidence: dict[str, str | None] = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The JSON contract: exactly :data:`CONTRACT_KEYS`."""
         return {k: getattr(self, k) for k in CONTRACT_KEYS}
+
+    def report(self) -> dict:
+        """The contract plus what the CLI's ``--json`` adds: versions seen, notes and the verdict's evidence line."""
+        return {**self.to_dict(), "versions": self.versions, "notes": list(self.notes), "evidence": self.evidence}
 
     def table(self) -> pd.DataFrame:
         """One row per contract field: field, value, evidence line."""
@@ -269,23 +345,74 @@ class Diagnosis:
         rows.append({"field": "errors", "value": len(self.errors),
                      "evidence": self.errors[0]["message"] if self.errors else None})
         rows.append({"field": "verdict", "value": self.verdict, "evidence": self.evidence})
+        import pandas as pd
+
         return pd.DataFrame(rows, columns=["field", "value", "evidence"])
 
 
 @dataclass
 class MultiDiagnosis:
-    """Per-file diagnoses, the combined view, and cross-file checks (both sides handshake, same backend...)."""
+    """Per-file and per-pod diagnoses, the combined view, and cross-file checks (both sides handshake, same backend...).
+
+    ``per_pod`` has one entry per pod: a file's pod is its ``kubectl logs --prefix`` pod names when it has them, else the
+    file itself. The combined verdict is the worst of the pods that show any transport evidence (see :func:`combine`).
+    """
 
     per_file: dict[str, Diagnosis]
     combined: Diagnosis
-    checks: pd.DataFrame
+    check_rows: list[dict]
+    per_pod: dict[str, Diagnosis] = field(default_factory=dict)
+
+    @property
+    def checks(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.check_rows, columns=["check", "status", "detail"])
+
+    def pod_rows(self) -> list[dict]:
+        """One row per pod: pod, verdict, backend, provider, EFA devices, rails, handshakes, errors, first error."""
+        return [{"pod": name, "verdict": d.verdict, "nixl_backend": d.nixl_backend, "libfabric_provider":
+                 d.libfabric_provider, "efa_devices": d.efa_devices, "data_rails": d.data_rails,
+                 "handshakes": d.handshakes, "errors": len(d.errors),
+                 "first_error": d.errors[0]["code"] if d.errors else None} for name, d in self.per_pod.items()]
+
+    def summary(self) -> dict:
+        """Which pods are on EFA RDMA, which fell back to TCP, which failed; and the combined verdict."""
+        by: dict[str, list[str]] = {v: [] for v in VERDICTS}
+        for name, d in self.per_pod.items():
+            by[d.verdict].append(name)
+        parts = [f"{label}: {', '.join(by[v])}" for v, label in (
+            ("efa-rdma", "on EFA RDMA"), ("tcp-fallback", "fell back to TCP"), ("error", "failed"),
+            ("ucx", "on UCX"), ("unknown", "no transport evidence")) if by[v]]
+        return {"verdict": self.combined.verdict, "on_efa": by["efa-rdma"], "fell_back": by["tcp-fallback"],
+                "failed": by["error"], "ucx": by["ucx"], "unknown": by["unknown"], "text": "; ".join(parts)}
 
     def to_dict(self) -> dict:
         return {"files": {k: v.to_dict() for k, v in self.per_file.items()}, "combined": self.combined.to_dict(),
-                "checks": self.checks.to_dict("records")}
+                "checks": list(self.check_rows), "pods": self.pod_rows(), "summary": self.summary()}
+
+
+_ORDER = ("error", "tcp-fallback", "unknown", "ucx", "efa-rdma")  # worst first
+
+
+def combine(pods: Sequence[Diagnosis]) -> str | None:
+    """The combined verdict of several pods: the worst verdict among the pods with any transport evidence (a pod
+    that logged nothing about NIXL, e.g. the frontend, does not count). None when no pod has evidence.
+
+    Example:
+        >>> mk = lambda v, b: Diagnosis(b, None, None, None, 0, False, [], v)
+        >>> combine([mk("efa-rdma", "LIBFABRIC"), mk("tcp-fallback", "LIBFABRIC"), mk("unknown", None)])
+        'tcp-fallback'
+        >>> combine([mk("efa-rdma", "LIBFABRIC"), mk("unknown", None)])
+        'efa-rdma'
+    """
+    relevant = [d.verdict for d in pods if d.verdict != "unknown" or d.nixl_backend or d.libfabric_provider]
+    return min(relevant, key=_ORDER.index) if relevant else None
 
 
 def _events_of(res: ParseResult) -> Iterable[Event]:
+    import pandas as pd
+
     for rec in res.events.to_dict("records"):
         clean = {k: (None if (v is None or v is pd.NA or (isinstance(v, float) and v != v)) else v)
                  for k, v in rec.items() if k in COLUMNS}
@@ -334,23 +461,95 @@ def diagnose(*sources: str | Path | ParseResult) -> Diagnosis:
     return acc.diagnosis(names, total)
 
 
+MAX_PODS = 256  # pods kept apart in one prefixed file (more are counted in the combined view only)
+
+
+def _has_pod_prefix(path: str | Path) -> bool:
+    """True when the file's first 256 KiB has ``kubectl logs --prefix`` lines (``[pod/NAME/CONTAINER] ``)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256 << 10)
+    except OSError:
+        return False
+    return head.startswith(b"[pod/") or b"\n[pod/" in head
+
+
+def _feed_pods(path: str | Path, combined: Accumulator | None) -> tuple[str, int, dict[str, Accumulator]]:
+    """Classify a prefixed file line by line (exact; the template cache cannot tell pods apart) into one accumulator
+    per pod, and into ``combined``."""
+    name = str(path)
+    pods: dict[str, Accumulator] = {}
+    scan = FileScan(path)
+    for no, raw in scan:
+        ev = classify(raw, no, name, prefiltered=True)
+        if ev is None:
+            continue
+        key = ev.pod or Path(name).name
+        acc = pods.get(key)
+        if acc is None and len(pods) < MAX_PODS:
+            acc = pods[key] = Accumulator()
+        if acc is not None:
+            acc.add(ev)
+        if combined is not None:
+            combined.add(ev)
+    return name, scan.lines, pods
+
+
+def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given; a directory gives its regular files (sorted, hidden files skipped, not recursive).
+
+    Raises:
+        LogParseError: a directory with no files in it.
+    """
+    from workshop_lib.errors import LogParseError
+
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files = sorted(x for x in p.iterdir() if not x.name.startswith(".") and x.is_file())
+            if not files:
+                raise LogParseError(str(p), "directory has no log files", "save logs into it: kubectl logs POD > DIR/POD.log")
+            out.extend(files)
+        else:
+            out.append(p)
+    return out
+
+
 def diagnose_files(paths: Sequence[str | Path]) -> MultiDiagnosis:
-    """Diagnose each file and all of them together, then check the sides against each other."""
+    """Diagnose each file (directories expand to their files), each pod, and all of them together, then check the
+    sides against each other. The combined verdict is :func:`combine` of the pods when there are several."""
+    files = expand_paths(paths)
     combined = Accumulator()
     per: dict[str, Diagnosis] = {}
+    pods: dict[str, Diagnosis] = {}
     total = 0
-    for p in paths:
-        own = Accumulator()
-        name, n = _feed(p, [own] if len(paths) == 1 else [own, combined])
-        combined = own if len(paths) == 1 else combined  # one file: the combined view is that file's
+    for p in files:
+        if _has_pod_prefix(p):
+            name, n, accs = _feed_pods(p, combined)
+            own = Accumulator()  # the file's own view: re-read through the pods' events would double memory; rescan
+            _feed(p, [own])
+            for pod, acc in accs.items():
+                pods[pod if pod not in pods else f"{Path(name).name}:{pod}"] = acc.diagnosis([name], n)
+        else:
+            own = Accumulator()
+            name, n = _feed(p, [own] if len(files) == 1 else [own, combined])
+            if len(files) == 1:
+                combined = own  # one file: the combined view is that file's
         per[name] = own.diagnosis([name], n)
+        if not _has_pod_prefix(p):
+            pods[Path(name).name if Path(name).name not in pods else name] = per[name]
         total += n
     comb = combined.diagnosis(list(per), total)
-    return MultiDiagnosis(per, comb, cross_checks(per))
+    if len(pods) > 1:
+        worst = combine(list(pods.values()))
+        if worst and worst != comb.verdict:
+            comb.notes.append(f"combined verdict from the pods ({worst}); all lines together read {comb.verdict}")
+            comb.verdict = worst
+    return MultiDiagnosis(per, comb, cross_checks(per if len(per) > 1 or not pods else pods), pods)
 
 
-def cross_checks(per: dict[str, Diagnosis]) -> pd.DataFrame:
-    """PASS/FAIL/WARN rows comparing the files (e.g. prefill and decode pods). Columns: check, status, detail."""
+def cross_checks(per: dict[str, Diagnosis]) -> list[dict]:
+    """PASS/FAIL/WARN rows comparing the files (e.g. prefill and decode pods). Keys: check, status, detail."""
     rows: list[dict] = []
 
     def add(check: str, status: str, detail: str) -> None:
@@ -377,7 +576,7 @@ def cross_checks(per: dict[str, Diagnosis]) -> pd.DataFrame:
     add("no errors on any side", "PASS" if n_err == 0 else "FAIL", show("verdict"))
     add("every side on EFA RDMA", "PASS" if all(d.verdict == "efa-rdma" for d in per.values()) else "FAIL",
         show("verdict"))
-    return pd.DataFrame(rows, columns=["check", "status", "detail"])
+    return rows
 
 
 from workshop_lib.logs.fastscan import feed_file  # noqa: E402 - fastscan imports this module's names lazily

@@ -67,7 +67,7 @@ def _digit_sensitive_triggers() -> tuple[bytes, ...]:
     for r in P.RULES:
         pat = r.regex.pattern.replace("\\d", "")
         pat = re.sub(r"\{\d+(?:,\d*)?\}|\(\?P<\w+>|\(\?P=\w+\)", "", pat)  # {m,n} and group names: not text
-        if re.search(r"[0-9]", pat) or set(r.regex.groupindex) & {"devices", "rails", "provider", "backend"}:
+        if re.search(r"[0-9]", pat) or set(r.regex.groupindex) & P.VALUE_GROUPS:
             out.add(r.key)
     return tuple(sorted(x.encode() for x in out))
 

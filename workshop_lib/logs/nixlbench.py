@@ -15,10 +15,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from workshop_lib.logs.parser import read_lines, to_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NIXLBENCH_COLUMNS: tuple[str, ...] = ("block_size", "batch", "gbps", "lat_avg_us", "prep_avg_us", "prep_p99_us",
                                       "post_avg_us", "post_p99_us", "tx_avg_us", "tx_p99_us")
@@ -87,6 +89,8 @@ def parse_nixlbench(path_or_lines: str | Path | Iterable[str | bytes]) -> Nixlbe
         config["op"] = config["op_type"]
     if "initiator_seg_type" in config or "target_seg_type" in config:
         config["mem"] = f"{config.get('initiator_seg_type', '?')}->{config.get('target_seg_type', '?')}"
+    import pandas as pd
+
     table = pd.DataFrame(rows, columns=list(NIXLBENCH_COLUMNS)).astype("float64")
     for col in ("block_size", "batch"):
         table[col] = table[col].astype("Int64")

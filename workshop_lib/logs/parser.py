@@ -16,18 +16,21 @@ Example:
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from workshop_lib.errors import LogParseError
 from workshop_lib.logs import patterns as P
 
+if TYPE_CHECKING:  # pandas is imported only where a DataFrame is built (the CLI's JSON path never needs it)
+    import pandas as pd
+
 COLUMNS: tuple[str, ...] = (
     "source", "line", "timestamp", "pod", "container", "component", "level", "event", "backend", "provider",
-    "devices", "rails", "peer", "fi_addr", "transport", "error", "code", "text",
+    "devices", "rails", "peer", "fi_addr", "transport", "error", "code", "text", "detail",
 )
 COMMENT_PREFIXES = ("# source:", "# ...")  # annotation lines of the public excerpts; not log output
 TEXT_MAX = 300  # evidence lines are trimmed to this many characters
@@ -56,6 +59,7 @@ class Event:
     transport: str | None = None
     error: str | None = None
     code: str | None = None
+    detail: str | None = None  # a version, a plugin directory, a rail index or a metric name the rule captured
 
 
 @dataclass
@@ -102,6 +106,9 @@ def _fill(ev: Event, rule: P.Rule, groups: dict[str, str | None]) -> None:
             setattr(ev, col, groups[col])
     if groups.get("peer2") and not ev.peer:
         ev.peer = groups["peer2"]
+    detail = groups.get("detail") or groups.get("detail2")
+    if detail:
+        ev.detail = detail[:TEXT_MAX]
     for col in ("devices", "rails", "fi_addr"):
         if groups.get(col):
             setattr(ev, col, int(groups[col]))  # type: ignore[arg-type]
@@ -217,6 +224,8 @@ def iter_events(lines: Iterable[str | bytes], source: str = "<stream>") -> Itera
 
 def events_frame(events: Iterable[Event]) -> pd.DataFrame:
     """A DataFrame with the stable :data:`COLUMNS` (nullable integers for counts)."""
+    import pandas as pd
+
     df = pd.DataFrame([asdict(e) for e in events], columns=list(COLUMNS))
     for col in _INT_COLUMNS:
         df[col] = df[col].astype("Int64")
@@ -269,10 +278,18 @@ def read_lines(path: str | Path, max_line: int = 8 << 20) -> Iterator[bytes]:
 
 def check_readable(p: Path) -> None:
     """Raise :class:`LogParseError` naming the file when it is missing, a directory or unreadable."""
-    if not p.exists():
-        raise LogParseError(str(p), "no such file", "check the path (kubectl logs POD > FILE writes one)")
-    if p.is_dir():
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise LogParseError(str(p), "no such file", "check the path (kubectl logs POD > FILE writes one)") from None
+    except OSError as exc:
+        raise LogParseError(str(p), f"cannot stat: {exc.strerror or exc}", "check the path and permissions") from exc
+    if stat.S_ISDIR(st.st_mode):
         raise LogParseError(str(p), "is a directory, not a log file", "pass the log files inside it")
+    if not stat.S_ISREG(st.st_mode):  # /dev/zero never ends and a FIFO blocks on open: refuse both before reading
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        raise LogParseError(str(p), f"is {kind}, not a regular file",
+                            "save the log to a file first (kubectl logs POD > FILE) and pass that file")
     try:
         with p.open("rb"):
             pass

@@ -114,8 +114,9 @@ ERROR_CODES: dict[str, ErrorCode] = {e.code: e for e in (
               "the peer's metadata never arrived: check the side channel (VLLM_NIXL_SIDE_CHANNEL_HOST = pod IP, ports "
               "open between pods) and that both sides run the same NIXL version and backend"),
     ErrorCode("RAIL_DESERIALIZE_FAILED", "LIBFABRIC rail endpoint metadata could not be deserialized",
-              "multi-rail metadata bug between peers with different rail counts: set FI_EFA_DEV_LIST=0 on both sides "
-              "(one rail) or run the same NIXL version and EFA count on prefill and decode"),
+              "the peers' rail metadata does not match (different NIXL versions or a different number of EFA devices "
+              "per pod; NIXL 0.9.0 opens one rail per EFA device it sees): run the same NIXL version on prefill and "
+              "decode and request the same vpc.amazonaws.com/efa count for both (NIXL 0.9.0 reads no rail-count knob)"),
     ErrorCode("EFA_EAGAIN_SAME_NODE", "fi_read keeps retrying EAGAIN",
               "prefill and decode share a node: pin them to different nodes (anti-affinity or nodeName) in the same AZ"),
     ErrorCode("EFA_CAPS_UNSUPPORTED", "the efa provider rejected the requested capabilities",
@@ -139,6 +140,39 @@ ERROR_CODES: dict[str, ErrorCode] = {e.code: e for e in (
               "add `--connector none` when passing --kv-transfer-config with the NixlConnector"),
     ErrorCode("DYNAMO_ETCD_UNREACHABLE", "a Dynamo process could not reach etcd",
               "start etcd (or the platform chart) and check ETCD_ENDPOINTS"),
+    ErrorCode("EFA_INTERNAL_ABORT", "the libfabric EFA provider hit an internal error and aborted the process",
+              "read the 'EFA internal error: (<n>)' line: 4111 (RMA address verification failed) means the peer "
+              "rejected a remote key/address (a peer that restarted or stale agent metadata: restart prefill and "
+              "decode together, same NIXL version on both); otherwise check the EFA installer / libfabric pair and "
+              "`fi_info -p efa` in the pod"),
+    ErrorCode("FI_CALL_FAILED", "a libfabric call failed or returned a negative error code",
+              "the number is -errno: -12 ENOMEM (raise the memlock ulimit and the pod memory limit), -13 EACCES "
+              "(pod not privileged / no access to /dev/infiniband), -22 EINVAL (mismatched peer address or "
+              "attributes), -110 ETIMEDOUT (peer unreachable: security group must allow all traffic to itself)"),
+    ErrorCode("NO_GPUDIRECT_RAIL", "a LIBFABRIC rail has no FI_HMEM (GPUDirect RDMA) support",
+              "GPU memory on that rail is staged through host memory: use the efa provider with FI_HMEM (EFA installer "
+              "with GPUDirect, FI_EFA_USE_DEVICE_RDMA=1, the nvidia peermem / dmabuf support on the node); a tcp or "
+              "sockets rail never has it"),
+    ErrorCode("NIXL_REMOTE_DISCONNECT", "NIXL lost the remote agent (NIXL_ERR_REMOTE_DISCONNECT)",
+              "the peer process died or restarted, or its endpoint failed: read the peer pod's log at the same time "
+              "(kubectl logs --previous), then check the transport errors just before this line"),
+    ErrorCode("NIXL_REGISTER_FAILED", "NIXL could not register the memory with any backend",
+              "the backend cannot handle this memory type (VRAM with a UCX without CUDA transports, or a provider "
+              "without FI_HMEM): fix the transport first (see the UCX/libfabric lines before it)"),
+    ErrorCode("NIXL_HANDSHAKE_FAILED", "the vLLM NixlConnector handshake with the remote engine failed",
+              "check the side channel between the pods (VLLM_NIXL_SIDE_CHANNEL_HOST is the pod IP, the port is open, "
+              "no NetworkPolicy blocks it) and that both engines run the same model, dtype and NIXL version"),
+    ErrorCode("KV_TRANSFER_FAILED", "a NIXL KV-cache transfer failed in vLLM",
+              "read the failure type and the transport errors before it; with kv_load_failure_policy=recompute vLLM "
+              "hides this behind a local prefill (set \"fail\" where you verify)"),
+    ErrorCode("ENGINE_DEAD", "the inference engine process failed to start or died",
+              "scroll up to the first error or traceback before this line: it names the cause (memory, NIXL, CUDA)"),
+    ErrorCode("PROCESS_ABORTED", "the process aborted or crashed (abort, segfault, fatal Python error)",
+              "the lines just before it name the failing library; run again with NIXL_LOG_LEVEL=INFO and "
+              "FI_LOG_LEVEL=warn to see it"),
+    ErrorCode("K8S_CRASHLOOP", "a container keeps crashing (CrashLoopBackOff)",
+              "read the previous container's log (kubectl logs POD --previous) and its Last State / Exit Code in "
+              "kubectl describe pod"),
     ErrorCode("GENERIC_ERROR", "an error line", "read the evidence line and the lines before it"),
 )}
 
@@ -168,8 +202,10 @@ def _r(event: str, key: str, pattern: str, component: str | None = None, code: s
 
 RULES: tuple[Rule, ...] = (
     # NIXL core and LIBFABRIC backend (0.9.0 and 1.x wording)
-    _r("nixl.version", "NIXL version", r"NIXL version:? (?P<v>\S+)", "nixl"),
-    _r("nixl.plugin_loaded", "Discovered", r"Discovered (?:and loaded )?(?:backend )?plugin: (?P<backend>\w+)", "nixl"),
+    _r("nixl.version", "NIXL version", r"NIXL version:? v?(?P<detail>\d[\w.+-]*)", "nixl"),
+    _r("nixl.plugin_dir", "Loading plugins from", r"Loading plugins from:? (?P<detail>\S+)", "nixl"),
+    _r("nixl.plugin_loaded", "Discovered", r"Discovered (?P<detail>and loaded backend |and loaded |backend )?plugin: "
+       r"(?P<backend>\w+)", "nixl"),
     _r("nixl.backend_instantiated", "Backend ", r"Backend (?P<backend>[A-Z][A-Z0-9_]*) was instantiated", "nixl"),
     _r("nixl.backend_selected", "Selected backend", r"Selected backend:? (?P<backend>\w+)", "nixl"),
     _r("nixl.backend_selected", "Using backend", r"Using backend(?:\(s\))?: \[?'?(?P<backend>[A-Z][A-Z0-9_]*)", "nixl"),
@@ -177,14 +213,15 @@ RULES: tuple[Rule, ...] = (
     _r("nixl.rail_manager", "Creating rail manager", r"Creating rail manager", "nixl", backend="LIBFABRIC"),
     _r("nixl.efa_devices", "Discovered", r"Discovered (?P<devices>\d+) EFA devices?", "nixl",
        backend="LIBFABRIC", provider="efa"),
-    _r("nixl.socket_devices", "Discovered", r"Discovered (?P<devices>\d+) socket devices?", "nixl",
+    _r("nixl.socket_devices", "Discovered", r"Discovered (?P<devices>\d+) (?:socket|tcp|TCP) devices?", "nixl",
        backend="LIBFABRIC", provider="sockets", transport="tcp"),
     _r("nixl.sockets_topology", "Using simplified topology", r"Using simplified topology for (?P<provider>sockets)",
        "nixl", backend="LIBFABRIC", transport="tcp"),
     _r("nixl.no_devices", "No network devices", r"No network devices found", "nixl", backend="LIBFABRIC"),
     _r("nixl.fabric_name", "fabric_attr->", r"fabric_attr->(?:prov_)?name[:=]?\s*(?P<name>\S+)", "nixl",
        backend="LIBFABRIC"),
-    _r("nixl.rail_hmem", "Using provider with FI_HMEM", r"Using provider with FI_HMEM support for rail \d+", "nixl",
+    _r("nixl.rail_hmem", "Using provider with FI_HMEM", r"Using provider with FI_HMEM support for rail (?P<detail>\d+)",
+       "nixl",
        backend="LIBFABRIC"),
     _r("nixl.rail_created", "Created rail", r"Created rail \d+ \(device=(?P<dev>[^,)]+), provider=(?P<provider>[\w-]+)",
        "nixl", backend="LIBFABRIC"),
@@ -222,6 +259,18 @@ RULES: tuple[Rule, ...] = (
     _r("ucx.transport", "inf |", r"\|\s*\d*\.\.inf\s*\|", "ucx"),
     # vLLM NixlConnector
     _r("vllm.nixl_worker", "NIXL worker", r"Initializing NIXL worker (?P<peer>\S+)", "vllm"),
+    _r("vllm.version", "ersion", r"vLLM API server version:? v?(?P<detail>\d[\w.+-]*)"
+       r"|Initializing a V\d LLM engine \(v(?P<detail2>\d[\w.+-]*)\)", "vllm"),
+    _r("vllm.nixl_available", "NIXL is available", r"^NIXL is available", "vllm"),
+    _r("vllm.nixl_compat", "NIXL compatibility check passed", r"NIXL compatibility check passed", "vllm"),
+    _r("vllm.metric", "vllm:nixl_", r"^(?P<detail>vllm:nixl_\w+?)(?:_total|_count|_sum|_bucket)?(?:\{[^}]*\})? "
+       r"(?P<value>[-+\d.eE]+|NaN)", "vllm"),
+    _r("ucx.version", "Version ", r"^Version (?P<detail>\d[\w.]*)(?: \(loaded from (?P<path>\S+)\))?", "ucx"),
+    _r("trtllm.version", "TensorRT-LLM version", r"TensorRT-LLM version:? (?P<detail>\d[\w.+-]*)", "trtllm"),
+    _r("libfabric.version", "provider ", r"Using [\w;-]+ provider (?P<detail>\d+\.\d+(?:\.\d+)?\w*), path:\s*(?P<path>\S+)",
+       "libfabric"),
+    _r("libfabric.version", "libfabric:", r"^(?:fi_info: [\d.]+ )?libfabric:? (?P<detail>\d+\.\d+\.\d+\w*)$",
+       "libfabric"),
     _r("vllm.connector", "connector with name", r"Creating v1 connector with name: (?P<name>\w+)", "vllm"),
     _r("vllm.remote_blocks", "dst engine", r"Created (?P<n>\d+) blocks for dst engine (?P<peer>\S+)", "vllm"),
     _r("vllm.waiting_remote_kvs", "WAITING_FOR_REMOTE_KVS", r"WAITING_FOR_REMOTE_KVS", "vllm"),
@@ -240,6 +289,40 @@ RULES: tuple[Rule, ...] = (
     _r("nixlbench.backend", "(--backend", r"^Backend \(--backend=[^)]*\)\s*:\s*(?P<backend>\w+)", "nixlbench"),
     _r("nixlbench.worker", "Init nixl worker", r"Init nixl worker, .*type (?P<role>\w+)", "nixlbench"),
     # failure signatures
+    _r("efa.internal_abort", "internal error",
+       r"(?i)EFA provider has encountered an internal error|EFA internal error:? \((?P<error>-?\d+)\)", "libfabric",
+       code="EFA_INTERNAL_ABORT", level="FATAL", provider="efa"),
+    _r("efa.internal_abort", "will now abort", r"Your application will now abort", "libfabric",
+       code="EFA_INTERNAL_ABORT", level="FATAL"),
+    _r("nixl.rail_no_hmem", "without FI_HMEM", r"Using provider without FI_HMEM support for rail (?P<detail>\d+)", "nixl",
+       code="NO_GPUDIRECT_RAIL", level="WARN", backend="LIBFABRIC"),
+    _r("nixl.rail_no_hmem", "does not support FI_HMEM",
+       r"VRAM memory requested but provider does not support FI_HMEM", "nixl", code="NO_GPUDIRECT_RAIL",
+       level="WARN", backend="LIBFABRIC"),
+    _r("nixl.rail_no_hmem", "No provider found with FI_HMEM", r"No provider found with FI_HMEM capability for rail "
+       r"(?P<detail>\d+)", "nixl", code="NO_GPUDIRECT_RAIL", level="WARN", backend="LIBFABRIC"),
+    _r("nixl.remote_disconnect", "NIXL_ERR_REMOTE_DISCONNECT", r"(?P<error>NIXL_ERR_REMOTE_DISCONNECT)", "nixl",
+       code="NIXL_REMOTE_DISCONNECT", level="ERROR"),
+    _r("nixl.register_failed", "registration failed", r"registerMem: registration failed", "nixl",
+       code="NIXL_REGISTER_FAILED", level="ERROR"),
+    _r("vllm.nixl_handshake_failed", "Handshake with", r"Handshake with (?P<peer>\S+) failed", "vllm",
+       code="NIXL_HANDSHAKE_FAILED", level="ERROR"),
+    _r("vllm.kv_transfer_failed", "NIXL transfer failure", r"NIXL transfer failure:? (?P<error>[^|]*)", "vllm",
+       code="KV_TRANSFER_FAILED", level="ERROR"),
+    _r("engine.dead", "ngine", r"EngineCore failed to start|EngineDeadError|Engine core proc \S+ died unexpectedly"
+       r"|EngineCore encountered a fatal error|Engine core initialization failed", "vllm", code="ENGINE_DEAD",
+       level="FATAL"),
+    _r("engine.dead", "xecutor", r"Failed to initialize executor|Executor worker returned error", "trtllm",
+       code="ENGINE_DEAD", level="FATAL"),
+    _r("engine.dead", "Scheduler hit an exception", r"Scheduler hit an exception", "sglang", code="ENGINE_DEAD",
+       level="FATAL"),
+    _r("process.aborted", "core dumped", r"(?:Aborted|Segmentation fault|Bus error) \(core dumped\)", None,
+       code="PROCESS_ABORTED", level="FATAL"),
+    _r("process.aborted", "Fatal Python error", r"^Fatal Python error", "python", code="PROCESS_ABORTED",
+       level="FATAL"),
+    _r("k8s.crashloop", "CrashLoopBackOff", r"CrashLoopBackOff", "kubernetes", code="K8S_CRASHLOOP", level="ERROR"),
+    _r("k8s.crashloop", "Back-off restarting", r"Back-off restarting failed container", "kubernetes",
+       code="K8S_CRASHLOOP", level="ERROR"),
     _r("k8s.oomkilled", "OOMKilled", r"OOMKilled", "kubernetes", code="OOM_KILLED", level="ERROR"),
     _r("k8s.exit_137", "Exit Code", r"Exit Code:\s+137\b", "kubernetes", code="OOM_KILLED", level="ERROR"),
     _r("k8s.exit_137", "with code 137", r"exited with code 137\b", "kubernetes", code="OOM_KILLED", level="ERROR"),
@@ -255,7 +338,8 @@ RULES: tuple[Rule, ...] = (
        r"(?i)metadata for remote agent '?(?P<peer>[^'\s]+)'? (?:was )?not found|remote agent '?(?P<peer2>[^'\s]+)'? "
        r"(?:metadata )?not (?:found|loaded)", "nixl", code="NIXL_REMOTE_METADATA_MISSING", level="ERROR"),
     _r("nixl.rail_deserialize_failed", "eserializ",
-       r"(?i)(?:fail\w* to deserializ\w*|deserializ\w* (?:failed|error)).*", "nixl", code="RAIL_DESERIALIZE_FAILED",
+       r"(?i)(?:fail\w* to deserializ\w*|deserializ\w*\b.{0,80}\b(?:failed|error)).*", "nixl",
+       code="RAIL_DESERIALIZE_FAILED",
        level="ERROR", backend="LIBFABRIC"),
     _r("nixl.fi_eagain", "EAGAIN", r"fi_\w+ still retrying EAGAIN(?: on rail (?P<rail>\d+))?", "nixl",
        code="EFA_EAGAIN_SAME_NODE", level="ERROR", backend="LIBFABRIC"),
@@ -264,6 +348,10 @@ RULES: tuple[Rule, ...] = (
        r"|prov_name, \"efa\"\) == 0", "libfabric", code="EFA_PROVIDER_ABORT", level="FATAL"),
     _r("ucx.unreachable", "nreachable", r"(?i)destination is unreachable|unreachable destination|no route to host",
        "ucx", code="UCX_UNREACHABLE", level="ERROR"),
+    _r("ucx.cuda_transports_missing", "UCX CUDA support was not found", r"UCX CUDA support was not found", "ucx",
+       code="UCX_CUDA_TRANSPORTS_MISSING", level="ERROR"),
+    _r("ucx.cuda_transports_missing", "detected as host", r"VRAM memory is detected as host", "ucx",
+       code="UCX_CUDA_TRANSPORTS_MISSING", level="ERROR"),
     _r("ucx.cuda_transports_missing", "not available",
        r"transports? '?cuda_(?:ipc|copy)'?.*(?:is|are) not available", "ucx", code="UCX_CUDA_TRANSPORTS_MISSING",
        level="ERROR"),
@@ -278,12 +366,41 @@ RULES: tuple[Rule, ...] = (
        level="ERROR"),
     _r("dynamo.etcd_unreachable", "Could not connect to etcd", r"Could not connect to etcd", "dynamo",
        code="DYNAMO_ETCD_UNREACHABLE", level="ERROR"),
+    # any libfabric call that failed or returned a negative code (after the named ones; fi_getinfo's -61 is normal)
+    _r("libfabric.call_failed", "failed", r"(?<!harmful: )\b(?P<detail>fi_[a-z_]+)\b(?:\(\))?[^|]{0,80}?\bfailed\b",
+       "libfabric", code="FI_CALL_FAILED", level="ERROR"),
+    _r("libfabric.call_failed", "ret=-", r"\b(?P<detail>fi_[a-z_]+)\b(?:\(\))?[^|]{0,80}?\bret=(?P<error>-\d+)",
+       "libfabric", code="FI_CALL_FAILED", level="ERROR"),
+    _r("libfabric.call_failed", "returned -", r"\b(?P<detail>fi_[a-z_]+)\b(?:\(\))?[^|]{0,80}?\breturned "
+       r"(?P<error>-(?!61\b)\d+)", "libfabric", code="FI_CALL_FAILED", level="ERROR"),
+    # a Python traceback with no level of its own: an error of the component that printed it
+    _r("python.traceback", "Traceback", r"^Traceback \(most recent call last\)", "python", level="ERROR"),
 )
+
+# The failure taxonomy: which layer a component belongs to (an error no signature names is "unrecognised error in
+# <layer>", never dropped).
+LAYER_OF: dict[str | None, str] = {
+    "nixl": "nixl", "libfabric": "libfabric (EFA provider)", "ucx": "ucx", "vllm": "engine (vLLM)",
+    "trtllm": "engine (TensorRT-LLM)", "sglang": "engine (SGLang)", "python": "engine (Python process)",
+    "dynamo": "dynamo", "kubernetes": "kubernetes", "nixlbench": "nixlbench", None: "unknown layer",
+}
+# Named codes' layers (the component of the line that carried them can be a wrapper, e.g. vLLM printing NIXL errors).
+CODE_LAYER: dict[str, str] = {
+    "OOM_KILLED": "kubernetes", "K8S_CRASHLOOP": "kubernetes", "NIXL_ERR": "nixl", "NIXL_BACKEND_CREATE_FAILED": "nixl",
+    "NIXL_REMOTE_METADATA_MISSING": "nixl", "RAIL_DESERIALIZE_FAILED": "nixl", "NIXL_REMOTE_DISCONNECT": "nixl",
+    "NIXL_REGISTER_FAILED": "nixl", "NO_GPUDIRECT_RAIL": "nixl", "EFA_EAGAIN_SAME_NODE": "libfabric (EFA provider)",
+    "EFA_CAPS_UNSUPPORTED": "libfabric (EFA provider)", "EFA_PROVIDER_ABORT": "libfabric (EFA provider)",
+    "EFA_INTERNAL_ABORT": "libfabric (EFA provider)", "FI_CALL_FAILED": "libfabric (EFA provider)",
+    "UCX_UNREACHABLE": "ucx", "UCX_CUDA_TRANSPORTS_MISSING": "ucx", "TRTLLM_TRANSFER_AGENT_ASSERT": "engine (TensorRT-LLM)",
+    "TRTLLM_BACKEND_FALLBACK": "engine (TensorRT-LLM)", "NIXL_HANDSHAKE_FAILED": "engine (vLLM)",
+    "KV_TRANSFER_FAILED": "engine (vLLM)", "ENGINE_DEAD": "engine", "PROCESS_ABORTED": "process",
+    "DYNAMO_CONNECTOR_CONFLICT": "dynamo", "DYNAMO_ETCD_UNREACHABLE": "dynamo",
+}
 
 # Lines that look alarming but are normal (never errors).
 BENIGN_RE = re.compile(
     r"fi_getinfo: provider [\w;-]+ returned -61|(?i:hmem\w* (?:interface|iface)s?.{0,40}not supported)"
-    r"|OFI_MRAIL_ADDR_STRC env variable not set|Unsupported endpoint type|unused env(?:ironment)? variable"
+    r"|OFI_MRAIL_ADDR_STRC env variable not set|Unsupported endpoint type|unused env(?:ironment)? variable|not harmful: "
 )
 # Generic errors need the level token in the line (so PREFILTER sees it).
 ERROR_LEVELS = frozenset({"ERROR", "FATAL"})
@@ -303,6 +420,7 @@ RULES_BY_PRIORITY: tuple[Rule, ...] = tuple(r for r in RULES if r.code) + tuple(
 RULE_KEYS: tuple[str, ...] = tuple(sorted({r.key for r in RULES}))
 # Generic errors need one of these tokens in the line (abseil E/F lines start with E/F + month 01-12).
 ERROR_KEYS: tuple[str, ...] = ("ERROR", "FATAL", "CRITICAL", "Error", "Exception", "E0", "E1", "F0", "F1")
+VALUE_GROUPS = frozenset({"devices", "rails", "provider", "backend", "detail", "detail2", "error", "value", "path"})
 
 
 def _minimal(keys: tuple[str, ...]) -> tuple[str, ...]:

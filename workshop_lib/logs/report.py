@@ -9,8 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import pandas as pd
-
 from workshop_lib.logs.diagnose import Diagnosis, MultiDiagnosis
 from workshop_lib.logs.nixlbench import NixlbenchResult
 
@@ -31,19 +29,38 @@ def render_diagnosis(d: Diagnosis, title: str | None = None) -> str:
         out.append(f"  ERROR {e['code']} (line {e['line']}): {e['message']}")
         out.append(f"        fix: {e['fix']}")
     out.extend(f"  note: {n}" for n in d.notes)
+    seen = d.versions.get("versions") if d.versions else None
+    if seen or (d.versions or {}).get("nixl_log_format"):
+        vs = ", ".join(f"{k} {v}" for k, v in (seen or {}).items())
+        out.append(f"  versions: {vs or '-'} (NIXL log wording {d.versions.get('nixl_log_format') or '-'})")
     out.append(f"verdict: {d.verdict}")
     out.append(f"evidence: {_fmt(d.evidence)}")
     return "\n".join(out)
 
 
-def render_checks(checks: pd.DataFrame) -> str:
-    return "\n".join(f"  {r.status:<4}  {r.check}: {r.detail}" for r in checks.itertuples())
+def render_checks(rows: list[dict]) -> str:
+    return "\n".join(f"  {r['status']:<4}  {r['check']}: {r['detail']}" for r in rows)
+
+
+def render_pods(md: MultiDiagnosis) -> str:
+    """The per-pod table (one line per pod) and the combined verdict's summary."""
+    rows = md.pod_rows()
+    cols = ("pod", "verdict", "nixl_backend", "libfabric_provider", "efa_devices", "data_rails", "handshakes", "errors",
+            "first_error")
+    table = [[_fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+    lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)) for t in table]
+    s = md.summary()
+    lines.append(f"  combined verdict: {s['verdict']} ({s['text'] or 'no pods'})")
+    return "== pods\n" + "\n".join(lines)
 
 
 def render_multi(md: MultiDiagnosis) -> str:
     parts = [render_diagnosis(d, path) for path, d in md.per_file.items()]
     parts.append(render_diagnosis(md.combined, "combined (all files)"))
-    parts.append("== checks across files\n" + render_checks(md.checks))
+    parts.append(render_pods(md))
+    parts.append("== checks across files\n" + render_checks(md.check_rows))
     return "\n\n".join(parts)
 
 
