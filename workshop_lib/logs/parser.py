@@ -32,7 +32,7 @@ COLUMNS: tuple[str, ...] = (
     "source", "line", "timestamp", "pod", "container", "component", "level", "event", "backend", "provider",
     "devices", "rails", "peer", "fi_addr", "transport", "error", "code", "text", "detail",
 )
-COMMENT_PREFIXES = ("# source:", "# ...")  # annotation lines of the public excerpts; not log output
+COMMENT_PREFIXES = ("# source:", "# ...", "source: http")  # annotation lines of the public excerpts; not log output
 TEXT_MAX = 300  # evidence lines are trimmed to this many characters
 _INT_COLUMNS = ("line", "devices", "rails", "fi_addr")
 

@@ -373,6 +373,8 @@ RULES: tuple[Rule, ...] = (
        "libfabric", code="FI_CALL_FAILED", level="ERROR"),
     _r("libfabric.call_failed", "returned -", r"\b(?P<detail>fi_[a-z_]+)\b(?:\(\))?[^|]{0,80}?\breturned "
        r"(?P<error>-(?!61\b)\d+)", "libfabric", code="FI_CALL_FAILED", level="ERROR"),
+    # fabtests (fi_pingpong, fi_rdm_*): "[error] util/pingpong.c:373 : failed to connect: ..."
+    _r("fabtests.error", "[error]", r"^\[error\] ", "libfabric", level="ERROR"),
     # a Python traceback with no level of its own: an error of the component that printed it
     _r("python.traceback", "Traceback", r"^Traceback \(most recent call last\)", "python", level="ERROR"),
 )
