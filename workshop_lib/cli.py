@@ -71,11 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WorkshopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file the user named that cannot be read or written: one line, never a traceback
+        if isinstance(exc, BrokenPipeError):
+            return 0
+        where = exc.filename or args.command
+        print(f"error: {where}: {exc.strerror or exc}. Fix: check the path and its permissions", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

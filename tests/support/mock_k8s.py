@@ -149,8 +149,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _body(self) -> bytes:
+        """The request body, read once (an early answer such as a 403 must still drain it for keep-alive)."""
+        cached = getattr(self, "_cached_body", None)
+        if cached is not None and getattr(self, "_cached_for", None) == self.requestline:
+            return cached
         n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
+        body = self.rfile.read(n) if n else b""
+        self._cached_body, self._cached_for = body, self.requestline
+        return body
 
     def _dispatch(self, method: str) -> None:
         c = self.server.cluster
@@ -412,13 +418,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("GET")
 
     def do_PATCH(self) -> None:  # noqa: N802
+        self._cached_body = None
+        self._body()
         self._dispatch("PATCH")
 
     def do_DELETE(self) -> None:  # noqa: N802
+        self._cached_body = None
         self._body()
         self._dispatch("DELETE")
 
     def do_POST(self) -> None:  # noqa: N802
+        self._cached_body = None
         self._body()
         self._dispatch("POST")
 

@@ -181,6 +181,28 @@ def serve_component_logs(c: MockCluster, component: str, text: str) -> None:
     c.component_logs[component] = text
 
 
+def forbid(verbs: set[tuple[str, str]]) -> MockCluster:
+    """The healthy cluster for a user whose RBAC refuses the given ``(verb, plural)`` pairs (``"*"``: every kind)."""
+    c = base()
+    c.forbidden |= verbs
+    return c
+
+
+CONFLICT_MANAGER = "kubectl-client-side-apply"
+
+
+def owned_elsewhere(name: str = "vllm-disagg-libfabric", replicas: int = 2) -> MockCluster:
+    """The healthy cluster where another field manager already owns the single-node DGD's Frontend replicas (so the
+    workshop's server-side apply of that DGD meets a 409 FieldManagerConflict, as after a ``kubectl apply``)."""
+    c = base()
+    dgd = {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
+           "metadata": {"name": name, "namespace": WORKSHOP_NS},
+           "spec": {"services": {"Frontend": {"componentType": "frontend", "replicas": replicas}}}}
+    c.apply(c.resource_for("nvidia.com/v1alpha1", "DynamoGraphDeployment"), WORKSHOP_NS, name, dgd,
+            CONFLICT_MANAGER, False)
+    return c
+
+
 SCENARIOS: dict[str, tuple[str, Callable[[], MockCluster]]] = {
     "healthy": ("2 x p5.48xlarge in one AZ, EFA plugin + GDRCopy ready, CRDs/platform 0.9.0, HF secret", lambda: base()),
     "no-efa": ("gpu-node-2 advertises no vpc.amazonaws.com/efa", lambda: base(efa=(32, None))),
@@ -197,6 +219,12 @@ SCENARIOS: dict[str, tuple[str, Callable[[], MockCluster]]] = {
     "p5en": ("2 x p5en.48xlarge (16 EFA each)", lambda: base(instance="p5en.48xlarge", efa=(16, 16))),
     "oom": ("the decode worker is OOMKilled (exit 137) and crash-loops", lambda: base(failures={"VllmDecodeWorker": "oom", "decode": "oom"})),
     "imagepull": ("the frontend image cannot be pulled", lambda: base(failures={"Frontend": "imagepull", "frontend": "imagepull"})),
+    "forbid-list-nodes": ("RBAC: the user may not list nodes (403)", lambda: forbid({("list", "nodes")})),
+    "forbid-apply": ("RBAC: a read-only user, every server-side apply (patch) is forbidden (403)",
+                     lambda: forbid({("patch", "*")})),
+    "forbid-delete": ("RBAC: the user may not delete anything (403)", lambda: forbid({("delete", "*")})),
+    "apply-conflict": (f"the single-node DGD's Frontend replicas are owned by {CONFLICT_MANAGER!r} (409 on apply)",
+                       lambda: owned_elsewhere()),
     "pending-efa": ("the decode worker stays Pending: Insufficient vpc.amazonaws.com/efa",
                     lambda: base(failures={"VllmDecodeWorker": "pending-efa", "decode": "pending-efa"})),
 }

@@ -31,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_install(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(load(args), target="eks")
+    if not args.dry_run:
+        # Reach the cluster before any Helm install: an unreachable or refusing API server stops here, not after
+        # two half-run installs.
+        Cluster.connect(args.kubeconfig, args.context)
     cmds = platform.install(cfg, kubeconfig=args.kubeconfig, context=args.context, dry_run=args.dry_run,
                             verify=not args.no_wait, timeout_s=args.timeout)
     for argv in cmds:

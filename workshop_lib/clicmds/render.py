@@ -67,6 +67,13 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"{len(files)} file(s) up to date under {out}")
         return 0
-    for path in write_files(files, out):
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", f"{out} is a file, not a folder", "give a folder for the manifests, e.g. --out /tmp/m")
+    try:
+        written = write_files(files, out)
+    except OSError as exc:
+        raise ConfigError("--out", f"cannot write under {out} ({exc.strerror}: {exc.filename})",
+                          "give a folder you can write to, e.g. --out /tmp/m") from None
+    for path in written:
         print(path)
     return 0

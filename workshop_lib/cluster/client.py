@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from workshop_lib.errors import ClusterError
 
 FIELD_MANAGER = "workshop"
@@ -74,6 +76,30 @@ def _status_message(body: Any) -> tuple[str, dict[str, Any]]:
     return (str(st.get("message", "")), st.get("details") or {})
 
 
+def _kubectl_target(what: str, context: str) -> str:
+    """``'DynamoGraphDeployment ns/x'`` -> ``'--context c -n ns get DynamoGraphDeployment x'`` (for fix texts).
+
+    >>> _kubectl_target("ConfigMap ns/shared", "mock")
+    '--context mock -n ns get ConfigMap shared'
+    """
+    kind, _, ref = what.partition(" ")
+    ns, _, name = ref.rpartition("/")
+    return f"--context {context}" + (f" -n {ns}" if ns else "") + f" get {kind} {name}".rstrip()
+
+
+def _yaml_error(where: str, exc: yaml.YAMLError, kubeconfig: str | Path | None) -> ClusterError:
+    """A kubeconfig that is not YAML: one line naming file:line (not the parser's 70-line trace)."""
+    import os
+
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    path = str(kubeconfig) if kubeconfig else (os.environ.get("KUBECONFIG") or "~/.kube/config")
+    at = f"{getattr(mark, 'name', '') or path}:{mark.line + 1}" if mark is not None else path
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return ClusterError(f"kubeconfig {at}", f"invalid YAML ({problem})",
+                        "fix the file at that line, or regenerate it: aws eks update-kubeconfig --name <cluster> "
+                        "--region <region>")
+
+
 def translate(status: int, body: Any, verb: str, what: str, context: str, resource: str = "") -> ClusterError:
     """Turn an HTTP error from the API server into a :class:`ClusterError` naming ``what`` and the fix.
 
@@ -103,10 +129,12 @@ def translate(status: int, body: Any, verb: str, what: str, context: str, resour
                             "only after a restart); otherwise check the request's parameters")
     if status == 409:
         causes = "; ".join(c.get("message", "") for c in details.get("causes", []) if isinstance(c, dict)) or msg
+        kubectl = _kubectl_target(what, context)
         return ClusterError(
             what, f"server-side apply conflicts with another field manager ({causes}) (409 Conflict)",
-            "apply again with force_conflicts=True (CLI: --force-conflicts) to take over those fields, "
-            "or delete the object and apply it again",
+            f"see who owns the fields (kubectl {kubectl} -o yaml --show-managed-fields), then either delete it "
+            f"(kubectl delete {kubectl}) and run the step again, or take the fields over "
+            f"(kubectl apply --server-side --force-conflicts --field-manager {FIELD_MANAGER} -f <the rendered file>)",
         )
     if status == 422:
         return ClusterError(what, f"the API server rejected the object: {msg} (422 Invalid)",
@@ -139,18 +167,22 @@ class Cluster:
         Raises:
             ClusterError: no kubeconfig, no such context, or the API server is unreachable or refuses us.
         """
+        import os
+
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 
-        where = f"kubeconfig {kubeconfig}" if kubeconfig else "kubeconfig ($KUBECONFIG or ~/.kube/config)"
+        # $KUBECONFIG is read now (the kubernetes client reads it once, at import time).
+        file = str(kubeconfig) if kubeconfig else (os.environ.get("KUBECONFIG") or None)
+        where = f"kubeconfig {file or '~/.kube/config'}"
         if kubeconfig is not None and not Path(kubeconfig).is_file():
             raise ClusterError(where, "file not found", "pass the path of your kubeconfig or run "
                                "aws eks update-kubeconfig --name <cluster> --region <region>")
         try:
-            contexts, active = config.list_kube_config_contexts(config_file=str(kubeconfig) if kubeconfig else None)
+            contexts, active = config.list_kube_config_contexts(config_file=file)
             ctx_name = context or (active or {}).get("name", "")
             conf = client.Configuration()
-            config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None, context=context,
+            config.load_kube_config(config_file=file, context=context,
                                     client_configuration=conf)
         except ConfigException as exc:
             names = ""
@@ -161,8 +193,11 @@ class Cluster:
             fix = (f"use one of the contexts: {names}" if names else
                    "create one with aws eks update-kubeconfig --name <cluster> --region <region>")
             raise ClusterError(where, f"no usable kubeconfig context ({str(exc).splitlines()[0]})", fix) from None
-        except (OSError, ValueError) as exc:
-            raise ClusterError(where, f"cannot be read ({exc})", "fix the file or point KUBECONFIG at a valid one") from None
+        except yaml.YAMLError as exc:
+            raise _yaml_error(where, exc, kubeconfig) from None
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ClusterError(where, f"cannot be read ({first})", "fix the file or point KUBECONFIG at a valid one") from None
         conf.retries = 0
         cl = cls(client.ApiClient(conf), ctx_name, request_timeout_s=max(timeout_s, 1.0))
         cl.version(timeout_s=timeout_s)
