@@ -88,8 +88,20 @@ def chat(url: str, model: str, prompt: str, *, stream: bool, max_tokens: int = 3
             return _stream(client, endpoint, body, t0)
     except httpx.HTTPError as exc:
         raise LabError(
-            f"frontend {url}", f"chat completion failed ({type(exc).__name__}: {exc})", "check `workshop lab status`"
+            f"frontend {url}", f"chat completion failed ({type(exc).__name__}: {exc})",
+            f"check that the frontend answers: curl {url.rstrip('/')}/v1/models (local lab: `workshop lab status`; "
+            "eks: the frontend pod and its port-forward)",
         ) from exc
+
+
+def _http_fix(status: int, endpoint: str) -> str:
+    """What to check for an HTTP error of the frontend (target-neutral: the same text on local and eks)."""
+    models = endpoint.replace("/v1/chat/completions", "/v1/models")
+    if status == 404:
+        return f"the frontend serves no such model or route: compare the model id with curl {models}"
+    if status in (400, 422):
+        return "the frontend rejected the request's parameters (model, max_tokens, messages): see the message above"
+    return "see the frontend's log (local: `workshop lab logs frontend`; eks: kubectl logs of the frontend pod)"
 
 
 def _check(r: httpx.Response, endpoint: str) -> None:
@@ -98,7 +110,7 @@ def _check(r: httpx.Response, endpoint: str) -> None:
         raise LabError(
             f"POST {endpoint}",
             f"HTTP {r.status_code}: {r.text[:300]}",
-            "check the model id (`workshop lab status`) and the frontend log (`workshop lab logs frontend`)",
+            _http_fix(r.status_code, endpoint),
         )
 
 
