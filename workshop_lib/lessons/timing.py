@@ -1,0 +1,78 @@
+"""Timing that fits: how long each notebook takes on each target, and the basis of every figure.
+
+Local times are measured (``workshop run --target local`` on the machine named in :data:`LOCAL_BASIS`); EKS times are
+estimates, each with its basis (model load and JIT times reported by the seed workshop, request counts x latency).
+Class mode: an instructor deploys the graphs before class and attendees pass their frontend URLs (``UCX_URL``,
+``LIBFABRIC_URL`` in notebook 04; ``FRONTEND_URL`` in 02), so nothing is redeployed in the attendee's slot.
+
+Example:
+    >>> timing_table()["notebook"].tolist()
+    ['01', '02', '03', '04']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+LOCAL_BASIS = ("measured: `workshop run --target local` on the kit's 2-core, 24 GiB development VM (no GPU), "
+               "lab already set up; mocker engine unless stated")
+
+
+@dataclass(frozen=True)
+class NotebookTime:
+    """One notebook's time: the class slot, local (measured), EKS (estimated) with basis, and EKS in class mode."""
+
+    notebook: str
+    slot_min: int
+    local_min: float | None
+    local_basis: str
+    eks_min: str
+    eks_basis: str
+    eks_class_mode_min: str
+    class_mode: str
+
+
+TIMES: list[NotebookTime] = [
+    NotebookTime("01", 15, None, LOCAL_BASIS, "10-15",
+                 "two helm installs (~2 min) + operator/etcd/NATS pods Ready (~3 min) + checks and secret (~2 min); "
+                 "node creation not included", "5-8", "instructor installs the platform; attendees run the checks"),
+    NotebookTime("02", 15, None, LOCAL_BASIS, "10-25",
+                 "vLLM worker image pull + model load ~5-10 min on P5; TRT-LLM adds 15-20 min of JIT on first start "
+                 "(seed workshop)", "3-5", "FRONTEND_URL of the instructor's single-node graph: no deploy"),
+    NotebookTime("03", 20, None, LOCAL_BASIS, "12-20",
+                 "cross-node graph: two model loads in parallel ~5-10 min + log reads; OOM lesson reads events only",
+                 "5", "read the instructor's running cross-node graph's logs"),
+    NotebookTime("04", 10, None, LOCAL_BASIS, "30-45",
+                 "two graphs deployed one after another (each needs all 32 EFA of a node): 2 x ~10 min + "
+                 "4 concurrency levels x 100 requests x ~0.2-3 s per backend",
+                 "8-10", "UCX_URL and LIBFABRIC_URL of the instructor's two graphs (on four nodes): sweep only"),
+]
+
+
+def timing_table(local_minutes: dict[str, float] | None = None) -> pd.DataFrame:
+    """:data:`TIMES` as a table; ``local_minutes`` (notebook -> measured minutes) fills the local column."""
+    import pandas as pd
+
+    rows = []
+    for t in TIMES:
+        local = (local_minutes or {}).get(t.notebook, t.local_min)
+        rows.append({"notebook": t.notebook, "class slot (min)": t.slot_min,
+                     "local (min, measured)": local if local is not None else "not measured yet",
+                     "eks (min, estimated)": t.eks_min, "eks basis": t.eks_basis,
+                     "eks class mode (min)": t.eks_class_mode_min, "class mode": t.class_mode})
+    return pd.DataFrame(rows)
+
+
+def class_mode(ucx_url: str | None, libfabric_url: str | None) -> str:
+    """One line saying whether notebook 04 runs in class mode (both URLs given) and what it will skip."""
+    given = [n for n, u in (("UCX_URL", ucx_url), ("LIBFABRIC_URL", libfabric_url)) if u]
+    if len(given) == 2:
+        return "class mode: both frontends given, nothing is deployed; the sweep runs against them (fits 10 minutes)"
+    if given:
+        return f"half class mode: {given[0]} given; the other backend's graph is deployed here (adds ~10 minutes)"
+    return ("self-paced mode: the graphs are deployed here, one after the other (30-45 minutes on EKS); "
+            "in a class, set UCX_URL and LIBFABRIC_URL to the instructor's frontends")
