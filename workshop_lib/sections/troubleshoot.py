@@ -1,7 +1,8 @@
 """The failures attendees actually hit, per section: symptom, cause, fix and where it was reported.
 
 Every row comes from a report in the pinned stack's documentation, issues or the seed workshop (the ``source`` column);
-the notebooks show the rows of their section (and target) as a table.
+the notebooks show the rows of their section as a table. On local the EKS rows are shown too, labelled "on EKS": a
+self-paced learner without a cluster still learns what goes wrong there. No source names a file a clone lacks.
 
 Example:
     >>> frame = table("03", "eks")
@@ -55,7 +56,7 @@ TROUBLES: list[Trouble] = [
     Trouble("01", "local", "etcd or NATS does not come up",
             "port 2379 or 4222 is taken by another process, or `workshop lab setup` was not run",
             "run `workshop lab setup`, then `workshop lab down` and retry; check `workshop lab status`",
-            "../shared/reference/LOCAL-LAB.md"),
+            "seen on the local lab (the kit's lab tests)"),
     # ---------------------------------------------------------------- 02 single node
     Trouble("02", "eks", "worker Running but never Ready (probe retried 720 times), inference works",
             "its DYN_SYSTEM_PORT is not 9090, the port the operator probes",
@@ -69,10 +70,10 @@ TROUBLES: list[Trouble] = [
             "vLLM reads the backend only from kv_connector_extra_config.backends",
             "set kv_connector_extra_config: {backends: [LIBFABRIC]} (TRT-LLM: TRTLLM_NIXL_KVCACHE_BACKEND)",
             "vLLM 0.14 NixlConnector"),
-    Trouble("02", "eks", "decode waits, KV blocks expire after 120 s",
+    Trouble("02", "eks", "decode waits, then prefill frees the KV blocks after 480 s (VLLM_NIXL_ABORT_REQUEST_TIMEOUT)",
             "VLLM_NIXL_SIDE_CHANNEL_HOST is not the pod IP, so the peer cannot reach the side channel",
             "set VLLM_NIXL_SIDE_CHANNEL_HOST from status.podIP (the kit's manifests do)",
-            "vLLM NixlConnector"),
+            "vLLM 0.14.1 NixlConnector, vllm/envs.py"),
     Trouble("02", "eks", "no NIXL lines at all in the worker log",
             "NIXL logs at WARN by default",
             "set NIXL_LOG_LEVEL=INFO (NIXL_LOG_LEVEL parameter)", "NIXL 0.9.0"),
@@ -82,11 +83,11 @@ TROUBLES: list[Trouble] = [
     Trouble("02", "local", "frontend log: Failed to fetch model ... from HuggingFace",
             "--model-name was given a local path",
             "start the frontend without --model-name (the lab does); the model id is the directory path",
-            "../shared/reference/LOCAL-LAB.md"),
+            "seen on the local lab (the kit's lab tests)"),
     Trouble("02", "local", "libplugin_UCX.so: libcuda.so.1: cannot open shared object file",
             "NIXL 0.9.0 plugins link libcuda even for DRAM",
             "run `workshop lab setup` (it builds the no-device libcuda stub the lab puts on LD_LIBRARY_PATH)",
-            "../shared/reference/LOCAL-LAB.md"),
+            "seen on the local lab (the kit's lab tests)"),
     # ---------------------------------------------------------------- 03 cross node
     Trouble("03", "eks", "worker OOMKilled (exit 137) during NIXL LIBFABRIC init",
             "64Gi is too little: one rail per EFA device (32) + 1 control rail, each with a 32 MiB registered pool",
@@ -102,11 +103,12 @@ TROUBLES: list[Trouble] = [
     Trouble("03", "eks", "fi_mr_reg fails for GPU buffers",
             "registering GPU memory with EFA needs privileged pods; IPC_LOCK alone is not enough",
             "securityContext.privileged: true (the EFA overlay sets it)", "Dynamo EFA guide"),
-    Trouble("03", "eks", "rail/metadata deserialization error with 32 EFA devices",
-            "the multi-rail metadata bug (TRT-LLM issue #10024, NIXL 0.8/0.9)",
-            "limit to one rail with FI_EFA_DEV_LIST=0, then compare", "TRT-LLM issue #10024"),
+    Trouble("03", "eks", "TRT-LLM: rail/metadata deserialization error with 32 EFA devices",
+            "the NIXL bundled with TRT-LLM 1.2.0rc5 (NIXL 0.8.0/0.9.0 serialize num_rails and accept unequal counts)",
+            "use the pinned TRT-LLM 1.3 image; to limit EFA devices use FI_EFA_IFACE or the pod's EFA count "
+            "(FI_EFA_DEV_LIST is read by nothing)", "TRT-LLM issue #10024; NIXL 0.9.0 libfabric_backend.cpp"),
     Trouble("03", "eks", "corrupted KV under load",
-            "EFA SHM transfer on GPU buffers", "FI_EFA_ENABLE_SHM_TRANSFER=0 (and FI_EFA_ENABLE_SHM=0)",
+            "EFA SHM transfer on GPU buffers", "FI_EFA_ENABLE_SHM_TRANSFER=0 (FI_EFA_ENABLE_SHM is read by nothing)",
             "Dynamo EFA guide; seed workshop"),
     Trouble("03", "eks", "the two workers cannot connect at all",
             "they run in different availability zones; EFA does not cross AZs",
@@ -120,10 +122,10 @@ TROUBLES: list[Trouble] = [
             "Dynamo EFA guide"),
     Trouble("04", "local", "aiperf: HFValidationError: Repo id must be in the form ...",
             "HF_HUB_OFFLINE=1 with a local tokenizer directory", "unset HF_HUB_OFFLINE for aiperf (the kit does)",
-            "../shared/reference/LOCAL-LAB.md"),
+            "seen on the local lab (the kit's lab tests)"),
     Trouble("04", "local", "numbers jump between runs",
             "a shared 2-core machine; the transports are TCP and memory copies",
-            "compare shapes, not absolute values; never compare them with P5 numbers", "LOCAL-LAB.md measurements"),
+            "compare shapes, not absolute values; never compare them with P5 numbers", "local lab measurements"),
 ]
 
 
@@ -132,9 +134,20 @@ def rows(section: str, target: str) -> list[Trouble]:
     return [t for t in TROUBLES if t.section == section and t.target in (target, "both")]
 
 
+WHERE = {"eks": "on EKS", "local": "on local", "both": "both"}
+
+
 def table(section: str, target: str) -> pd.DataFrame:
-    """The rows of :func:`rows` as a DataFrame (symptom, cause, fix, source)."""
+    """The section's rows as a DataFrame (where, symptom, cause, fix, source).
+
+    On ``eks`` only the rows that apply there (no ``where`` column); on ``local`` every row, the EKS ones labelled
+    "on EKS" and listed after the local ones.
+    """
     import pandas as pd
 
-    data = [asdict(t) for t in rows(section, target)]
-    return pd.DataFrame(data, columns=["symptom", "cause", "fix", "source"])
+    picked = rows(section, target)
+    if target == "local":
+        picked = picked + [t for t in TROUBLES if t.section == section and t.target == "eks"]
+    data = [{"where": WHERE[t.target], **asdict(t)} for t in picked]
+    cols = ["symptom", "cause", "fix", "source"]
+    return pd.DataFrame(data, columns=["where", *cols] if target == "local" else cols)
