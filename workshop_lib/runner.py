@@ -98,6 +98,44 @@ def find_secrets(nb_path: Path, secrets: Sequence[str]) -> list[str]:
     return bad
 
 
+def secret_files(roots: Sequence[Path], secrets: Sequence[str]) -> list[Path]:
+    """Files under ``roots`` (folders or files) whose bytes contain any of ``secrets`` (values never returned).
+
+    Covers what a run leaves behind: executed notebooks, HTML, record files, ``summary.json`` and the local lab's
+    process logs (Dynamo, vLLM, NIXL), read in chunks so large logs cost little memory.
+    """
+    needles = [s.encode() for s in secrets if s and len(s) >= 6]
+    if not needles:
+        return []
+    longest = max(len(n) for n in needles)
+    hits: list[Path] = []
+    for root in roots:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+        for f in files:
+            try:
+                with f.open("rb") as fh:
+                    tail = b""
+                    while chunk := fh.read(1 << 20):
+                        blob = tail + chunk
+                        if any(n in blob for n in needles):
+                            hits.append(f)
+                            break
+                        tail = blob[-longest:]
+            except OSError:
+                continue
+    return hits
+
+
+def _lab_run_dir() -> Path | None:
+    """The local lab's current run folder (its process logs), if a lab has run."""
+    try:
+        from workshop_lib.lab.serving import Lab
+
+        return Lab().status().run_dir
+    except Exception:  # noqa: BLE001 - no lab on this machine: nothing to scan
+        return None
+
+
 @contextlib.contextmanager
 def _environ(values: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables for the block, then put back what was there."""
@@ -202,15 +240,21 @@ def run_notebooks(
     html: bool = True,
     stop_on_failure: bool = False,
     quiet: bool = False,
+    scan_dirs: Sequence[Path] | None = None,
+    notebook_dir: Path = NOTEBOOK_DIR,
 ) -> list[NotebookRun]:
-    """Execute the workshop notebooks in order on ``target`` into ``runs/<timestamp>/``."""
+    """Execute the workshop notebooks in order on ``target`` into ``runs/<timestamp>/``.
+
+    Afterwards every file of the run, and ``scan_dirs`` (default: the local lab's run folder when ``target`` is
+    local), is scanned for the HF token; a hit adds a failed ``secret-scan`` row naming the files (never the value).
+    """
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = (out_root or REPO / "runs") / stamp
     params = {"TARGET": target, **(parameters or {})}
     results: list[NotebookRun] = []
-    nbs = discover(names)
+    nbs = discover(names, notebook_dir)
     if not nbs:
-        raise NotebookError(str(NOTEBOOK_DIR), "no workshop notebooks found", "run from a checkout of the kit")
+        raise NotebookError(str(notebook_dir), "no workshop notebooks found", "run from a checkout of the kit")
     def say(text: str, end: str = "\n") -> None:
         if not quiet:
             print(text, end=end, flush=True)
@@ -223,6 +267,23 @@ def run_notebooks(
         say(f" {res.status} in {res.seconds:.0f} s" + (f": {res.error}" if res.error else ""))
         if res.status == "failed" and stop_on_failure:
             break
+    # The HF token must be nowhere the run wrote: records, HTML, notebooks, and (local) the lab's process logs.
+    secrets = secret_values()
+    for r in results:
+        if secrets and secret_files([out_dir / "records" / f"{r.notebook}.json"], secrets):
+            (out_dir / "records" / f"{r.notebook}.json").unlink(missing_ok=True)
+            r.records, r.status = {}, "failed"
+            r.error = "the HF token appears in this notebook's records; the record file was deleted"
+    scan = [out_dir] + [d for d in (scan_dirs if scan_dirs is not None else
+                                    ([_lab_run_dir()] if target == "local" else [])) if d is not None]
+    leaked = secret_files(scan, secrets)
+    for f in leaked:
+        if f.is_relative_to(out_dir):
+            f.unlink()
+    if leaked:
+        where = ", ".join(str(f) for f in leaked[:5]) + (f" and {len(leaked) - 5} more" if len(leaked) > 5 else "")
+        results.append(NotebookRun("secret-scan", "failed", 0.0,
+                                   error=f"the HF token appears in {where} (files of this run were deleted)"))
     (out_dir / "summary.json").write_text(
         json.dumps(
             [

@@ -91,3 +91,41 @@ def test_run_exits_nonzero_on_a_fail_verdict(scenario: str, code: int, tmp_path:
     else:
         assert "verdict_setup=PASS" in out and "FAILED" not in err
     assert "hf_fake_runner_token_123456" not in out + err
+
+
+@pytest.mark.slow
+def test_the_token_is_nowhere_a_run_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record holding the token, and a lab log holding it, each fail the run by file name (never the value)."""
+    import nbformat
+
+    from workshop_lib.runner import run_notebooks, secret_files
+
+    token = "hf_fake_scan_token_abcdef123"
+    monkeypatch.setenv("HF_TOKEN", token)
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name, body in (("01-leaks", "import os\nfrom workshop_lib.record import record\n"
+                                    "record('header', 'Bearer ' + os.environ['HF_TOKEN'][:0] + 'x')\n"
+                                    "record('oops', os.environ['HF_TOKEN'].upper().lower())"),
+                       ("02-clean", "from workshop_lib.record import record\nrecord('verdict_x', 'PASS')")):
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell('TARGET = "local"')
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(body)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, nbs / f"{name}.ipynb")
+    lab = tmp_path / "lab-run"
+    lab.mkdir()
+    (lab / "frontend.log").write_text("INFO serving on 0.0.0.0:8000\n")
+    (lab / "decode.log").write_bytes(b"x" * (1 << 20) + f"DEBUG env HF_TOKEN={token}\n".encode())  # across a chunk
+    results = run_notebooks(parameters={}, out_root=tmp_path / "runs", html=False, quiet=True, scan_dirs=[lab],
+                            notebook_dir=nbs)
+    by = {r.notebook: r for r in results}
+    assert by["01-leaks"].status == "failed" and "records" in (by["01-leaks"].error or "")
+    assert by["01-leaks"].records == {}
+    assert by["02-clean"].status == "ok"
+    assert by["secret-scan"].status == "failed" and str(lab / "decode.log") in (by["secret-scan"].error or "")
+    assert "frontend.log" not in (by["secret-scan"].error or "")
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert secret_files([run_dir], [token]) == []  # nothing of the run keeps it
+    assert all(token not in (r.error or "") for r in results)
