@@ -214,8 +214,10 @@ def plot_bandwidth(df: pd.DataFrame, info: FigureInfo, instance_type: str = "p5.
     from workshop_lib.bench.nixl import published_frame
 
     pub = published_frame() if published is None else published
-    fig = Figure(figsize=(8, 4.8), layout="constrained")
-    ax = fig.subplots()
+    split = info.target != "eks" and not pub.empty  # local DRAM/TCP points never share an axis with P5 EFA ones
+    fig = Figure(figsize=(12, 4.8) if split else (8, 4.8), layout="constrained")
+    axes = fig.subplots(1, 2) if split else [fig.subplots()]
+    ax, ax_pub = axes[0], axes[-1]
     keys = ["source", "backend", "op", "mem"]
     for key, d in df.groupby(keys, dropna=False, sort=True):
         source, backend, op, mem = key
@@ -228,19 +230,25 @@ def plot_bandwidth(df: pd.DataFrame, info: FigureInfo, instance_type: str = "p5.
     if not pub.empty:
         for (backend, op, mem), d in pub.groupby(["backend", "op", "mem"]):
             d = d.sort_values("block_size")
-            ax.plot(d["block_size"], d["gbps"], color=_color(str(backend)),
-                    label=f"published: {EKS_LABELS.get(str(backend), backend)} {op} {mem} (nixlbench, 2x p5)",
-                    **PUBLISHED_STYLE)
+            ax_pub.plot(d["block_size"], d["gbps"], color=_color(str(backend)),
+                        label=f"published: {EKS_LABELS.get(str(backend), backend)} {op} {mem} (nixlbench, 2x p5)",
+                        **PUBLISHED_STYLE)
     rate = efa_line_rate_gbytes(instance_type)
     inst = INSTANCE_TYPES[instance_type]
-    ax.axhline(rate, color="grey", linestyle=":", label=f"EFA line rate {instance_type}: {inst.efa} x "
-               f"{inst.efa_gbps_total // inst.efa} Gbps = {rate:g} GB/s")
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: human_bytes(v)))
-    ax.set_yscale("log")
-    ax.set_xlabel("block size")
-    ax.set_ylabel("bandwidth (GB/s)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower right")
+    ax_pub.axhline(rate, color="grey", linestyle=":", label=f"EFA line rate {instance_type}: {inst.efa} x "
+                   f"{inst.efa_gbps_total // inst.efa} Gbps = {rate:g} GB/s")
+    for a in axes:
+        a.set_xscale("log", base=2)
+        a.xaxis.set_major_formatter(FuncFormatter(lambda v, _: human_bytes(v)))
+        a.set_yscale("log")
+        a.set_xlabel("block size")
+        a.set_ylabel("bandwidth (GB/s)")
+        a.grid(alpha=0.3, which="both")
+        a.legend(fontsize=7, loc="lower right")
+    if split:
+        ax.set_title("this run: " + info.hardware + "\n(DRAM over TCP: compare shapes, not values)", fontsize=8)
+        ax_pub.set_title("published: 2x p5.48xlarge, VRAM over EFA (not this machine)", fontsize=8)
+        fig.suptitle(info.title("KV-transfer bandwidth vs block size"), fontsize=9)
+        return _save(fig, path)
     ax.set_title(info.title("KV-transfer bandwidth vs block size"), fontsize=9)
     return _save(fig, path)

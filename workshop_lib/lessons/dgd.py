@@ -9,8 +9,8 @@ as such, never dropped.
 Example:
     >>> from workshop_lib.config import WorkshopConfig
     >>> view = dgd_view(WorkshopConfig(), "single-node")
-    >>> view.name, "PrefillWorker" in set(view.parts["service"])
-    ('vllm-disagg-libfabric', True)
+    >>> view.name.startswith("vllm-disagg-"), "PrefillWorker" in set(view.parts["service"])
+    (True, True)
 """
 
 from __future__ import annotations

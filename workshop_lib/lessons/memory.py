@@ -31,6 +31,32 @@ ASSERTED = "asserted (not measured here)"
 BUDGET_COLUMNS = ["term", "per worker", "mib", "how we know", "basis"]
 
 
+def gib(quantity: str) -> float:
+    """A Kubernetes memory quantity in GiB (``"16Gi"`` -> 16.0, ``"512Mi"`` -> 0.5).
+
+    Raises:
+        ValueError: not a binary-unit quantity.
+    """
+    units = {"Ki": 1 / 2**20, "Mi": 1 / 1024, "Gi": 1.0, "Ti": 1024.0}
+    q = str(quantity).strip()
+    for unit, factor in units.items():
+        if q.endswith(unit):
+            return float(q[: -len(unit)]) * factor
+    raise ValueError(f"memory quantity {quantity!r} needs a binary unit (Ki, Mi, Gi, Ti), e.g. 16Gi")
+
+
+def model_params_b(model: str) -> float | None:
+    """Billions of parameters from a model id that states them (``Qwen/Qwen3-0.6B`` -> 0.6), else None.
+
+    >>> model_params_b("Qwen/Qwen2.5-7B-Instruct"), model_params_b("my-model")
+    (7.0, None)
+    """
+    import re
+
+    m = re.search(r"(\d+(?:\.\d+)?)B(?![a-z])", model.split("/")[-1], re.IGNORECASE)
+    return float(m.group(1)) if m else None
+
+
 def _status_kib(pid: int, key: str) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -132,7 +158,7 @@ def libfabric_overhead_mib(measured: pd.DataFrame) -> float | None:
     return round(by["LIBFABRIC"] - by["UCX"], 1)
 
 
-def budget_rows(efa: int = 32, model_params_b: float = 0.6, shm_gib: float = 16.0,
+def budget_rows(efa: int = 32, model_params_b: float | None = 0.6, shm_gib: float = 16.0,
                 measured: pd.DataFrame | None = None, engine_rss_mib: float | None = None,
                 engine_label: str = "") -> list[dict[str, Any]]:
     """The budget of one P5 worker (one GPU, ``efa`` EFA devices), term by term, each labelled measured/asserted."""
@@ -153,8 +179,9 @@ def budget_rows(efa: int = 32, model_params_b: float = 0.6, shm_gib: float = 16.
         {"term": "/dev/shm (sharedMemory)", "per worker": f"up to {shm_gib:g} GiB", "mib": None, "how we know": ASSERTED,
          "basis": "tmpfs pages count against the pod's memory limit once written; the size is a ceiling, "
                   "not a reservation"},
-        {"term": "model weights while loading", "per worker": f"{model_params_b:g}B params x 2 bytes (bf16)",
-         "mib": round(model_params_b * 1e9 * 2 / MiB, 1), "how we know": ASSERTED,
+        {"term": "model weights while loading",
+         "per worker": f"{model_params_b:g}B params x 2 bytes (bf16)" if model_params_b else "model size unknown",
+         "mib": round(model_params_b * 1e9 * 2 / MiB, 1) if model_params_b else None, "how we know": ASSERTED,
          "basis": "safetensors are read through host memory (page cache charged to the pod) on the way to the GPU"},
     ]
     if engine_rss_mib is not None:
@@ -192,7 +219,7 @@ def _rails(row: Any) -> int | None:
         return None
 
 
-def budget(efa: int = 32, model_params_b: float = 0.6, shm_gib: float = 16.0, measured: pd.DataFrame | None = None,
+def budget(efa: int = 32, model_params_b: float | None = 0.6, shm_gib: float = 16.0, measured: pd.DataFrame | None = None,
            engine_rss_mib: float | None = None, engine_label: str = "") -> pd.DataFrame:
     """:func:`budget_rows` as a DataFrame with :data:`BUDGET_COLUMNS`."""
     import pandas as pd
