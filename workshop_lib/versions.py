@@ -23,6 +23,11 @@ DYNAMO = "0.9.0"
 NIXL = "0.9.0"
 
 DYNAMO_REGISTRY = "nvcr.io/nvidia/ai-dynamo"
+# No -efa runtime images were published for 0.9.0 (they start in 1.1.0), and the stock 0.9.0 runtime images do not
+# carry libfabric (built only in the Dockerfiles' wheel-builder stage; no hwloc): NIXL's LIBFABRIC plugin cannot load.
+# A LIBFABRIC graph therefore renders this placeholder registry unless worker_image names the user's own EFA image.
+EFA_IMAGE_PLACEHOLDER = "REPLACE_WITH_YOUR_EFA_IMAGE"
+EFA_BUILD = "container/build.sh --framework {framework} --target runtime --make-efa"
 HELM_REPO_URL = "https://helm.ngc.nvidia.com/nvidia/ai-dynamo/charts"
 
 
@@ -57,6 +62,10 @@ IMAGES: dict[str, Pin] = {
     for p in [
         Pin("image", "vllm-runtime", f"{DYNAMO_REGISTRY}/vllm-runtime:{DYNAMO}", "vLLM 0.14.1 worker image"),
         Pin("image", "tensorrtllm-runtime", f"{DYNAMO_REGISTRY}/tensorrtllm-runtime:{DYNAMO}", "TRT-LLM worker image"),
+        Pin("image", "vllm-runtime-efa", f"{EFA_IMAGE_PLACEHOLDER}/vllm-runtime:{DYNAMO}-efa",
+            "placeholder: build it from the Dynamo 0.9.0 tree with " + EFA_BUILD.format(framework="vllm")),
+        Pin("image", "tensorrtllm-runtime-efa", f"{EFA_IMAGE_PLACEHOLDER}/tensorrtllm-runtime:{DYNAMO}-efa",
+            "placeholder: build it with " + EFA_BUILD.format(framework="trtllm") + " (0.9.0 TRT-LLM docs: UCX only)"),
         Pin("image", "dynamo-frontend", f"{DYNAMO_REGISTRY}/dynamo-frontend:{DYNAMO}", "OpenAI frontend"),
         Pin("image", "kubernetes-operator", f"{DYNAMO_REGISTRY}/kubernetes-operator:{DYNAMO}", "operator (tag fix)"),
         Pin("image", "etcd", "docker.io/bitnamilegacy/etcd:3.5.18-debian-12-r5", "bundled by dynamo-platform 0.9.0"),
@@ -65,8 +74,8 @@ IMAGES: dict[str, Pin] = {
         Pin(
             "image",
             "efa-device-plugin",
-            "602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/aws-efa-k8s-device-plugin:v0.5.6",
-            "EKS EFA device plugin (chart aws-efa-k8s-device-plugin 0.5.6)",
+            "602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/aws-efa-k8s-device-plugin:v0.5.4",
+            "EKS EFA device plugin: appVersion v0.5.4 of chart aws-efa-k8s-device-plugin v0.5.6",
         ),
         Pin("image", "gdrcopy-installer", "docker.io/library/ubuntu:22.04", "runs the pinned gdrcopy install script"),
     ]
@@ -80,7 +89,7 @@ CHARTS: dict[str, Pin] = {
         Pin("chart", "dynamo-platform", DYNAMO, "operator image tag forced to 0.9.0 (chart falls back to 0.7.1)"),
         Pin("chart", "nats", "1.3.2", "sub-chart of dynamo-platform"),
         Pin("chart", "etcd", "12.0.18", "bitnami sub-chart of dynamo-platform"),
-        Pin("chart", "aws-efa-k8s-device-plugin", "v0.5.6", "eks-charts"),
+        Pin("chart", "aws-efa-k8s-device-plugin", "v0.5.6", "eks-charts; ships appVersion (image) v0.5.4"),
         Pin("system", "gdrcopy", "2.4.4", "GDRCopy installer DaemonSet"),
     ]
 }
@@ -104,6 +113,26 @@ def image(name: str) -> str:
         return IMAGES[name].version
     except KeyError:
         raise KeyError(f"no pinned image named {name!r}; known: {', '.join(sorted(IMAGES))}") from None
+
+
+def is_efa_placeholder(image_ref: str) -> bool:
+    """True for the placeholder a LIBFABRIC graph renders until the user names an image built with EFA."""
+    return image_ref.startswith(EFA_IMAGE_PLACEHOLDER + "/")
+
+
+def stock_runtime_without_libfabric(image_ref: str) -> bool:
+    """True for a stock Dynamo runtime image (``nvcr.io/nvidia/ai-dynamo/*-runtime:<tag>`` with no ``efa`` in the tag).
+
+    The 0.9.0 ones copy UCX and NIXL into the runtime stage but not libfabric, so NIXL's LIBFABRIC plugin cannot load
+    (Dynamo publishes separate ``-efa`` images from 1.1.0 on).
+
+    >>> stock_runtime_without_libfabric(image("vllm-runtime")), stock_runtime_without_libfabric("my.ecr/vllm:0.9.0-efa")
+    (True, False)
+    """
+    repo, _, tag = image_ref.rpartition(":")
+    if not repo.startswith(DYNAMO_REGISTRY + "/") or not repo.endswith("-runtime") or "@" in image_ref:
+        return False
+    return "efa" not in tag.lower()
 
 
 def chart_version(name: str) -> str:

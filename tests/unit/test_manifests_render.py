@@ -12,7 +12,9 @@ from workshop_lib.config import WorkshopConfig
 from workshop_lib.errors import ConfigError, ManifestError
 from workshop_lib.manifests import PROFILES, load_documents, load_text, platform_releases, render, render_all
 from workshop_lib.manifests.dgd import merge
+from workshop_lib.manifests.envaudit import unread_env
 from workshop_lib.manifests.inspect import services
+from workshop_lib.manifests.profiles import graph_backend
 
 
 def _dgd(files):
@@ -55,7 +57,7 @@ def test_vllm_backend_goes_through_kv_transfer_config(cfg):
             svc = _svc(dgd, name)
             args = svc["extraPodSpec"]["mainContainer"]["args"]
             kvc = json.loads(args[args.index("--kv-transfer-config") + 1])
-            assert kvc == {"kv_connector": "NixlConnector", "kv_role": "kv_both",
+            assert kvc == {"kv_connector": "NixlConnector", "kv_role": "kv_both", "kv_load_failure_policy": "fail",
                            "kv_connector_extra_config": {"backends": [backend]}}
             assert args[args.index("--connector") + 1] == "none"
             assert args[args.index("--distributed-executor-backend") + 1] == "mp"
@@ -96,8 +98,9 @@ def test_cross_node_overlays(cfg):
         assert svc["sharedMemory"] == {"size": "16Gi"}
         assert svc["extraPodSpec"]["mainContainer"]["securityContext"]["privileged"] is True
         env = _env(svc)
-        assert {k: env[k] for k in ("FI_PROVIDER", "FI_EFA_USE_DEVICE_RDMA", "FI_EFA_ENABLE_SHM_TRANSFER", "FI_EFA_ENABLE_SHM")} == {
-            "FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1", "FI_EFA_ENABLE_SHM_TRANSFER": "0", "FI_EFA_ENABLE_SHM": "0"}
+        assert {k: env[k] for k in ("FI_PROVIDER", "FI_EFA_USE_DEVICE_RDMA", "FI_EFA_ENABLE_SHM_TRANSFER")} == {
+            "FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1", "FI_EFA_ENABLE_SHM_TRANSFER": "0"}
+        assert unread_env({k: str(v) for k, v in env.items()}, "vllm") == []  # no no-op knob (issue 19 item 4)
         aff = svc["extraPodSpec"]["affinity"]
         anti = aff["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
         assert anti["topologyKey"] == "kubernetes.io/hostname"
@@ -122,7 +125,8 @@ def test_cross_node_same_node_is_refused(cfg):
         render(cfg, "cross-node", {"prefill_node": "n1", "decode_node": "n1"})
 
 
-def test_ucx_twin_differs_only_in_backend(cfg):
+def test_ucx_twin_differs_only_in_backend():
+    cfg = WorkshopConfig(worker_image="registry.example.com/dynamo/vllm-runtime:0.9.0-efa")
     lf, ucx = render(cfg, "cross-node-libfabric")[0], render(cfg, "cross-node-ucx")[0]
     body = lambda f: "\n".join(ln for ln in f.text.splitlines() if not ln.startswith("#"))  # noqa: E731
     assert body(lf).replace("LIBFABRIC", "X").replace("libfabric", "x") == body(ucx).replace("UCX", "X").replace("ucx", "x")
@@ -209,10 +213,60 @@ def test_load_documents_lines_and_errors(tmp_path):
 
 def test_render_all_covers_sections():
     paths = [f.path for f in render_all()]
-    assert len(paths) == len(set(paths)) == 18
+    assert len(paths) == len(set(paths)) == 16
     for d in ("01-platform/install.sh", "02-single-node/trtllm-disagg-ucx.yaml", "03-cross-node/vllm-xnode-libfabric.yaml",
               "04-bench/aiperf-vllm-xnode-ucx.yaml", "04-bench/nixlbench-libfabric-vram.yaml"):
         assert d in paths
+    assert not [p for p in paths if p.startswith("02-") and "libfabric" in p]  # one node: UCX only
+
+
+def test_single_node_defaults_to_ucx_and_libfabric_needs_efa():
+    lf_cfg = WorkshopConfig(kv_backend="LIBFABRIC")
+    dgd = _dgd(render(lf_cfg, "single-node"))
+    assert dgd["metadata"]["name"] == "vllm-disagg-ucx" and graph_backend(lf_cfg, "single-node") == "UCX"
+    assert dgd["metadata"]["labels"]["workshop.nvidia.com/kv-backend"] == "ucx"
+    assert "custom" not in _svc(dgd, "DecodeWorker")["resources"]["limits"]  # UCX on one node: cuda_ipc, no EFA
+    lf = _dgd(render(lf_cfg, "single-node", {"kv_backend": "LIBFABRIC"}))
+    svc = _svc(lf, "DecodeWorker")
+    assert svc["resources"]["limits"]["custom"]["vpc.amazonaws.com/efa"] == "32"
+    assert svc["extraPodSpec"]["mainContainer"]["securityContext"]["privileged"] is True
+    assert _env(svc)["FI_PROVIDER"] == "efa"
+    assert graph_backend(lf_cfg, "single-node", {"kv_backend": "LIBFABRIC"}) == "LIBFABRIC"
+    assert graph_backend(WorkshopConfig(kv_backend="UCX"), "cross-node") == "UCX"
+    with pytest.raises(ConfigError, match="profile 'cross-node-ucx' fixes kv_backend=UCX"):
+        render(lf_cfg, "cross-node-ucx", {"kv_backend": "LIBFABRIC"})
+
+
+def test_libfabric_never_renders_a_stock_image():
+    for fw, name in (("vllm", "vllm-runtime"), ("trtllm", "tensorrtllm-runtime")):
+        files = render(WorkshopConfig(framework=fw), "cross-node", {"kv_backend": "LIBFABRIC"})
+        main_c = _svc(_dgd(files), "DecodeWorker")["extraPodSpec"]["mainContainer"]
+        assert main_c["image"] == f"REPLACE_WITH_YOUR_EFA_IMAGE/{name}:0.9.0-efa"
+        head = files[-1].text.split("apiVersion", 1)[0]
+        assert f"container/build.sh --framework {fw} --target runtime --make-efa" in head
+        assert "fi_info -p efa" in head and "ldd $NIXL_PLUGIN_DIR/libplugin_LIBFABRIC.so" in head
+        assert ("only UCX" in head and "patched NIXL 0.8.0" in head) is (fw == "trtllm")
+        ucx = _svc(_dgd(render(WorkshopConfig(framework=fw), "cross-node", {"kv_backend": "UCX"})), "DecodeWorker")
+        assert ucx["extraPodSpec"]["mainContainer"]["image"] == versions.image(name)
+    pods = render(WorkshopConfig(), "bench", {"kv_backend": "LIBFABRIC"})[1].docs
+    assert pods[0]["spec"]["containers"][0]["image"] == "REPLACE_WITH_YOUR_EFA_IMAGE/vllm-runtime:0.9.0-efa"
+    own = render(WorkshopConfig(worker_image="my.ecr/dynamo:0.9.0-efa"), "cross-node")
+    assert _svc(_dgd(own), "DecodeWorker")["extraPodSpec"]["mainContainer"]["image"] == "my.ecr/dynamo:0.9.0-efa"
+    assert "REPLACE_WITH" not in own[0].text
+
+
+def test_efa_count_is_explained():
+    head = render(WorkshopConfig(), "cross-node")[0].text.split("apiVersion", 1)[0]
+    assert "EFA: 32 per worker" in head and "only on the 4 EFA local" in head and "efa_per_worker=4" in head
+    prop = render(WorkshopConfig(efa_per_worker=4), "cross-node")[0].text.split("apiVersion", 1)[0]
+    assert "EFA: 4 per worker (GPU-proportional" in prop
+
+
+def test_frontend_enforces_disagg():
+    for profile in ("single-node", "cross-node"):
+        for fw in ("vllm", "trtllm"):
+            fe = _svc(_dgd(render(WorkshopConfig(), profile, {"framework": fw})), "Frontend")
+            assert fe["extraPodSpec"]["mainContainer"]["args"] == ["--http-port", "8000", "--enforce-disagg"]
 
 
 def test_cli_render(tmp_path, capsys):

@@ -18,7 +18,7 @@ from workshop_lib.manifests.validate import errors, validate_docs, validate_path
 
 @pytest.fixture(scope="module")
 def good_text() -> str:
-    return render(WorkshopConfig(), "cross-node")[0].text
+    return render(WorkshopConfig(worker_image="registry.example.com/dynamo/vllm-runtime:0.9.0-efa"), "cross-node")[0].text
 
 
 def _write(tmp_path, name, text):
@@ -50,7 +50,7 @@ def test_schema_violation_names_the_field_and_line(dgd_crd, good_text):
     assert text.splitlines()[rep.line - 1].strip() == "replicas: one"
     assert "unknown field 'componentTyp'" in by_path["spec.services.PrefillWorker.componentTyp"].message
     assert rep.format().startswith(f"bad.yaml:{rep.line}: error S001 DynamoGraphDeployment/vllm-xnode-libfabric "
-                                   "spec.services.Frontend.replicas: CRD schema:")
+                                   "spec.services.Frontend.replicas: CRD schema (file):")
 
 
 def test_schema_from_dict_and_bad_crd(dgd_crd):
@@ -106,11 +106,13 @@ def test_validate_paths_reads_directories_and_skips_helm_values(tmp_path, dgd_cr
 def test_cli_validate(tmp_path, dgd_crd, good_text, capsys):
     good = _write(tmp_path, "good.yaml", good_text)
     assert main(["validate", str(good), "--crd", str(dgd_crd)]) == 0
-    assert capsys.readouterr().out.strip() == "0 error(s), 0 warning(s)"
+    out, err = capsys.readouterr()
+    assert out.strip() == "0 error(s), 0 warning(s)" and err.strip() == f"schema: CRD file {dgd_crd}"
 
     bad = _write(tmp_path, "bad.yaml", good_text.replace("memory: 128Gi", "memory: 64Gi"))
     assert main(["validate", str(bad), "--crd", str(dgd_crd)]) == 1
     out, err = capsys.readouterr()
+    err = err.split("\n", 1)[1]  # after the schema line
     assert "error WL001" in out and err.startswith(f"error: {bad}: 2 error finding(s), first: WL001")
     assert len(err.strip().splitlines()) == 1
 
@@ -121,9 +123,23 @@ def test_cli_validate(tmp_path, dgd_crd, good_text, capsys):
 
     broken = _write(tmp_path, "broken.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: [x\n")
     assert main(["validate", str(broken), "--crd", str(dgd_crd)]) == 1
-    err = capsys.readouterr().err.strip()
+    err = capsys.readouterr().err.strip().split("\n", 1)[1]
     assert err.startswith(f"error: {broken}:5: invalid YAML") and "\n" not in err
 
     schema_bad = _write(tmp_path, "schema.yaml", good_text.replace("      replicas: 1\n", "      replicas: one\n", 1))
     assert main(["validate", str(schema_bad), "--crd", str(dgd_crd)]) == 1
-    assert "spec.services.Frontend.replicas: CRD schema: 'one' is not of type integer" in capsys.readouterr().out
+    assert "spec.services.Frontend.replicas: CRD schema (file): 'one' is not of type integer" in capsys.readouterr().out
+
+
+def test_cli_validate_without_crd_uses_the_kit_schema(tmp_path, good_text, capsys, monkeypatch):
+    # a plain clone: no --crd, no kubeconfig, no helm -> the kit's own schema, said on stderr
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    good = _write(tmp_path, "good.yaml", good_text)
+    assert main(["validate", str(good)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("schema: kit schema workshop_lib/manifests/data/dgd-schema-0.9.0.yaml") and "helm not on PATH" in err
+    typo = _write(tmp_path, "typo.yaml", good_text.replace("extraPodSpec:", "extraPodSpecs:", 1))
+    assert main(["validate", str(typo)]) == 1
+    assert "CRD schema (kit): unknown field 'extraPodSpecs'" in capsys.readouterr().out

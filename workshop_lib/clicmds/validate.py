@@ -9,38 +9,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any
 
-from workshop_lib.errors import ClusterError, ValidationFailed
-from workshop_lib.manifests.schema import crd_from_cluster
+from workshop_lib.errors import ValidationFailed
+from workshop_lib.manifests.crdsource import SchemaSource, resolve
 from workshop_lib.manifests.validate import errors, validate_paths
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="validate manifests against the DGD CRD and the workshop's lint rules")
     p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or directories")
-    p.add_argument("--crd", help="DynamoGraphDeployment CRD yaml (default: the cluster's, when a kubeconfig exists)")
+    p.add_argument("--crd", help="DynamoGraphDeployment CRD yaml (default: the cluster's, else the pinned dynamo-crds "
+                   "chart via helm, else the kit's own schema)")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.set_defaults(func=run)
 
 
-def _crd(arg: str | None) -> Path | dict[str, Any] | None:
-    if arg:
-        return Path(arg)
-    kubeconfig = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    if Path(kubeconfig.split(os.pathsep)[0]).is_file():
-        try:
-            return crd_from_cluster()
-        except ClusterError as exc:
-            print(f"note: {exc}", file=sys.stderr)
-    return None
+def _crd(arg: str | None) -> SchemaSource:
+    # --crd FILE, else the cluster's CRD, else the pinned dynamo-crds chart, else the kit's own schema (issue 19 item 11)
+    return resolve(Path(arg) if arg else None)
 
 
 def run(args: argparse.Namespace) -> int:
-    findings = validate_paths(args.paths, _crd(args.crd))
+    source = _crd(args.crd)
+    print(f"schema: {source.source}", file=sys.stderr)
+    findings = validate_paths(args.paths, source)
     errs = errors(findings)
     if args.json:
         print(json.dumps([f.to_dict() for f in findings], indent=2))

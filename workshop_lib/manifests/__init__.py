@@ -4,7 +4,7 @@ Example:
     >>> from workshop_lib.config import WorkshopConfig
     >>> from workshop_lib.manifests import render
     >>> [f.path for f in render(WorkshopConfig(), "single-node-vllm")]
-    ['02-single-node/vllm-disagg-libfabric.yaml']
+    ['02-single-node/vllm-disagg-ucx.yaml']
 """
 
 from workshop_lib.manifests.documents import Doc, RenderedFile, load_documents, load_text

@@ -16,7 +16,7 @@ from typing import Any
 
 from workshop_lib import versions
 from workshop_lib.config import WorkshopConfig
-from workshop_lib.manifests.dgd import EFA_ENV, EFA_RESOURCE, env
+from workshop_lib.manifests.dgd import EFA_ENV, EFA_RESOURCE, env, worker_image
 
 CONCURRENCY = (1, 5, 10, 20)
 SEG_TYPES = ("VRAM", "DRAM")
@@ -122,7 +122,7 @@ def nixlbench_pods(cfg: WorkshopConfig, seg_type: str = "VRAM") -> list[dict[str
                     {"labelSelector": {"matchLabels": {LABEL_NIXLBENCH: run}}, "topologyKey": "kubernetes.io/hostname"}]}},
                 "containers": [{
                     "name": "nixlbench",
-                    "image": cfg.worker_image,
+                    "image": worker_image(cfg),
                     "command": nixlbench_args(cfg, seg_type) if role == "initiator" else
                     ["/bin/sh", "-c", f"sleep {TARGET_DELAY_S} && exec \"$0\" \"$@\"", *nixlbench_args(cfg, seg_type)],
                     "env": [env("NIXL_LOG_LEVEL", cfg.nixl_log_level.upper()), env("FI_LOG_LEVEL", cfg.fi_log_level),

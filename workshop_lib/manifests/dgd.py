@@ -19,6 +19,7 @@ import copy
 import json
 from typing import Any
 
+from workshop_lib import versions
 from workshop_lib.config import WorkshopConfig
 from workshop_lib.manifests.documents import dump_yaml
 
@@ -34,7 +35,14 @@ LABEL_COMPONENT = "nvidia.com/dynamo-component-type"
 LABEL_PROFILE = "workshop.nvidia.com/profile"
 LABEL_BACKEND = "workshop.nvidia.com/kv-backend"
 # EFA env of the overlay (FACTS.md "Choosing the NIXL backend": SHM transfer corrupted GPU buffers under load).
-EFA_ENV = {"FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1", "FI_EFA_ENABLE_SHM_TRANSFER": "0", "FI_EFA_ENABLE_SHM": "0"}
+# Only variables libfabric 2.1-2.3.1 reads: FI_EFA_ENABLE_SHM / FI_EFA_DEV_LIST are no-ops (manifests/envaudit.py).
+EFA_ENV = {"FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1", "FI_EFA_ENABLE_SHM_TRANSFER": "0"}
+# The frontend flag that turns the 0.9.0 frontend's silent decode-only fallback (no active prefill router) into an
+# error (`python -m dynamo.frontend --help`, Dynamo 0.9.0).
+ENFORCE_DISAGG = "--enforce-disagg"
+# vLLM 0.14.1 KVTransferConfig.kv_load_failure_policy: "recompute" (default) hides a failed KV load behind a local
+# prefill; "fail" makes the request fail, so a broken transfer cannot pass for a disaggregated one.
+KV_LOAD_FAILURE_POLICY = "fail"
 
 
 def dgd_name(cfg: WorkshopConfig, placement: str) -> str:
@@ -44,13 +52,42 @@ def dgd_name(cfg: WorkshopConfig, placement: str) -> str:
 
 
 def vllm_kv_transfer_config(backend: str) -> str:
-    """The ``--kv-transfer-config`` JSON that makes vLLM's NixlConnector use ``backend``.
+    """The ``--kv-transfer-config`` JSON that makes vLLM's NixlConnector use ``backend`` and fail a failed KV load.
 
     >>> vllm_kv_transfer_config("LIBFABRIC")
-    '{"kv_connector":"NixlConnector","kv_role":"kv_both","kv_connector_extra_config":{"backends":["LIBFABRIC"]}}'
+    '{"kv_connector":"NixlConnector","kv_role":"kv_both","kv_load_failure_policy":"fail","kv_connector_extra_config":{"backends":["LIBFABRIC"]}}'
     """
-    cfg = {"kv_connector": "NixlConnector", "kv_role": "kv_both", "kv_connector_extra_config": {"backends": [backend]}}
+    cfg = {"kv_connector": "NixlConnector", "kv_role": "kv_both", "kv_load_failure_policy": KV_LOAD_FAILURE_POLICY,
+           "kv_connector_extra_config": {"backends": [backend]}}
     return json.dumps(cfg, separators=(",", ":"))
+
+
+def worker_image(cfg: WorkshopConfig) -> str:
+    """The worker image to render: ``cfg.worker_image``, except a stock runtime image in a LIBFABRIC graph.
+
+    The stock 0.9.0 runtime images cannot load NIXL's LIBFABRIC plugin (no libfabric in the runtime stage), so a
+    LIBFABRIC graph gets the ``REPLACE_WITH_YOUR_EFA_IMAGE/...:0.9.0-efa`` placeholder instead: it cannot be pulled
+    by accident, and ``workshop validate`` and preflight say how to build the image.
+
+    >>> worker_image(WorkshopConfig(kv_backend="LIBFABRIC"))
+    'REPLACE_WITH_YOUR_EFA_IMAGE/vllm-runtime:0.9.0-efa'
+    >>> worker_image(WorkshopConfig(kv_backend="UCX"))
+    'nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.9.0'
+    """
+    image = str(cfg.worker_image)
+    if cfg.kv_backend == "LIBFABRIC" and versions.stock_runtime_without_libfabric(image):
+        return versions.image(f"{'vllm' if cfg.framework == 'vllm' else 'tensorrtllm'}-runtime-efa")
+    return image
+
+
+def gpu_local_efa(cfg: WorkshopConfig) -> int:
+    """EFA devices local to the worker's GPUs (4 per GPU on p5.48xlarge): the only ones NIXL 0.9.0 registers VRAM on.
+
+    >>> gpu_local_efa(WorkshopConfig())
+    4
+    """
+    inst = cfg.instance
+    return max(1, inst.efa // inst.gpus) * cfg.gpus_per_worker
 
 
 def env(name: str, value: str) -> dict[str, Any]:
@@ -83,7 +120,7 @@ def _worker(cfg: WorkshopConfig, role: str, name: str) -> dict[str, Any]:
     engine_file = f"{ENGINE_MOUNT}/{role}.yaml"
     command, args = _worker_args(cfg, role, engine_file)
     quantities = {"cpu": cfg.worker_cpu, "memory": cfg.worker_memory, "gpu": str(cfg.gpus_per_worker)}
-    container: dict[str, Any] = {"image": cfg.worker_image, "workingDir": "/workspace", "command": command, "args": args}
+    container: dict[str, Any] = {"image": worker_image(cfg), "workingDir": "/workspace", "command": command, "args": args}
     svc: dict[str, Any] = {
         "componentType": "worker",
         "subComponentType": role,
@@ -108,7 +145,7 @@ def _frontend(cfg: WorkshopConfig) -> dict[str, Any]:
             "mainContainer": {
                 "image": cfg.frontend_image,
                 "command": ["python3", "-m", "dynamo.frontend"],
-                "args": ["--http-port", str(cfg.frontend_port)],
+                "args": ["--http-port", str(cfg.frontend_port), ENFORCE_DISAGG],
             }
         },
     }

@@ -5,7 +5,8 @@ Each rule has a code, a message and a fix (FACTS.md gives the reasons):
 | code  | rule |
 |-------|------|
 | WL001 | worker memory under 128Gi with NIXL LIBFABRIC on p5.48xlarge (OOMKilled at NIXL init) |
-| WL002 | NIXL backend asked for through an env var the framework ignores (``NIXL_BACKEND`` for vLLM...) |
+| WL002 | an env var the pinned stack does not read (``FI_EFA_ENABLE_SHM``, ``NIXL_BACKEND``...; table and sources in
+|       | :mod:`workshop_lib.manifests.envaudit`) |
 | WL003 | backend mechanism broken: vLLM ``--kv-transfer-config`` without ``--connector none``; bad TRT-LLM value |
 | WL004 | prefill and decode able to land on one node in a cross-node graph |
 | WL005 | EFA requested without ``privileged`` |
@@ -13,6 +14,13 @@ Each rule has a code, a message and a fix (FACTS.md gives the reasons):
 | WL007 | DGD name plus service name over 45 characters |
 | WL008 | duplicate ``DYN_SYSTEM_PORT`` in the multi-DGD pattern |
 | WL009 | ``DYN_SYSTEM_PORT`` other than 9090 (pod Running but never Ready) |
+| WL010 | NIXL LIBFABRIC on a stock Dynamo runtime image (no libfabric in it: the plugin cannot load) |
+| WL011 | the ``REPLACE_WITH_YOUR_EFA_IMAGE`` placeholder still in place (warning: replace before applying) |
+| WL012 | TRT-LLM with NIXL LIBFABRIC: Dynamo 0.9.0 supports only UCX in its TRT-LLM runtime image (warning) |
+| WL013 | a NIXL LIBFABRIC worker without EFA devices (NIXL falls back to a ``sockets`` device, GPU memory as host) |
+| WL014 | a worker mounting the host's ``/dev/infiniband`` (can hide EFA where other RDMA NICs exist; warning) |
+| WL015 | a silent fallback left on: frontend without ``--enforce-disagg``, vLLM ``kv_load_failure_policy`` not ``fail``
+|       | (warning: a broken transfer then passes for a disaggregated one) |
 
 Example:
     >>> from workshop_lib.manifests.documents import load_text
@@ -23,21 +31,28 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from typing import Any
 
+from workshop_lib import versions
 from workshop_lib.config import LIBFABRIC_MIN_MEMORY, parse_quantity
 from workshop_lib.errors import ConfigError
 from workshop_lib.manifests.documents import Doc
+from workshop_lib.manifests.envaudit import unread_env
 from workshop_lib.manifests.findings import Finding, finding
-from workshop_lib.manifests.inspect import EFA_RESOURCE, Service, container_efa, containers, services
+from workshop_lib.manifests.inspect import EFA_RESOURCE, Service, container_efa, containers, pod_specs, services
 
 MAX_NAME = 45
 PROBE_PORT = "9090"
-IGNORED_ENV = {
-    "vllm": {"NIXL_BACKEND", "VLLM_NIXL_KVCACHE_BACKEND", "TRTLLM_NIXL_KVCACHE_BACKEND"},
-    "trtllm": {"NIXL_BACKEND", "VLLM_NIXL_KVCACHE_BACKEND"},
-}
+EFA_IMAGE_FIX = ("build the 0.9.0 EFA image from the Dynamo 0.9.0 tree with `container/build.sh --framework "
+                 "vllm|trtllm --target runtime --make-efa`, push it and set worker_image (notebook WORKER_IMAGE) to "
+                 "it; check a worker pod with `fi_info -p efa` (lists efa) and `ldd $NIXL_PLUGIN_DIR/"
+                 "libplugin_LIBFABRIC.so` (no 'not found'), or use UCX")
+TRTLLM_UCX_ONLY = ("Dynamo 0.9.0's TRT-LLM docs (docs/backends/trtllm/kv-cache-transfer.md) support only UCX in "
+                   "tensorrtllm-runtime:0.9.0; the seed workshop's published LIBFABRIC numbers came from a TRT-LLM image "
+                   "with a patched NIXL 0.8.0, not from this stack")
 BACKEND_FIX = {
     "vllm": "pass --connector none --kv-transfer-config "
             "'{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_both\",\"kv_connector_extra_config\":{\"backends\":[\"LIBFABRIC\"]}}'",
@@ -71,13 +86,130 @@ def rule_libfabric_memory(docs: list[Doc]) -> Iterable[Finding]:
                               f"set worker_memory to {LIBFABRIC_MIN_MEMORY} or more (workshop render --set worker_memory=128Gi)")
 
 
-def rule_ignored_env(docs: list[Doc]) -> Iterable[Finding]:
+def _container_env(c: dict[str, Any]) -> dict[str, tuple[int, str | None]]:
+    out: dict[str, tuple[int, str | None]] = {}
+    for i, e in enumerate(c.get("env") or []):
+        if isinstance(e, dict) and "name" in e:
+            out[str(e["name"])] = (i, None if "value" not in e else str(e["value"]))
+    return out
+
+
+def rule_unread_env(docs: list[Doc]) -> Iterable[Finding]:
+    """WL002: every env var :mod:`~workshop_lib.manifests.envaudit` lists as not read by the pinned stack."""
+    for doc in docs:
+        if doc.kind == "DynamoGraphDeployment":
+            for svc in services(doc):
+                env = svc.env()
+                for u in unread_env({k: v[1] or "" for k, v in env.items()}, svc.framework or None):
+                    yield finding(doc, "WL002", "error", env[u.name][0], u.message(), u.fix())
+            continue
+        for path, c, _ in containers(doc):
+            cenv = _container_env(c)
+            for u in unread_env({k: v[1] or "" for k, v in cenv.items()}):
+                yield finding(doc, "WL002", "error", (*path, "env", cenv[u.name][0]), u.message(), u.fix())
+
+
+def _libfabric_containers(doc: Doc) -> Iterable[tuple[tuple, dict[str, Any], str]]:
+    """``(path, container, framework)`` of every container that moves data with NIXL LIBFABRIC."""
+    if doc.kind == "DynamoGraphDeployment":
+        for svc in services(doc):
+            if svc.role or svc.spec.get("componentType") == "worker":
+                if svc.kv_backend == "LIBFABRIC":
+                    yield (*svc.path, "extraPodSpec", "mainContainer"), svc.main, svc.framework
+        return
+    for path, c, _ in containers(doc):
+        argv = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
+        if any(a == "--backend" and nxt.upper() == "LIBFABRIC" for a, nxt in zip(argv, argv[1:], strict=False)):
+            yield path, c, ""
+
+
+def rule_libfabric_image(docs: list[Doc]) -> Iterable[Finding]:
+    """WL010 (stock image, error) and WL011 (the placeholder, warning) for LIBFABRIC containers."""
+    for doc in docs:
+        for path, c, _fw in _libfabric_containers(doc):
+            image = str(c.get("image") or "")
+            if versions.stock_runtime_without_libfabric(image):
+                yield finding(doc, "WL010", "error", (*path, "image"),
+                              f"NIXL LIBFABRIC on the stock image {image}: its runtime stage has no libfabric (and no "
+                              "hwloc), so the LIBFABRIC plugin cannot load", EFA_IMAGE_FIX)
+            elif versions.is_efa_placeholder(image):
+                yield finding(doc, "WL011", "warning", (*path, "image"),
+                              f"{image} is a placeholder: this LIBFABRIC graph needs an image built with EFA",
+                              EFA_IMAGE_FIX)
+
+
+def rule_trtllm_libfabric(docs: list[Doc]) -> Iterable[Finding]:
+    """WL012: TRT-LLM over NIXL LIBFABRIC, which Dynamo 0.9.0 does not support in its TRT-LLM runtime image."""
     for doc in docs:
         for svc in services(doc):
-            fw = svc.framework
-            for name in sorted(IGNORED_ENV.get(fw, set()) & set(svc.env())):
-                yield finding(doc, "WL002", "error", svc.env()[name][0],
-                              f"{fw} does not read {name}: the NIXL backend stays UCX", BACKEND_FIX[fw])
+            if svc.framework == "trtllm" and svc.role and svc.kv_backend == "LIBFABRIC":
+                path = (svc.env().get("TRTLLM_NIXL_KVCACHE_BACKEND") or (svc.path, None))[0]
+                yield finding(doc, "WL012", "warning", path, f"TRT-LLM with NIXL LIBFABRIC: {TRTLLM_UCX_ONLY}",
+                              "use UCX with TRT-LLM on this stack, or vLLM for LIBFABRIC; if you keep it, build the "
+                              "TRT-LLM image with EFA and check the worker log for 'Backend LIBFABRIC was instantiated'")
+
+
+def rule_libfabric_without_efa(docs: list[Doc]) -> Iterable[Finding]:
+    """WL013: a LIBFABRIC worker that requests no EFA device."""
+    for doc in docs:
+        for svc in services(doc):
+            if svc.role and svc.kv_backend == "LIBFABRIC" and not svc.quantity(EFA_RESOURCE):
+                yield finding(doc, "WL013", "error", (*svc.path, "resources"),
+                              f"{svc.name} uses NIXL LIBFABRIC but requests no {EFA_RESOURCE}: NIXL then finds only a "
+                              "'sockets' device (TCP fallback) and registers GPU memory as host memory",
+                              "use the cross-node profile for LIBFABRIC (it adds the efa overlay), or UCX on one node")
+
+
+def _host_infiniband(spec: dict[str, Any]) -> list[tuple[int, str]]:
+    out = []
+    for i, v in enumerate(spec.get("volumes") or []):
+        hp = str(((v or {}).get("hostPath") or {}).get("path") or "") if isinstance(v, dict) else ""
+        if hp.rstrip("/") == "/dev/infiniband" or hp.startswith("/dev/infiniband/"):
+            out.append((i, hp))
+    return out
+
+
+def rule_host_infiniband(docs: list[Doc]) -> Iterable[Finding]:
+    """WL014: a worker pod mounting the host's /dev/infiniband (the EFA device plugin's own DaemonSet is exempt)."""
+    for doc in docs:
+        if doc.kind == "DaemonSet":
+            continue
+        for path, spec in pod_specs(doc):
+            for i, hp in _host_infiniband(spec):
+                yield finding(doc, "WL014", "warning", (*path, "volumes", i),
+                              f"mounts the host's {hp}: the container then sees every RDMA device of the node, which "
+                              "can hide the EFA devices the pod was given where other RDMA NICs exist",
+                              f"remove the hostPath volume and request {EFA_RESOURCE} instead (the device plugin "
+                              "mounts the devices it assigns)")
+
+
+def _vllm_failure_policy(svc: Service) -> str:
+    raw = svc.arg_value("--kv-transfer-config")
+    try:
+        return str(json.loads(raw).get("kv_load_failure_policy", "recompute")) if raw else "recompute"
+    except (ValueError, AttributeError):
+        return "recompute"
+
+
+def rule_silent_fallbacks(docs: list[Doc]) -> Iterable[Finding]:
+    """WL015: a disaggregated graph that can fall back silently (frontend to decode-only, vLLM to local recompute)."""
+    for doc in docs:
+        svcs = services(doc)
+        if not any(s.role == "prefill" for s in svcs):
+            continue
+        for svc in svcs:
+            if svc.spec.get("componentType") == "frontend" and "dynamo.frontend" in " ".join(svc.argv) \
+                    and "--enforce-disagg" not in svc.argv:
+                yield finding(doc, "WL015", "warning", (*svc.path, "extraPodSpec", "mainContainer", "args"),
+                              "frontend without --enforce-disagg: with no active prefill router Dynamo 0.9.0 serves "
+                              "decode-only, and a benchmark reports aggregated numbers as disaggregated ones",
+                              "add --enforce-disagg to the frontend args")
+            if svc.framework == "vllm" and svc.role and svc.arg_value("--kv-transfer-config") \
+                    and _vllm_failure_policy(svc) != "fail":
+                yield finding(doc, "WL015", "warning", (*svc.path, "extraPodSpec", "mainContainer", "args"),
+                              f"vLLM kv_load_failure_policy is {_vllm_failure_policy(svc)!r}: a failed KV load is "
+                              "recomputed locally and the transfer failure stays hidden",
+                              'add "kv_load_failure_policy":"fail" to --kv-transfer-config')
 
 
 def rule_backend_mechanism(docs: list[Doc]) -> Iterable[Finding]:
@@ -216,7 +348,7 @@ def rule_probe_port(docs: list[Doc]) -> Iterable[Finding]:
 
 RULES: dict[str, Callable[[list[Doc]], Iterable[Finding]]] = {
     "WL001": rule_libfabric_memory,
-    "WL002": rule_ignored_env,
+    "WL002": rule_unread_env,
     "WL003": rule_backend_mechanism,
     "WL004": rule_same_node,
     "WL005": rule_efa_privileged,
@@ -224,6 +356,11 @@ RULES: dict[str, Callable[[list[Doc]], Iterable[Finding]]] = {
     "WL007": rule_name_length,
     "WL008": rule_duplicate_ports,
     "WL009": rule_probe_port,
+    "WL010": rule_libfabric_image,
+    "WL012": rule_trtllm_libfabric,
+    "WL013": rule_libfabric_without_efa,
+    "WL014": rule_host_infiniband,
+    "WL015": rule_silent_fallbacks,
 }
 
 

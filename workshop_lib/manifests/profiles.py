@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import shlex
+import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workshop_lib import versions
 from workshop_lib.config import FRAMEWORKS, KV_BACKENDS, WorkshopConfig
 from workshop_lib.errors import ConfigError
 from workshop_lib.manifests import addons, bench, dgd, helm
@@ -29,25 +31,33 @@ DIRS = {"platform": "01-platform", "single-node": "02-single-node", "cross-node"
 
 @dataclass(frozen=True)
 class Profile:
-    """A renderable profile: its section, config overrides it implies, and the options ``--set`` may give it."""
+    """A renderable profile: its section, config overrides it implies, and the options ``--set`` may give it.
+
+    ``defaults`` are config values the profile uses unless ``--set`` names the field (they win over the config:
+    ``single-node`` renders UCX whatever ``cfg.kv_backend``, the cross-node lesson's backend, says).
+    """
 
     name: str
     section: str
     overrides: dict[str, str]
     options: dict[str, str]
     help: str
+    defaults: dict[str, str] = field(default_factory=dict)
 
 
 def _profiles() -> dict[str, Profile]:
     out: dict[str, Profile] = {}
 
-    def add(name: str, section: str, overrides: dict[str, str], options: dict[str, str], help: str) -> None:
-        out[name] = Profile(name, section, overrides, options, help)
+    def add(name: str, section: str, overrides: dict[str, str], options: dict[str, str], help: str,
+            defaults: dict[str, str] | None = None) -> None:
+        out[name] = Profile(name, section, overrides, options, help, defaults or {})
 
     add("platform", "platform", {}, {}, "section 1: Helm values, install commands, EFA/GDRCopy add-ons, HF secret template")
-    add("single-node", "single-node", {}, {}, "section 2: disaggregated graph on one node (cfg.framework)")
+    ucx = {"kv_backend": "UCX"}
+    add("single-node", "single-node", {}, {}, "section 2: disaggregated graph on one node over UCX (cuda_ipc over "
+        "NVLink; --set kv_backend=LIBFABRIC adds the EFA overlay)", ucx)
     for fw in FRAMEWORKS:
-        add(f"single-node-{fw}", "single-node", {"framework": fw}, {}, f"section 2 with {fw}")
+        add(f"single-node-{fw}", "single-node", {"framework": fw}, {}, f"section 2 with {fw} (UCX)", ucx)
     layout = {"layout": "single"}
     add("cross-node", "cross-node", {}, layout, "section 3: prefill and decode on two EFA nodes (cfg.kv_backend)")
     for be in KV_BACKENDS:
@@ -127,6 +137,9 @@ def _graph_docs(cfg: WorkshopConfig, graph: dict[str, Any]) -> list[dict[str, An
 
 def _render_single(cfg: WorkshopConfig, head: str, opts: dict[str, str]) -> list[RenderedFile]:
     graph = dgd.base_dgd(cfg, "single-node")
+    if cfg.kv_backend == "LIBFABRIC":
+        # Without EFA, NIXL LIBFABRIC finds only a `sockets` device (TCP) and registers GPU memory as host memory.
+        graph = dgd.apply_overlays(cfg, graph, ["efa"])
     return [_file(f"{DIRS['single-node']}/{graph['metadata']['name']}.yaml", _graph_docs(cfg, graph), head)]
 
 
@@ -174,27 +187,99 @@ def render(cfg: WorkshopConfig, profile: str, sets: dict[str, str] | None = None
         ConfigError: an unknown profile, an unknown ``--set`` key or a bad value.
     """
     prof = get_profile(profile)
-    cfg_sets, opts = _split_sets(prof, sets)
-    base = cfg.to_dict()
-    if base["worker_image"] == WorkshopConfig(framework=cfg.framework).worker_image:
-        base["worker_image"] = None  # the framework's default image follows a framework change
-    cfg = WorkshopConfig.from_params({**base, **cfg_sets, **prof.overrides})
-    cfg.check_profile(prof.section)
+    cfg = profile_config(cfg, profile, sets)
+    opts = _split_sets(prof, sets)[1]
     if command is None:
         command = f"workshop render --profile {profile}" + "".join(f" --set {shlex.quote(f'{k}={v}')}" for k, v in (sets or {}).items())
-    head = header(command, config_notes(cfg))
+    notes = [line for note in graph_notes(cfg, prof.section) for line in textwrap.wrap(note, 116, break_on_hyphens=False)]
+    head = header(command, config_notes(cfg) + notes)
     return _RENDERERS[prof.section](cfg, head, opts)
 
 
+def profile_config(cfg: WorkshopConfig, profile: str, sets: dict[str, str] | None = None) -> WorkshopConfig:
+    """The config ``profile`` renders from: ``cfg``, then the profile's defaults, ``sets``, the profile's overrides.
+
+    Raises:
+        ConfigError: an unknown profile, an unknown ``--set`` key, a bad value, or a ``--set`` that contradicts the
+            profile (``--profile cross-node-ucx --set kv_backend=LIBFABRIC``).
+    """
+    prof = get_profile(profile)
+    cfg_sets, _ = _split_sets(prof, sets)
+    for key, value in cfg_sets.items():
+        if key in prof.overrides and str(value).strip().lower() != prof.overrides[key].lower():
+            raise ConfigError(f"--set {key}", f"profile {prof.name!r} fixes {key}={prof.overrides[key]}",
+                              f"drop --set {key} or use the profile {prof.section!r}")
+    base = cfg.to_dict()
+    if base["worker_image"] == WorkshopConfig(framework=cfg.framework).worker_image:
+        base["worker_image"] = None  # the framework's default image follows a framework change
+    out = WorkshopConfig.from_params({**base, **prof.defaults, **cfg_sets, **prof.overrides})
+    out.check_profile(prof.section)
+    return out
+
+
+def graph_backend(cfg: WorkshopConfig, profile: str, sets: dict[str, str] | None = None) -> str:
+    """The NIXL backend (``UCX``/``LIBFABRIC``) the graph of ``profile`` moves KV with (``single-node``: UCX).
+
+    >>> graph_backend(WorkshopConfig(kv_backend="LIBFABRIC"), "single-node")
+    'UCX'
+    """
+    return profile_config(cfg, profile, sets).kv_backend
+
+
+def graph_notes(cfg: WorkshopConfig, section: str) -> list[str]:
+    """Header lines saying what a graph needs that the YAML cannot show (the image for LIBFABRIC, the EFA count)."""
+    if section not in ("single-node", "cross-node", "bench"):
+        return []
+    notes: list[str] = []
+    if cfg.kv_backend == "LIBFABRIC":
+        image = dgd.worker_image(cfg)
+        if versions.is_efa_placeholder(image):
+            notes.append(f"Needs an image built with EFA: replace {image} (worker_image) with yours.")
+        notes += [
+            "The stock 0.9.0 runtime images have no libfabric: NIXL's LIBFABRIC plugin cannot load in them.",
+            f"Build: {versions.EFA_BUILD.format(framework=cfg.framework)} (Dynamo 0.9.0 tree).",
+            "Check a worker: fi_info -p efa; ldd $NIXL_PLUGIN_DIR/libplugin_LIBFABRIC.so (no 'not found').",
+        ]
+        if cfg.framework == "trtllm":
+            notes += [f"TRT-LLM: {TRTLLM_LIBFABRIC_NOTE}"]
+        if section == "single-node":
+            notes.append("One node: prefill and decode over EFA on the same node can stall with 'fi_read still "
+                         "retrying EAGAIN' (Dynamo disagg guide); UCX (cuda_ipc over NVLink) is the single-node default.")
+    if section != "single-node" or cfg.kv_backend == "LIBFABRIC":
+        notes.append(efa_count_note(cfg))
+    return notes
+
+
+TRTLLM_LIBFABRIC_NOTE = ("Dynamo 0.9.0's TRT-LLM docs (docs/backends/trtllm/kv-cache-transfer.md) support only UCX in "
+                         "tensorrtllm-runtime:0.9.0; the seed workshop's LIBFABRIC numbers came from a TRT-LLM image "
+                         "with a patched NIXL 0.8.0 ('Patched NIXL 0.8.0 + 11 patches'), not from this image.")
+
+
+def efa_count_note(cfg: WorkshopConfig) -> str:
+    """Why each worker requests ``cfg.efa_devices`` EFA when NIXL 0.9.0 registers VRAM only on the GPU-local ones."""
+    local = dgd.gpu_local_efa(cfg)
+    if cfg.efa_devices <= local:
+        return (f"EFA: {cfg.efa_devices} per worker (GPU-proportional; NIXL 0.9.0 registers VRAM only on the GPU's "
+                f"{local} local EFA, and only if the scheduler gave this pod those devices).")
+    return (f"EFA: {cfg.efa_devices} per worker, though NIXL 0.9.0 registers VRAM only on the {local} EFA local to the "
+            f"worker's {cfg.gpus_per_worker} GPU(s). Kubernetes allocates EFA and GPUs separately (the Topology "
+            f"Manager aligns at most by NUMA node), so a smaller request need not hold the GPU's local EFA; all "
+            f"{cfg.efa_devices} make sure it does, and each extra rail costs registered host memory (a 32 MiB control "
+            f"pool). --set efa_per_worker={local} asks for the GPU-proportional share instead.")
+
+
 def render_all(cfg: WorkshopConfig | None = None) -> list[RenderedFile]:
-    """Everything committed under ``manifests/``: each section, both frameworks, both NIXL backends."""
+    """Everything committed under ``manifests/``: each section, both frameworks, both NIXL backends across nodes.
+
+    One node is UCX only: same-node EFA gives ``fi_read still retrying EAGAIN`` (Dynamo disagg guide), and without
+    EFA NIXL LIBFABRIC falls back to a ``sockets`` device.
+    """
     cfg = cfg or WorkshopConfig()
     out = render(cfg, "platform", command=ALL_COMMAND)
     for fw in FRAMEWORKS:
+        out += render(cfg, "single-node", {"framework": fw}, command=ALL_COMMAND)  # UCX: cuda_ipc over NVLink
         for be in KV_BACKENDS:
-            sets = {"framework": fw, "kv_backend": be}
-            out += render(cfg, "single-node", sets, command=ALL_COMMAND)
-            out += render(cfg, "cross-node", sets, command=ALL_COMMAND)
+            out += render(cfg, "cross-node", {"framework": fw, "kv_backend": be}, command=ALL_COMMAND)
     for be in KV_BACKENDS:
         out += render(cfg, "bench", {"kv_backend": be}, command=ALL_COMMAND)
     return out

@@ -93,22 +93,19 @@ def load_schema(crd: str | os.PathLike[str] | dict[str, Any]) -> dict[str, Any]:
     return _load_crd_file(str(p.resolve()), p.stat().st_mtime)
 
 
-def crd_from_cluster() -> dict[str, Any]:
-    """The DGD CRD of the cluster in the current kubeconfig.
+def crd_from_cluster(cluster: Any = None) -> dict[str, Any]:
+    """The DGD CRD of ``cluster`` (a :class:`~workshop_lib.cluster.client.Cluster`; None: the current kubeconfig's).
 
     Raises:
         ClusterError: no kubeconfig, the cluster cannot be reached, or the CRD is not installed.
     """
-    try:
-        from kubernetes import client, config  # noqa: PLC0415 - optional path, keep import off the fast path
+    from workshop_lib.cluster.client import Cluster  # noqa: PLC0415 - keep the kubernetes client off the fast path
 
-        config.load_kube_config()
-        api = client.ApiextensionsV1Api()
-        obj = api.read_custom_resource_definition(DGD_CRD_NAME)
-        return api.api_client.sanitize_for_serialization(obj)
-    except Exception as exc:  # noqa: BLE001 - any failure means: no CRD from the cluster
-        raise ClusterError(DGD_CRD_NAME, f"cannot read the CRD from the cluster ({type(exc).__name__})",
-                           "pass --crd FILE or install the dynamo-crds chart") from None
+    cluster = cluster or Cluster.connect()
+    crd = cluster.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", DGD_CRD_NAME)
+    if crd is None:
+        raise ClusterError(DGD_CRD_NAME, "not installed in the cluster", "workshop platform install (dynamo-crds chart)")
+    return crd
 
 
 def schema_errors(schema: dict[str, Any], data: Any) -> list[SchemaError]:

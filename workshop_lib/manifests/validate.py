@@ -21,6 +21,7 @@ from typing import Any
 
 from workshop_lib.config import parse_quantity
 from workshop_lib.errors import ConfigError
+from workshop_lib.manifests.crdsource import SchemaSource
 from workshop_lib.manifests.documents import Doc, FieldPath, load_documents, yaml_files
 from workshop_lib.manifests.findings import Finding, finding
 from workshop_lib.manifests.inspect import containers, services
@@ -72,29 +73,39 @@ def _quantities(doc: Doc, base: FieldPath, values: dict[str, Any]) -> Iterable[F
                           "use e.g. 128Gi, 16, 500m")
 
 
-def _schema(doc: Doc, schema: dict[str, Any]) -> Iterable[Finding]:
+def _schema(doc: Doc, schema: dict[str, Any], source: str) -> Iterable[Finding]:
     for err in schema_errors(schema, doc.data):
-        yield finding(doc, "S001", "error", err.path, f"CRD schema: {err.message}",
+        yield finding(doc, "S001", "error", err.path, f"CRD schema ({source}): {err.message}",
                       "match the DynamoGraphDeployment CRD of Dynamo 0.9.0 (kubectl explain dgd.spec)")
 
 
-def validate_docs(docs: list[Doc], crd: str | os.PathLike[str] | dict[str, Any] | None) -> list[Finding]:
-    """Findings for ``docs``: schema (DGDs, when ``crd`` is given), structure, lint; sorted by file and line."""
-    schema = load_schema(crd) if crd is not None else None
+CrdArg = str | os.PathLike[str] | dict[str, Any] | SchemaSource | None
+
+
+def validate_docs(docs: list[Doc], crd: CrdArg) -> list[Finding]:
+    """Findings for ``docs``: schema (DGDs, when ``crd`` is given), structure, lint; sorted by file and line.
+
+    ``crd`` is a CRD file or object, a :class:`~workshop_lib.manifests.crdsource.SchemaSource` (see
+    :func:`~workshop_lib.manifests.crdsource.resolve`, which always finds one), or None to skip the schema (S000).
+    """
+    if isinstance(crd, SchemaSource):
+        schema, source = crd.schema, crd.kind
+    else:
+        schema, source = (load_schema(crd), "file") if crd is not None else (None, "")
     out: list[Finding] = []
     for doc in docs:
         out.extend(_structure(doc))
         if doc.kind == DGD_KIND:
             if schema is not None:
-                out.extend(_schema(doc, schema))
+                out.extend(_schema(doc, schema, source))
             else:
                 out.append(finding(doc, "S000", "info", (), "CRD schema not checked (no CRD given)",
-                                   "pass --crd nvidia.com_dynamographdeployments.yaml or connect to a cluster"))
+                                   "validate with workshop_lib.manifests.crdsource.resolve() (cluster, chart or the kit's schema)"))
     out.extend(lint(docs))
     return sorted(set(out), key=lambda f: (f.file, f.line, f.code, f.field_path, f.message))
 
 
-def validate_paths(paths: list[str | os.PathLike[str]] | list[Path], crd: Path | dict[str, Any] | None) -> list[Finding]:
+def validate_paths(paths: list[str | os.PathLike[str]] | list[Path], crd: CrdArg) -> list[Finding]:
     """Validate every YAML file under ``paths`` (files or directories) together.
 
     Raises:
