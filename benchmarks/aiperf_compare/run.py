@@ -100,7 +100,8 @@ def _markdown(res: dict[str, Any]) -> str:
         "",
         f"Run {m['date']} on {m['host']} ({m['cpus']} CPUs, load average before/after {m['loadavg_before']} / "
         f"{m['loadavg_after']}). Dynamo {m['dynamo']} frontend + mocker prefill/decode (local lab), chat, streaming, "
-        f"ISL {ISL} / OSL {OSL}. Regenerate: `python -m benchmarks aiperf_compare`.",
+        f"ISL {m['isl']} / OSL {m['osl']}. Rerun: `python -m benchmarks aiperf_compare`; rebuild this page from results.json: "
+        "`python benchmarks/aiperf_compare/run.py --report`.",
         "",
         "| tool | conc | requests | errors | TTFT p50 | TTFT p99 | ITL p50 | output tok/s | frontend TTFT mean | "
         "CPU s | CPU s / 1000 req |",
@@ -112,39 +113,64 @@ def _markdown(res: dict[str, Any]) -> str:
                    f"{r['frontend_ttft_mean_ms']} | {r['cpu_s']} | {r['cpu_s_per_1000']} |")
     out += ["", "Latencies in ms. CPU is the tool's whole process tree, interpreter start included. The frontend's "
             "mean TTFT is measured inside Dynamo, so it excludes the network and the client.", "", "## Findings", ""]
-    out += res["notes"]
+    out += _notes(res["runs"])
     return "\n".join(out) + "\n"
 
 
+KIT, AIPERF = "workshop bench serve", "aiperf 0.13.0"
+
+
+def _range(values: list[float], fmt: str = "{:.1f}") -> str:
+    """``"3.5-4.7"`` (or one value) from the measured values, for findings text."""
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}-{fmt.format(hi)}"
+
+
 def _notes(runs: list[dict[str, Any]]) -> list[str]:
+    """The findings, computed from ``runs`` (every number below is this run's): rerun, and the text follows."""
     notes = []
     by = {(r["tool"], r["concurrency"]): r for r in runs}
-    for conc in LEVELS:
-        a, o = by.get(("aiperf 0.13.0", conc)), by.get(("workshop bench serve", conc))
+    pairs = []
+    for conc in sorted({r["concurrency"] for r in runs}):
+        a, o = by.get((AIPERF, conc)), by.get((KIT, conc))
         if not a or not o or a["ttft_p50_ms"] is None or o["ttft_p50_ms"] is None:
             notes.append(f"- concurrency {conc}: a tool failed (see scratch/ logs)")
             continue
+        pairs.append((conc, o, a))
         cheaper = a["cpu_s_per_1000"] / o["cpu_s_per_1000"] if o["cpu_s_per_1000"] else float("nan")
         notes.append(
             f"- concurrency {conc}: TTFT p50 {o['ttft_p50_ms']} ms (kit) vs {a['ttft_p50_ms']} ms (aiperf), while the "
             f"frontend's own mean TTFT was {o['frontend_ttft_mean_ms']} / {a['frontend_ttft_mean_ms']} ms during those "
             f"runs; ITL p50 {o['itl_p50_ms']} vs {a['itl_p50_ms']} ms; {o['output_tokens_per_s']} vs "
-            f"{a['output_tokens_per_s']} tok/s; the kit's client used {cheaper:.1f}x less CPU per request.")
-    notes += [
-        "",
-        "Where each tool stands: the client, the lab (frontend + two mockers, etcd, NATS) and the other tool's leftovers "
-        "share 2 vCPUs, so a client's own CPU use slows the server it measures. aiperf (several worker processes) "
-        "used 3-5x more CPU per request; at higher concurrency it drove less throughput and reported TTFTs far above "
-        "the frontend's own figure. Its ITL p50 of 0 at high concurrency is its own per-request ITL when tokens "
-        "arrived in one burst. The kit's client is not free either: its p50 sits a few ms above the frontend's "
-        "mean (loopback, HTTP parsing, its event loop), and its p99 is wider than the mean suggests.",
-        "",
-        "A trap found here: the Dynamo frontend writes each SSE event as a small TCP segment with Nagle's algorithm on. "
-        "A client that delays its ACKs (Linux default, up to 40 ms) then sees the first token up to 40 ms late: this "
-        "kit's raw client read TTFT p50 45-48 ms at concurrency 1 where the frontend measured about 5 ms, until it set "
-        "TCP_QUICKACK after every read (then 4.3-4.7 ms). The httpx transport cannot do that and showed the same "
-        "stall (48.6 ms p50 in one run, 9.4 ms in another).",
-    ]
+            f"{a['output_tokens_per_s']} tok/s; the kit's client used "
+            f"{f'{cheaper:.1f}x less' if cheaper >= 1 else f'{1 / cheaper:.1f}x more'} CPU per request.")
+    if not pairs:
+        return notes
+    notes += ["", "Where each tool stands (computed from the rows above; the client, the lab and the other tool's "
+              "leftovers share this machine's CPUs, so a client's own CPU use slows the server it measures):", ""]
+    ratios = [a["cpu_s_per_1000"] / o["cpu_s_per_1000"] for _, o, a in pairs if o["cpu_s_per_1000"]]
+    if ratios:
+        notes.append(f"- CPU per request: aiperf used {_range(ratios)}x the kit client's "
+                     f"({'more' if min(ratios) >= 1 else 'not always more'}).")
+    for conc, o, a in pairs:
+        fe_o, fe_a = o.get("frontend_ttft_mean_ms"), a.get("frontend_ttft_mean_ms")
+        parts = [f"aiperf drove {a['output_tokens_per_s'] / o['output_tokens_per_s']:.0%} of the kit's throughput"
+                 if o["output_tokens_per_s"] else "the kit's throughput was 0"]
+        if fe_a:
+            parts.append(f"its TTFT p50 was {a['ttft_p50_ms'] / fe_a:.1f}x the frontend's mean during its run")
+        if fe_o:
+            parts.append(f"the kit's was {o['ttft_p50_ms'] / fe_o:.1f}x "
+                         f"({o['ttft_p50_ms'] - fe_o:+.2f} ms) the frontend's mean during its own")
+        notes.append(f"- concurrency {conc}: " + "; ".join(parts) + ".")
+    zero_itl = [conc for conc, _, a in pairs if a["itl_p50_ms"] == 0]
+    if zero_itl:
+        notes.append(f"- aiperf reported ITL p50 0 at concurrency {', '.join(map(str, zero_itl))}: its per-request ITL "
+                     "when the tokens of a request arrived in one burst, not a zero inter-token latency.")
+    notes += ["", "Why the kit's raw client sets TCP_QUICKACK after every read: the Dynamo frontend writes each SSE "
+              "event as a small TCP segment with Nagle's algorithm on, so a client that delays its ACKs (the Linux "
+              "default) can see the first token up to the delayed-ACK timeout late. The httpx transport cannot set it. "
+              "This run does not measure the effect (no run without QUICKACK is recorded here); the TTFT rows above "
+              "are with it."]
     return notes
 
 
@@ -177,12 +203,21 @@ def main() -> int:
                     "cpus": len(os.sched_getaffinity(0)), "loadavg_before": [round(x, 2) for x in load0],
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()], "dynamo": versions.DYNAMO,
                     "aiperf": "0.13.0", "isl": ISL, "osl": OSL, "levels": LEVELS},
-           "runs": runs, "notes": _notes(runs)}
+           "runs": runs}
     (HERE / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     (HERE / "RESULTS.md").write_text(_markdown(res))
-    print("\n".join(res["notes"]))
+    print("\n".join(_notes(runs)))
     return 0
 
 
+def report() -> str:
+    """RESULTS.md rebuilt from the recorded ``results.json`` (no rerun): ``python benchmarks/aiperf_compare/run.py
+    --report``."""
+    return _markdown(json.loads((HERE / "results.json").read_text()))
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--report"]:
+        (HERE / "RESULTS.md").write_text(report())
+        sys.exit(0)
     sys.exit(main())

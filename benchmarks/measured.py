@@ -1,0 +1,268 @@
+"""The README's "What the kit measured" table, generated from the recorded runs (never typed by hand).
+
+Each row reads the record its benchmark wrote (``benchmarks/<name>/results.json`` and friends) and quotes every run
+or the median, never the best. A row whose record does not exist says "no record yet". The table lives in README.md
+between ``<!-- measured:begin -->`` and ``<!-- measured:end -->``; a unit test fails when it drifts from the records.
+
+Usage::
+
+    python -m benchmarks.measured           # rewrite the table in README.md from the records
+    python -m benchmarks.measured --check   # exit 1 (and say which rows) when README.md differs
+    python -m benchmarks.measured --print   # print the table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+README = REPO / "README.md"
+BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
+NO_RECORD = "no record yet"
+MiB = 1 << 20
+
+Row = tuple[str, str, str]  # what, result, where
+
+
+def _load(path: Path) -> Any | None:
+    """A record's JSON, or None when it does not exist (or cannot be parsed: then the row says so)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return {"_unreadable": str(path.relative_to(REPO))}
+
+
+def _g(value: float) -> str:
+    """A figure as recorded, to 3 significant digits (no invented precision)."""
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def _runs(rec: Any, key: str) -> list[dict[str, Any]]:
+    """``rec[key]`` as a list of runs (a record may hold one run as a mapping, or ``{"runs": [...]}``)."""
+    part = rec.get(key) if isinstance(rec, dict) else None
+    if isinstance(part, dict):
+        part = part.get("runs", [part])
+    return [r for r in part or [] if isinstance(r, dict)]
+
+
+def _median_or_all(values: list[float], unit: str) -> str:
+    """All runs when there are at most three, else the median with the range (never only the best)."""
+    if len(values) <= 3:
+        return " / ".join(_g(v) for v in values) + f" {unit}" + (f" ({len(values)} runs)" if len(values) > 1 else "")
+    return (f"median {_g(statistics.median(values))} {unit} over {len(values)} runs "
+            f"(range {_g(min(values))}-{_g(max(values))})")
+
+
+# ------------------------------------------------------------------------------------------------ rows
+QUICKSTART = HERE / "quickstart" / "results.json"
+
+
+def make_test_row() -> Row:
+    what = "`make test` from a clean clone"
+    where = "`benchmarks/quickstart/`"
+    rec = _load(QUICKSTART)
+    runs = [r for r in _runs(rec, "make_test") if isinstance(r.get("wall_s"), (int, float))]
+    if not runs:
+        return (what, NO_RECORD, where)
+    text = _median_or_all([float(r["wall_s"]) for r in runs], "s")
+    counts = [f"{r.get('passed')} passed, {r.get('skipped')} skipped, {r.get('failed', 0)} failed" for r in runs
+              if r.get("passed") is not None]
+    if counts:
+        text += f"; {' / '.join(dict.fromkeys(counts))}"
+    cpus = {r.get("cpus") for r in runs if r.get("cpus")}
+    if cpus:
+        text += f" ({'/'.join(str(c) for c in sorted(cpus))} cores)"
+    return (what, text, where)
+
+
+def lab_up_row() -> Row:
+    what = "`workshop lab up` (serving lab ready)"
+    where = "`benchmarks/quickstart/`"
+    rec = _load(QUICKSTART)
+    runs = [r for r in _runs(rec, "lab_up") if isinstance(r.get("ready_s", r.get("wall_s")), (int, float))]
+    if not runs:
+        return (what, NO_RECORD, where)
+    parts = []
+    for engine in dict.fromkeys(str(r.get("engine", "")) for r in runs):
+        mine = [r for r in runs if str(r.get("engine", "")) == engine]
+        text = (f"{engine}: " if engine else "") + _median_or_all(
+            [float(r.get("ready_s", r.get("wall_s"))) for r in mine], "s")
+        rss = [float(r["rss_mb"]) for r in mine if isinstance(r.get("rss_mb"), (int, float))]
+        if rss:
+            text += f", {_median_or_all(rss, 'MB')} RSS"
+        parts.append(text)
+    return (what, "; ".join(parts), where)
+
+
+def _vram_at(data: dict[str, Any], size: int, op: str = "READ", mode: str = "one-at-a-time") -> dict[str, Any] | None:
+    for run in data.get("runs", []):
+        if run.get("backend") != "UCX" or run.get("op") != op or run.get("mode", "one-at-a-time") != mode:
+            continue
+        for r in run.get("rows", []):
+            if int(r["block_size"]) * int(r.get("batch", 1)) == size:
+                return r
+    return None
+
+
+def nixl_vram_row() -> Row:
+    what = "NIXL VRAM -> VRAM, 2 GPUs of one host, UCX, READ one request at a time"
+    where = "`benchmarks/nixl_vram/`"
+    records = [rec for rec in (_load(HERE / "nixl_vram" / "results.json"),
+                               _load(HERE / "nixl_vram" / "results-repeat.json")) if isinstance(rec, dict)]
+    if not records:
+        return (what, NO_RECORD, where)
+    parts = []
+    verified = True
+    for size in (64 * MiB, 256 * MiB):
+        rows = [r for r in (_vram_at(rec, size) for rec in records) if r]
+        if not rows:
+            continue
+        verified &= all(r.get("verified") for r in rows)
+        gbps = " / ".join(_g(r["gbps"]) for r in rows)
+        pct = " / ".join(f"{r['pct_of_peer_copy']:.0f}%" for r in rows if r.get("pct_of_peer_copy") is not None)
+        parts.append(f"{size // MiB} MiB: {gbps} GB/s ({pct} of a peer copy)")
+    if not parts:
+        return (what, NO_RECORD, where)
+    runs = f"{len(records)} run{'s' if len(records) > 1 else ''}"
+    text = f"{'; '.join(parts)} [{runs}, each run's figure]; every block verified: {'yes' if verified else 'NO'}"
+    card = (records[0].get("meta", {}).get("nvidia_smi") or [""])[0]
+    if card:
+        text = f"{str(card).split(',')[0].strip()} x{len(records[0]['meta']['nvidia_smi'])}: " + text
+    ref = _load(HERE / "nixl_vram" / "refcopy.json")
+    if isinstance(ref, dict) and ref.get("ipc_rows"):
+        ipc = {int(r["bytes"]): r.get("ipc-pull") for r in ref["ipc_rows"]}
+        got = [f"{_g(ipc[s])}" for s in (64 * MiB, 256 * MiB) if ipc.get(s)]
+        if got:
+            text += f"; a plain two-process CUDA-IPC copy: {' / '.join(got)} GB/s at 64 / 256 MiB"
+    return (what, text, where)
+
+
+def client_fidelity_row() -> Row:
+    what = "`workshop bench serve` TTFT p50 error vs a server with known timing"
+    where = "`benchmarks/client_fidelity/`"
+    rec = _load(HERE / "client_fidelity" / "results.json")
+    if not isinstance(rec, dict) or not rec.get("runs"):
+        return (what, NO_RECORD, where)
+
+    def errs(tool: str) -> tuple[list[str], list[str]]:
+        rows = [r for r in rec["runs"] if r.get("tool") == tool and r.get("ttft_err_pct") is not None]
+        return [f"{r['ttft_err_pct']:+}%" for r in rows], [str(r["concurrency"]) for r in rows]
+
+    kit, levels = errs("workshop bench serve (raw)")
+    if not kit:
+        return (what, NO_RECORD, where)
+    text = f"{' / '.join(kit)} at concurrency {' / '.join(levels)}"
+    ai, ai_levels = errs("aiperf 0.13.0")
+    if ai:
+        text += f" (aiperf 0.13.0: {' / '.join(ai)} at {' / '.join(ai_levels)})"
+    tol = rec.get("meta", {}).get("tolerance")
+    if tol is not None:
+        text += f"; goal within {tol:.0%}: {'met' if rec.get('pass') else 'not met'}"
+    return (what, text + "; one run", where)
+
+
+def aiperf_compare_row() -> Row:
+    what = "`workshop bench serve` vs aiperf 0.13.0 on the local Dynamo frontend, CPU per request"
+    where = "`benchmarks/aiperf_compare/`"
+    rec = _load(HERE / "aiperf_compare" / "results.json")
+    if not isinstance(rec, dict) or not rec.get("runs"):
+        return (what, NO_RECORD, where)
+    by = {(r["tool"], r["concurrency"]): r for r in rec["runs"]}
+    ratios, levels = [], []
+    for conc in sorted({r["concurrency"] for r in rec["runs"]}):
+        a, o = by.get(("aiperf 0.13.0", conc)), by.get(("workshop bench serve", conc))
+        if a and o and o.get("cpu_s_per_1000") and a.get("cpu_s_per_1000"):
+            ratios.append(f"{a['cpu_s_per_1000'] / o['cpu_s_per_1000']:.1f}x")
+            levels.append(str(conc))
+    if not ratios:
+        return (what, NO_RECORD, where)
+    return (what, f"aiperf used {' / '.join(ratios)} the kit client's CPU per request at concurrency "
+                  f"{' / '.join(levels)}; one run", where)
+
+
+def logs_vs_grep_row() -> Row:
+    what = "`workshop diagnose` vs `grep -cE` on one large log"
+    where = "`benchmarks/logs_vs_grep/`"
+    rec = _load(HERE / "logs_vs_grep" / "results.json")
+    need = ("ratio_vs_grep_combined", "log_bytes")
+    if not isinstance(rec, dict) or any(k not in rec for k in need):
+        return (what, NO_RECORD, where)
+    text = f"{rec['log_bytes'] / MiB:.0f} MiB: {rec['ratio_vs_grep_combined']}x one combined grep"
+    if rec.get("ratio_vs_grep_per_pattern") is not None:
+        text += f", {rec['ratio_vs_grep_per_pattern']}x the per-pattern greps"
+    goal = rec.get("goal") or {}
+    if goal.get("max_ratio") is not None:
+        met = rec["ratio_vs_grep_combined"] <= goal["max_ratio"]
+        text += f" (goal {goal['max_ratio']}x: {'met' if met else 'missed'})"
+    if rec.get("diagnose_peak_rss_mb") is not None:
+        text += f", {rec['diagnose_peak_rss_mb']} MB peak RSS"
+    if rec.get("fixture_lines_per_copy"):
+        text += f"; input repeats {rec['fixture_lines_per_copy']} fixture lines"
+    return (what, text, where)
+
+
+ROWS: list[Callable[[], Row]] = [make_test_row, lab_up_row, nixl_vram_row, client_fidelity_row, aiperf_compare_row,
+                                 logs_vs_grep_row]
+
+
+def table() -> str:
+    """The markdown table (header included), one row per record."""
+    lines = ["| what | result (from the record) | record (rerun) |", "|---|---|---|"]
+    for w, r, p in (row() for row in ROWS):
+        name = p.strip("`/").split("/")[-1]
+        lines.append(f"| {w} | {r} | {p} (`python -m benchmarks {name}`) |")
+    return "\n".join(lines)
+
+
+def splice(text: str, body: str) -> str:
+    """``text`` with the part between the markers replaced by ``body``.
+
+    Raises:
+        ValueError: the markers are missing or out of order.
+    """
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise ValueError(f"README.md needs one {BEGIN} ... {END} block around the measured table")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{body}\n{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.measured", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 when README.md's table differs from the records")
+    ap.add_argument("--print", action="store_true", help="print the table only")
+    ap.add_argument("--readme", type=Path, default=README)
+    a = ap.parse_args(argv)
+    body = table()
+    if a.print:
+        print(body)
+        return 0
+    try:
+        old = a.readme.read_text()
+        new = splice(old, body)
+    except (OSError, ValueError) as exc:
+        print(f"error: {a.readme}: {exc}", file=sys.stderr)
+        return 1
+    if a.check:
+        if new != old:
+            print(f"{a.readme}: the measured table differs from the records; run `python -m benchmarks.measured`",
+                  file=sys.stderr)
+            return 1
+        return 0
+    if new != old:
+        a.readme.write_text(new)
+        print(f"rewrote the measured table in {a.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
