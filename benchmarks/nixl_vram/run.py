@@ -144,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         (HERE / "RESULTS.md").write_text(md)
         print(md)
+        sys.path.insert(0, str(HERE))
+        from notes import notes  # NOTES.md: the findings, generated from the same records
+
+        (HERE / "NOTES.md").write_text(notes())
         return 0
     reason = gpus_available() if args.mem == "VRAM" else None
     if reason:

@@ -119,3 +119,36 @@ def test_aiperf_findings_follow_the_measurement() -> None:
                _ai_run("aiperf 0.13.0", 1, 30.0, 2.0, 250.0, 10.0, 150.0)]
     text = "\n".join(ai._notes(cheaper))
     assert "the kit's client used 2.0x more CPU per request" in text and "ITL p50 0" not in text
+
+
+def _vram_notes() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("_vram_notes", BENCH / "nixl_vram" / "notes.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_vram_notes_are_generated_from_the_records() -> None:
+    notes = _vram_notes()
+    assert notes.main(["--check"]) == 0, "run `python benchmarks/nixl_vram/notes.py`"
+
+
+def test_vram_notes_decide_from_the_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    notes = _vram_notes()
+
+    def run(gbps: float, pct: float, mode: str = "one-at-a-time") -> dict:
+        return {"backend": "UCX", "op": "READ", "mode": mode,
+                "rows": [{"block_size": s, "batch": 1, "gbps": gbps, "pct_of_peer_copy": pct, "verified": True,
+                          "transport": "cuda_ipc"} for s in notes.BIG]}
+
+    rec = {"meta": {"nvidia_smi": ["NVIDIA X, 1.0"] * 2, "nixl": "0.9.0"},
+           "runs": [run(300.0, 90.0), run(350.0, 95.0, "inflight-4")]}
+    (tmp_path / "results.json").write_text(json.dumps(rec))
+    monkeypatch.setattr(notes, "HERE", tmp_path)
+    text = notes.notes()
+    assert "300 GB/s at 64 MiB (90% of the torch peer copy)" in text and "is **met**" in text
+    assert "four requests in flight helped READ (350 GB/s" in text
+    rec["runs"][0] = run(300.0, 84.9)
+    (tmp_path / "results.json").write_text(json.dumps(rec))
+    assert "is **not met**" in notes.notes()
