@@ -27,7 +27,7 @@ from workshop_lib.cluster.diagnose import ready_counts
 from workshop_lib.config import INSTANCE_TYPES, WorkshopConfig, parse_quantity
 from workshop_lib.errors import ClusterError
 
-PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+PASS, WARN, FAIL, INFO = "PASS", "WARN", "FAIL", "INFO"  # INFO: a manual check the API cannot see (does not judge)
 COLUMNS = ["check", "status", "found", "expected", "fix"]
 INSTANCE_LABEL = "node.kubernetes.io/instance-type"
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -41,6 +41,7 @@ PLATFORM_PODS = {
     "dynamo-platform-nats-0": 2,
 }
 INSTALL_FIX = "workshop platform install"
+SIDE_CHANNEL_PORT = 5600  # vLLM 0.14.1 envs.py VLLM_NIXL_SIDE_CHANNEL_PORT default (the kit does not change it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,8 @@ class Snapshot:
     crds: list[dict[str, Any]] = field(default_factory=list)
     platform_pods: list[dict[str, Any]] = field(default_factory=list)
     secret_keys: list[str] | None = None  # None: the secret does not exist
+    network_policies: list[dict[str, Any]] = field(default_factory=list)  # in the workshop namespace
+    workloads: list[dict[str, Any]] = field(default_factory=list)  # DGDs and pods in the workshop namespace
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -96,6 +99,11 @@ def snapshot(cluster: Cluster, cfg: WorkshopConfig) -> Snapshot:
         return None if sec is None else sorted({**(sec.get("data") or {}), **(sec.get("stringData") or {})})
 
     s.secret_keys = read("secret", secret_keys)
+    s.network_policies = read("netpol", lambda: cluster.list("networking.k8s.io/v1", "NetworkPolicy", cfg.namespace)) or []
+    dgds = read("dgds", lambda: cluster.list("nvidia.com/v1alpha1", "DynamoGraphDeployment", cfg.namespace)) or []
+    s.errors.pop("dgds", None)  # no DGD kind means no CRDs: the Dynamo CRDs row says so
+    pods = read("workloads", lambda: cluster.list("v1", "Pod", cfg.namespace)) or []
+    s.workloads = [*dgds, *pods]
     return s
 
 
@@ -149,7 +157,7 @@ def check_gpu_nodes(s: Snapshot, cfg: WorkshopConfig) -> list[Row]:
                             "" if g >= it.gpus else "some GPUs are unhealthy or not advertised: check the device plugin pod on this node"))
         if e is None:
             rows.append(Row(f"{EFA_RESOURCE} on {name}", FAIL, "not allocatable", str(it.efa),
-                            "install the EFA device plugin (aws-efa-k8s-device-plugin v0.5.6) and launch the node "
+                            "install the EFA device plugin (chart aws-efa-k8s-device-plugin v0.5.6, image v0.5.4) and launch the node "
                             "group with EFA interfaces enabled"))
         else:
             rows.append(Row(f"{EFA_RESOURCE} on {name}", PASS if e >= it.efa else WARN, f"{e:.0f}", str(it.efa),
@@ -241,6 +249,158 @@ def check_hf_secret(s: Snapshot, cfg: WorkshopConfig) -> Row:
     return Row(label, FAIL, f"keys: {keys}", "key HF_TOKEN", f"re-create it: {create}")
 
 
+# ------------------------------------------------------------------------------------------------ issue 19: what the class needs
+def check_worker_image(cfg: WorkshopConfig) -> Row:
+    """LIBFABRIC needs an image with libfabric: the stock 0.9.0 runtime images have none (FACTS.md, stock images)."""
+    from workshop_lib.manifests.lint import EFA_IMAGE_FIX  # noqa: PLC0415 - the one wording of the fix
+
+    image = str(cfg.worker_image)
+    label = "worker image for NIXL " + cfg.kv_backend
+    if cfg.kv_backend != "LIBFABRIC":
+        return Row(label, PASS, image, "UCX is in every runtime image")
+    expected = "an image built with EFA (libfabric + hwloc + the NIXL LIBFABRIC plugin)"
+    if versions.stock_runtime_without_libfabric(image) or versions.is_efa_placeholder(image):
+        why = "placeholder" if versions.is_efa_placeholder(image) else "stock image: no libfabric in its runtime stage"
+        return Row(label, FAIL, f"{image} ({why})", expected, EFA_IMAGE_FIX)
+    return Row(label, PASS, image, expected)
+
+
+def _selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics (an empty selector matches everything)."""
+    if selector is None:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
+        has = key in labels
+        if (op == "In" and (not has or labels[key] not in values)) or (op == "NotIn" and has and labels[key] in values) \
+                or (op == "Exists" and not has) or (op == "DoesNotExist" and has):
+            return False
+    return True
+
+
+def _port_allowed(ports: list[dict[str, Any]] | None, port: int) -> bool:
+    if not ports:
+        return True
+    for p in ports:
+        if str(p.get("protocol", "TCP")).upper() != "TCP":
+            continue
+        first = p.get("port")
+        if first is None:
+            return True
+        if isinstance(first, str) and not first.isdigit():
+            continue  # a named port: not the side channel (vLLM does not name it)
+        end = p.get("endPort") or first
+        if int(first) <= port <= int(end):
+            return True
+    return False
+
+
+def _peer_allowed(peers: list[dict[str, Any]] | None, labels: dict[str, str]) -> bool:
+    if not peers:
+        return True  # no from/to: any peer
+    for peer in peers:
+        if "ipBlock" in peer:
+            continue  # pod IPs change; an ipBlock is not a reliable allow for pod-to-pod traffic
+        ns_sel = peer.get("namespaceSelector")
+        if ns_sel is not None and ns_sel != {}:
+            continue  # another namespace's pods: the workers share one
+        if _selector_matches(peer.get("podSelector", {}) if "podSelector" in peer else {}, labels):
+            return True
+    return False
+
+
+def side_channel_blockers(policies: list[dict[str, Any]], labels: dict[str, str], port: int) -> list[str]:
+    """Names of the directions (``<policy> ingress``...) that stop worker-to-worker TCP on ``port``.
+
+    A pod selected by at least one policy of a type (Ingress/Egress) only gets traffic some such policy allows.
+    """
+    out = []
+    for direction, key, peers_key in (("Ingress", "ingress", "from"), ("Egress", "egress", "to")):
+        selecting = [p for p in policies if _selector_matches((p.get("spec") or {}).get("podSelector", {}), labels)
+                     and direction in ((p.get("spec") or {}).get("policyTypes")
+                                       or (["Ingress", "Egress"] if (p.get("spec") or {}).get("egress") else ["Ingress"]))]
+        if not selecting:
+            continue
+        allowed = any(_peer_allowed(r.get(peers_key), labels) and _port_allowed(r.get("ports"), port)
+                      for p in selecting for r in (p["spec"].get(key) or []))
+        if not allowed:
+            out.append(f"{direction.lower()} ({', '.join(_name(p) for p in selecting)})")
+    return out
+
+
+def check_network_policy(s: Snapshot, cfg: WorkshopConfig) -> Row:
+    """No NetworkPolicy in the workshop namespace may stop the vLLM NIXL side channel between the worker pods."""
+    from workshop_lib.manifests.dgd import LABEL_COMPONENT, LABEL_GRAPH, dgd_name  # noqa: PLC0415
+
+    port = SIDE_CHANNEL_PORT
+    label = f"NetworkPolicy vs NIXL side channel (TCP {port})"
+    if "netpol" in s.errors:
+        return Row(label, WARN, "cannot list NetworkPolicies", "worker pods reach each other", s.errors["netpol"])
+    if not s.network_policies:
+        return Row(label, PASS, f"no NetworkPolicy in {cfg.namespace}", "worker pods reach each other")
+    labels = {LABEL_COMPONENT: "worker", LABEL_GRAPH: dgd_name(cfg, "cross-node")}
+    blocked = side_channel_blockers(s.network_policies, labels, port)
+    found = f"{len(s.network_policies)} polic{'y' if len(s.network_policies) == 1 else 'ies'}"
+    if not blocked:
+        return Row(label, PASS, f"{found}; TCP {port} between workers allowed", "worker pods reach each other")
+    return Row(label, FAIL, f"{found}; blocks {' and '.join(blocked)}", "worker pods reach each other",
+               f"allow TCP {port} (VLLM_NIXL_SIDE_CHANNEL_PORT, vLLM 0.14.1 default) between pods labelled "
+               f"{LABEL_COMPONENT}=worker in {cfg.namespace}, ingress and egress: without it decode never gets the "
+               "prefill worker's NIXL metadata")
+
+
+def _host_infiniband_users(workloads: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for w in workloads:
+        if w.get("kind") == "DynamoGraphDeployment":
+            specs = [(f"{_name(w)}/{n}", (svc or {}).get("extraPodSpec") or {})
+                     for n, svc in ((w.get("spec") or {}).get("services") or {}).items()]
+        else:
+            specs = [(_name(w), w.get("spec") or {})]
+        for who, spec in specs:
+            for v in spec.get("volumes") or []:
+                path = str(((v or {}).get("hostPath") or {}).get("path") or "")
+                if path.rstrip("/") == "/dev/infiniband" or path.startswith("/dev/infiniband/"):
+                    out.append(f"{w.get('kind')} {who}")
+    return out
+
+
+def check_host_infiniband(s: Snapshot, cfg: WorkshopConfig) -> Row:
+    label = "worker pods mounting host /dev/infiniband"
+    if "workloads" in s.errors:
+        return Row(label, WARN, "cannot list DGDs/pods", "none", s.errors["workloads"])
+    users = _host_infiniband_users(s.workloads)
+    if not users:
+        return Row(label, PASS, f"none of {len(s.workloads)} DGDs/pods in {cfg.namespace}", "none")
+    return Row(label, WARN, ", ".join(users), "none",
+               "remove the hostPath /dev/infiniband volume: it shows the container every RDMA device of the node and "
+               f"can hide the EFA devices the pod was given; request {EFA_RESOURCE} instead")
+
+
+def manual_checks(s: Snapshot, cfg: WorkshopConfig) -> list[Row]:
+    """What the Kubernetes API cannot see, as INFO rows whose fix is the AWS CLI command to run (AWS EFA user guide)."""
+    nodes = [_name(n) for n in gpu_nodes(s.nodes)
+             if (n["metadata"].get("labels") or {}).get(INSTANCE_LABEL) == cfg.instance_type] or ["<gpu-node-1>", "<gpu-node-2>"]
+    names = ",".join(nodes)
+    sg = ("aws ec2 describe-instances --filters Name=private-dns-name,Values=" + names +
+          " --query \"Reservations[].Instances[].NetworkInterfaces[?InterfaceType=='efa'].Groups[].GroupId\" --output text"
+          " | xargs -n1 | sort -u | xargs aws ec2 describe-security-groups --query "
+          "\"SecurityGroups[].{id:GroupId,in:IpPermissions[].UserIdGroupPairs[].GroupId,"
+          "out:IpPermissionsEgress[].UserIdGroupPairs[].GroupId}\" --group-ids")
+    pg = ("aws ec2 describe-instances --filters Name=private-dns-name,Values=" + names +
+          " --query \"Reservations[].Instances[].[PrivateDnsName,Placement.GroupName,Placement.AvailabilityZone]\""
+          " --output table")
+    return [
+        Row("manual: EFA security group allows itself", INFO, "not visible to the Kubernetes API",
+            "the EFA interfaces' security group has an inbound and an outbound rule for all traffic from/to itself", sg),
+        Row("manual: GPU nodes in one cluster placement group", INFO, "not visible to the Kubernetes API",
+            f"{len(nodes)} x {cfg.instance_type} share one placement group and AZ", pg),
+    ]
+
+
 def judge(s: Snapshot, cfg: WorkshopConfig) -> list[Row]:
     """All EKS verdicts for a snapshot (pure)."""
     n_gpu = max(len(gpu_nodes(s.nodes)), 1)
@@ -256,6 +416,10 @@ def judge(s: Snapshot, cfg: WorkshopConfig) -> list[Row]:
         check_crds(s),
         *check_platform(s, cfg),
         check_hf_secret(s, cfg),
+        check_worker_image(cfg),
+        check_network_policy(s, cfg),
+        check_host_infiniband(s, cfg),
+        *manual_checks(s, cfg),
     ]
 
 

@@ -47,6 +47,7 @@ RESOURCES: list[Resource] = [
     Resource("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",)),
     Resource("batch", "v1", "Job", "jobs", True),
     Resource("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False, ("crd", "crds")),
+    Resource("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ("netpol",)),
     Resource("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
     Resource("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
     Resource("nvidia.com", "v1alpha1", "DynamoGraphDeployment", "dynamographdeployments", True, ("dgd",)),
