@@ -89,3 +89,40 @@ def test_real_sweep_ucx_and_libfabric_into_one_frame(tmp_path):
     assert (tmp_path / "ucx-read" / "initiator.log").stat().st_size > 0
     if "LIBFABRIC" in backends:
         assert set(df.loc[df["backend"] == "LIBFABRIC", "transport"]) == {"tcp"}  # the local TCP fallback
+
+
+_BANNER = """Backend (--backend=[UCX,GDS,GDS_MT,POSIX,Mooncake,HF3FS,OBJ,AZURE_BLOB]): {backend}
+Initiator seg type (--initiator_seg_type=[DRAM,VRAM])       : VRAM
+Op type (--op_type=[READ,WRITE])                            : WRITE
+Check consistency (--check_consistency=[0,1])               : 0
+Num iter (--num_iter=N)                                     : 10
+----------------------------------------------------------------------------------------------------------------
+{extra}
+Block Size (B)      Batch Size     B/W (GB/Sec)   Avg Lat. (us)  Avg Prep (us)  P99 Prep (us)  Avg Post (us)  P99 Post (us)  Avg Tx (us)    P99 Tx (us)
+----------------------------------------------------------------------------------------------------------------
+4096                1              0.112873       36.3           25.0           25.0           2.8            4.0            33.5           40.0
+"""
+
+
+@pytest.mark.parametrize(
+    ("backend", "extra", "transport"),
+    [
+        ("LIBFABRIC", "Discovered 32 EFA devices", "efa"),
+        ("LIBFABRIC", "Discovered 1 socket devices", "sockets"),
+        ("LIBFABRIC", "", None),  # a LIBFABRIC backend alone is not evidence of EFA
+        ("UCX", "", None),
+    ],
+)
+def test_nixlbench_labels_come_from_the_log(tmp_path, backend: str, extra: str, transport: str | None) -> None:
+    log = tmp_path / "initiator.log"
+    log.write_text(_BANNER.format(backend=backend, extra=extra))
+    df = nixlbench_frame(log)
+    assert set(df["backend"]) == {backend}  # as the banner prints it, never the pod pair's name
+    got = df["transport"].iloc[0]
+    assert (got is None and transport is None) or got == transport
+
+
+def test_public_p5_log_does_not_claim_efa(fixtures_dir) -> None:
+    """The public P5 nixlbench excerpt names no provider: its transport stays unconfirmed."""
+    df = nixlbench_frame(fixtures_dir / "nixlbench" / "nixlbench-libfabric-efa-pod-a.log")
+    assert df["transport"].isna().all()

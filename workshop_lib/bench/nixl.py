@@ -41,11 +41,24 @@ def lab_frame(result: Any) -> pd.DataFrame:
     return df.reindex(columns=COLUMNS)
 
 
+def log_transport(path: str | Path) -> str | None:
+    """The transport a NIXL/nixlbench log names, as evidence: the libfabric provider its lines state (``efa``,
+    ``tcp;ofi_rxm``...) via :func:`workshop_lib.logs.diagnose.diagnose`, or None when no line names one.
+
+    A LIBFABRIC backend alone is not evidence of EFA: the same backend runs over TCP sockets.
+    """
+    from workshop_lib.logs.diagnose import diagnose
+
+    return diagnose(Path(path)).libfabric_provider
+
+
 def nixlbench_frame(result_or_path: Any) -> pd.DataFrame:
     """nixlbench's table (a path or a parsed :class:`~workshop_lib.logs.nixlbench.NixlbenchResult`) in :data:`COLUMNS`.
 
     nixlbench reports average latency only, so ``lat_p50_us``/``lat_p99_us`` stay empty; ``bytes_moved`` and
-    ``seconds`` are derived from block size, batch, ``num_iter`` and bandwidth.
+    ``seconds`` are derived from block size, batch, ``num_iter`` and bandwidth. ``backend`` is the one the banner
+    prints; ``transport`` is what the log itself says (:func:`log_transport`, given a path), else None: a caller
+    shows None as "not confirmed", never a name guessed from the backend or the pod.
 
     Raises:
         ConfigError: the log has no result table (e.g. a target-side log).
@@ -66,7 +79,7 @@ def nixlbench_frame(result_or_path: Any) -> pd.DataFrame:
         "block_size": t["block_size"].astype("int64"), "batch": t["batch"].astype("int64"), "inflight": 1,
         "iters": iters, "gbps": t["gbps"].astype(float), "lat_avg_us": t["lat_avg_us"].astype(float),
         "lat_p50_us": math.nan, "lat_p99_us": math.nan, "verified": bool(cfg.get("check_consistency", 0)),
-        "transport": None,
+        "transport": log_transport(result_or_path) if isinstance(result_or_path, str | Path) else None,
     })
     df["bytes_moved"] = df["block_size"] * df["batch"] * iters
     df["seconds"] = df["bytes_moved"] / (df["gbps"] * 1e9)
