@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,7 +109,8 @@ def estimate(
     Raises:
         ConfigError: a negative price or a malformed time.
     """
-    if isinstance(price_per_node_hour, bool) or not isinstance(price_per_node_hour, (int, float)) or price_per_node_hour < 0:
+    if (isinstance(price_per_node_hour, bool) or not isinstance(price_per_node_hour, (int, float))
+            or not math.isfinite(price_per_node_hour) or price_per_node_hour < 0):
         raise ConfigError("price_per_node_hour", f"{price_per_node_hour!r} is not a price", "use USD per node-hour, e.g. 55.04")
     when = _aware(now or datetime.now(UTC))
     starts = [_aware(s) for s in started]

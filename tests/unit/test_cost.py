@@ -52,3 +52,12 @@ def test_reminder_names_namespace_and_cost() -> None:
     cfg = WorkshopConfig(target="eks", namespace="team-a")
     msg = teardown_reminder(cfg, CostEstimate(2, 1.0, 55.04))
     assert "'team-a'" in msg and "$55.04" in msg and "--nodes 0" in msg and "p5.48xlarge" in msg
+
+
+@pytest.mark.parametrize("price", [float("nan"), float("inf"), -1.0, True, "55"])
+def test_estimate_rejects_a_non_price(price) -> None:
+    from workshop_lib.cost import estimate
+    from workshop_lib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="price_per_node_hour"):
+        estimate(["2026-03-01T10:00:00Z"], price)
