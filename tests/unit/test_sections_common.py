@@ -18,7 +18,7 @@ def test_parameters_keeps_upper_case_plain_values() -> None:
 def test_start_splits_config_and_extra(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("WORKSHOP_WORK_DIR", str(tmp_path))
     ctx = common.start({"TARGET": "local", "KV_BACKEND": "ucx", "REQUESTS": 4, "TEARDOWN": False}, "04")
-    assert ctx.cfg.kv_backend == "UCX" and ctx.local and not ctx.eks
+    assert ctx.cfg.kv_backend == "UCX" and ctx.target.name == "local" and ctx.target is ctx.target
     assert ctx.get("requests") == 4 and ctx.get("TEARDOWN") is False
     assert ctx.work_dir == tmp_path / "04-local" and ctx.work_dir.is_dir()
     assert "Section 04" in common.banner(ctx) and "no GPU" in common.banner(ctx)

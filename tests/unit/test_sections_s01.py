@@ -6,8 +6,9 @@ from pathlib import Path
 
 from workshop_lib.config import WorkshopConfig
 from workshop_lib.manifests import render, write_files
-from workshop_lib.sections import eks, s01_setup
+from workshop_lib.sections import s01_setup
 from workshop_lib.sections.s02_single_node import first_line
+from workshop_lib.targets import eks
 
 LABEL = "node.kubernetes.io/instance-type"
 

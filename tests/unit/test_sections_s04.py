@@ -10,6 +10,7 @@ from workshop_lib.record import ENV_DIR
 from workshop_lib.sections import s04_performance as s04
 from workshop_lib.sections import s04_vram
 from workshop_lib.sections.common import start
+from workshop_lib.targets.eks import graph_plan
 
 
 @pytest.fixture()
@@ -109,7 +110,7 @@ GRAPHS = {"UCX": "vllm-xnode-ucx", "LIBFABRIC": "vllm-xnode-libfabric"}
 def test_cross_node_twins_each_need_all_32_efa_of_a_p5() -> None:
     from workshop_lib.config import WorkshopConfig
     from workshop_lib.manifests import render
-    from workshop_lib.sections import eks
+    from workshop_lib.targets import eks
 
     cfg = WorkshopConfig()
     files = {be: render(cfg, s04.graph_profile(be)) for be in s04.BACKENDS}
@@ -119,27 +120,27 @@ def test_cross_node_twins_each_need_all_32_efa_of_a_p5() -> None:
 
 def test_graph_plan_swaps_when_the_graphs_do_not_fit() -> None:
     lf_ready = {GRAPHS["LIBFABRIC"]: "Ready"}
-    assert s04.graph_plan(["UCX", "LIBFABRIC"], GRAPHS, lf_ready, coexist=False) == [
+    assert graph_plan(["UCX", "LIBFABRIC"], GRAPHS, lf_ready, coexist=False) == [
         ("delete", "LIBFABRIC"), ("apply", "UCX"), ("sweep", "UCX"), ("delete", "UCX"), ("apply", "LIBFABRIC"),
         ("sweep", "LIBFABRIC")]
     # Both already Ready (a bigger cluster): nothing changes; nothing there: deploy, sweep, swap.
     both = {g: "Ready" for g in GRAPHS.values()}
-    assert s04.graph_plan(["UCX", "LIBFABRIC"], GRAPHS, both, coexist=False) == [("sweep", "UCX"), ("sweep", "LIBFABRIC")]
-    assert s04.graph_plan(["UCX", "LIBFABRIC"], GRAPHS, {}, coexist=False) == [
+    assert graph_plan(["UCX", "LIBFABRIC"], GRAPHS, both, coexist=False) == [("sweep", "UCX"), ("sweep", "LIBFABRIC")]
+    assert graph_plan(["UCX", "LIBFABRIC"], GRAPHS, {}, coexist=False) == [
         ("apply", "UCX"), ("sweep", "UCX"), ("delete", "UCX"), ("apply", "LIBFABRIC"), ("sweep", "LIBFABRIC")]
 
 
 def test_graph_plan_keeps_a_graph_that_is_swept_first_or_fits() -> None:
     lf_ready = {GRAPHS["LIBFABRIC"]: "Ready"}
-    assert s04.graph_plan(["LIBFABRIC", "UCX"], GRAPHS, lf_ready, coexist=False) == [
+    assert graph_plan(["LIBFABRIC", "UCX"], GRAPHS, lf_ready, coexist=False) == [
         ("sweep", "LIBFABRIC"), ("delete", "LIBFABRIC"), ("apply", "UCX"), ("sweep", "UCX")]
-    assert s04.graph_plan(["UCX", "LIBFABRIC"], GRAPHS, lf_ready, coexist=True) == [
+    assert graph_plan(["UCX", "LIBFABRIC"], GRAPHS, lf_ready, coexist=True) == [
         ("apply", "UCX"), ("sweep", "UCX"), ("sweep", "LIBFABRIC")]
     # A graph still starting is applied again (idempotent) and waited for; a given URL is only swept.
     starting = {GRAPHS["UCX"]: "not Ready", GRAPHS["LIBFABRIC"]: "Ready"}
-    assert s04.graph_plan(["UCX", "LIBFABRIC"], {"UCX": GRAPHS["UCX"]}, starting, coexist=False) == [
+    assert graph_plan(["UCX", "LIBFABRIC"], {"UCX": GRAPHS["UCX"]}, starting, coexist=False) == [
         ("apply", "UCX"), ("sweep", "UCX"), ("sweep", "LIBFABRIC")]
-    assert s04.graph_plan(["UCX", "LIBFABRIC"], GRAPHS, starting, coexist=False)[:2] == [
+    assert graph_plan(["UCX", "LIBFABRIC"], GRAPHS, starting, coexist=False)[:2] == [
         ("delete", "LIBFABRIC"), ("apply", "UCX")]
 
 

@@ -19,12 +19,12 @@ from workshop_lib.cluster.order import rank, sort_for_apply, sort_for_delete
 from workshop_lib.cluster.podlogs import component_logs, component_pods, component_selector, follow_log, pod_log
 from workshop_lib.cluster.portforward import port_forward, service_target
 from workshop_lib.cluster.teardown import apply_all, delete_all, managed_objects, teardown
-from workshop_lib.cluster.wait import WaitState, wait_for_dgd, wait_for_pods
+from workshop_lib.cluster.wait import WaitState, wait_for_dgd, wait_for_pod_phase, wait_for_pods, wait_for_pods_gone
 
 __all__ = [
     "FIELD_MANAGER", "MANAGED_BY", "Cluster", "ResourceInfo", "describe", "translate", "Problem", "dgd_ready",
     "event_problem", "pod_problems", "pod_ready", "ready_counts", "rank", "sort_for_apply", "sort_for_delete",
     "component_logs", "component_pods", "component_selector", "follow_log", "pod_log", "port_forward",
     "service_target", "apply_all", "delete_all", "managed_objects", "teardown", "WaitState", "wait_for_dgd",
-    "wait_for_pods",
+    "wait_for_pods", "wait_for_pod_phase", "wait_for_pods_gone",
 ]

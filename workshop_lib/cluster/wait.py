@@ -36,6 +36,7 @@ class WaitState:
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
     target: dict[str, Any] | None = None
     problems: list[Problem] = field(default_factory=list)
+    deleted: set[str] = field(default_factory=set)  # pods seen DELETED
 
     def ready_pods(self) -> int:
         return sum(1 for p in self.pods.values() if pod_ready(p))
@@ -48,12 +49,13 @@ class _Stream:
     namespace: str | None
     label_selector: str | None = None
     field_selector: str | None = None
+    resource_version: str | None = None  # start after this version (e.g. a list's), so no event in between is lost
 
 
 def _pump(cluster: Cluster, s: _Stream, q: queue.Queue[tuple[str, str, dict[str, Any]] | Exception],
           stop: threading.Event, deadline: float, opened: list[Any]) -> None:
     """Re-open the watch until stopped or past the deadline, resuming from the last resourceVersion."""
-    rv: str | None = None
+    rv: str | None = s.resource_version
     try:
         while not stop.is_set() and time.monotonic() < deadline:
             left = max(deadline - time.monotonic(), 1.0)
@@ -73,7 +75,7 @@ def _pump(cluster: Cluster, s: _Stream, q: queue.Queue[tuple[str, str, dict[str,
 def watch_until(cluster: Cluster, streams: list[_Stream], done: Callable[[WaitState], bool], *, what: str,
                 timeout_s: float, progress: bool = True, fail_fast: bool = True,
                 on_problem: Callable[[Problem], None] | None = None,
-                describe: Callable[[WaitState], str] | None = None) -> WaitState:
+                describe: Callable[[WaitState], str] | None = None, fix: str | None = None) -> WaitState:
     """Watch ``streams`` until ``done(state)``; report problems; raise on fatal ones or at the deadline."""
     q: queue.Queue[tuple[str, str, dict[str, Any]] | Exception] = queue.Queue()
     stop = threading.Event()
@@ -116,7 +118,8 @@ def watch_until(cluster: Cluster, streams: list[_Stream], done: Callable[[WaitSt
                 seen_txt = "; ".join(str(p) for p in state.problems[-3:]) or "no errors reported"
                 pods = ", ".join(f"{n} {'Ready' if pod_ready(p) else 'not Ready'}" for n, p in sorted(state.pods.items()))
                 raise ClusterTimeout(what, f"not ready after {timeout_s:.0f} s (pods: {pods or 'none yet'}; {seen_txt})",
-                                     "look at the problems above, kubectl describe the pods, or raise deploy_timeout_s")
+                                     fix or "look at the problems above, kubectl describe the pods, or raise "
+                                     "deploy_timeout_s")
     finally:
         stop.set()
         for resp in list(opened):
@@ -132,6 +135,7 @@ def _absorb(state: WaitState, kind: str, etype: str, obj: dict[str, Any]) -> lis
     if kind == "Pod":
         if etype == "DELETED":
             state.pods.pop(name, None)
+            state.deleted.add(name)
             return []
         state.pods[name] = obj
         return pod_problems(obj)
@@ -166,6 +170,40 @@ def wait_for_dgd(cluster: Cluster, name: str, namespace: str, *, timeout_s: floa
 
     return watch_until(cluster, streams, done, what=f"{DGD_KIND} {namespace}/{name}", timeout_s=timeout_s,
                        progress=progress, fail_fast=fail_fast, on_problem=on_problem, describe=desc)
+
+
+def wait_for_pod_phase(cluster: Cluster, namespace: str, pod: str, phases: tuple[str, ...] = ("Succeeded", "Failed"),
+                       *, timeout_s: float = 600, progress: bool = True, fix: str | None = None) -> str:
+    """Watch one pod until its phase is one of ``phases`` (a finished Job-like pod); returns the phase.
+
+    Raises:
+        ClusterTimeout: still in another phase after ``timeout_s``.
+    """
+
+    def phase(s: WaitState) -> str:
+        return ((s.pods.get(pod) or {}).get("status") or {}).get("phase") or "unknown"
+
+    st = watch_until(cluster, [_Stream("v1", "Pod", namespace, field_selector=f"metadata.name={pod}")],
+                     lambda s: phase(s) in phases, what=f"pod {namespace}/{pod}", timeout_s=timeout_s,
+                     progress=progress, fail_fast=False, describe=phase, fix=fix)
+    return phase(st)
+
+
+def wait_for_pods_gone(cluster: Cluster, namespace: str, label_selector: str, *, timeout_s: float = 600,
+                       progress: bool = True, fix: str | None = None) -> list[str]:
+    """Watch until every pod matching ``label_selector`` now is deleted (e.g. after deleting their DGD); returns them.
+
+    Raises:
+        ClusterTimeout: some still there after ``timeout_s``.
+    """
+    listed = cluster.list_raw("v1", "Pod", namespace, label_selector=label_selector)
+    left = {p["metadata"]["name"] for p in listed.get("items", [])}
+    rv = (listed.get("metadata") or {}).get("resourceVersion")
+    if left:
+        watch_until(cluster, [_Stream("v1", "Pod", namespace, label_selector=label_selector, resource_version=rv)],
+                    lambda s: left <= s.deleted, what=f"pods {label_selector} deleted", timeout_s=timeout_s,
+                    progress=progress, fail_fast=False, fix=fix)
+    return sorted(left)
 
 
 def wait_for_pods(cluster: Cluster, namespace: str, *, label_selector: str | None = None, count: int | None = None,

@@ -2,8 +2,8 @@
 
 Example:
     >>> ctx = start({"TARGET": "local", "REQUESTS": 8, "TEARDOWN": False}, section="02")
-    >>> ctx.cfg.target, ctx.local, ctx.extra["REQUESTS"]
-    ('local', True, 8)
+    >>> ctx.cfg.target, ctx.target.name, ctx.extra["REQUESTS"]
+    ('local', 'local', 8)
 """
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workshop_lib.checks import CheckTable
 from workshop_lib.config import WorkshopConfig
 from workshop_lib.record import record
+
+if TYPE_CHECKING:  # pragma: no cover
+    from workshop_lib.targets import Target
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,12 +54,12 @@ class Context:
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def local(self) -> bool:
-        return self.cfg.target == "local"
+    def target(self) -> Target:
+        """Where this notebook's graph runs (:mod:`workshop_lib.targets`); every step goes through it."""
+        from workshop_lib.targets import for_config
 
-    @property
-    def eks(self) -> bool:
-        return self.cfg.target == "eks"
+        urls = {be: str(self.get(f"{be}_URL")) for be in ("UCX", "LIBFABRIC") if self.get(f"{be}_URL")}
+        return for_config(self.cfg, self.state, netns=use_netns(self), urls=urls)
 
     def get(self, name: str, default: Any = None) -> Any:
         """A notebook parameter as given (config fields included, None when unset), by case-insensitive name."""
@@ -65,6 +68,12 @@ class Context:
 
     def elapsed_min(self) -> float:
         return round((time.monotonic() - self.started) / 60, 1)
+
+
+def use_netns(ctx: Context) -> bool:
+    """``NETNS`` when given, else True when running as root (two network namespaces need root)."""
+    want = ctx.get("NETNS")
+    return bool(want) if want is not None else os.geteuid() == 0
 
 
 def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,16 +116,9 @@ def _display_options() -> None:
 def banner(ctx: Context) -> str:
     """A one-paragraph reminder of what this run is (target, model, backend, what is real here)."""
     title, minutes = SECTIONS.get(ctx.section, ("", 0))
-    cfg = ctx.cfg
-    if ctx.local:
-        where = ("TARGET=local: the same architecture on this machine, all real software (etcd, NATS, Dynamo 0.9.0 "
-                 "frontend, mocker prefill and decode workers, NIXL 0.9.0 agents); no GPU, no EFA, so transports are "
-                 "TCP/shared memory and buffers are DRAM.")
-    else:
-        where = (f"TARGET=eks: namespace {cfg.namespace!r} through your kubeconfig, {cfg.framework} workers on "
-                 f"{cfg.instance_type} ({cfg.instance.efa} EFA per node), NIXL backend {cfg.kv_backend}.")
-    text = f"Section {ctx.section}, {title} ({minutes} min). {where}"
-    return text + ("\n" + cost_note(ctx) if ctx.eks else "")
+    where = " ".join(ctx.target.describe())
+    cost_line = ctx.target.cost_note()
+    return f"Section {ctx.section}, {title} ({minutes} min). {where}" + (f"\n{cost_line}" if cost_line else "")
 
 
 def show(obj: Any) -> Any:
@@ -135,7 +137,8 @@ def show(obj: Any) -> Any:
 
 
 def record_checks(name: str, table: CheckTable) -> CheckTable:
-    """Record a table's verdict as ``verdict_<name>`` and its rows as ``checks_<name>``; returns the table."""
+    """Record a table's verdict as ``verdict_<name>`` and its rows as ``checks_<name>`` (every check table a notebook
+    shows goes through here, so a test can hold the verdict to its rows); returns the table."""
     record(f"verdict_{name}", table.verdict())
     record(f"checks_{name}", table.to_records())
     return table
@@ -144,18 +147,12 @@ def record_checks(name: str, table: CheckTable) -> CheckTable:
 def cost_note(ctx: Context, *, final: bool = False) -> str:
     """eks: the GPU nodes' running cost (node-hours x ``PRICE_PER_NODE_HOUR``), with the teardown reminder at the
     end of a notebook (``final``); local: that nothing is billed."""
-    from workshop_lib import cost
+    return ctx.target.cost_note(final)
 
-    if ctx.local:
-        return cost.local_note() if final else ""
-    from workshop_lib.sections import eks
 
-    try:
-        est = cost.estimate(eks.gpu_node_starts(ctx.cfg), ctx.cfg.price_per_node_hour, instance_type=ctx.cfg.instance_type)
-    except Exception as exc:  # noqa: BLE001 - the cost line must never stop a notebook
-        return f"(running cost unavailable: {exc})"
-    record("cost_usd", round(est.total_usd, 2))
-    return cost.teardown_reminder(ctx.cfg, est) if final else est.text()
+def commands(ctx: Context, step: str) -> str:
+    """The commands a step corresponds to on this target (kubectl/helm on eks, ``workshop lab`` locally), one a line."""
+    return "\n".join(ctx.target.commands(step))
 
 
 def learned(points: list[str]) -> str:

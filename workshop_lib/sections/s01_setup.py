@@ -1,8 +1,9 @@
 """Section 01, cluster setup: the steps notebook 01 calls, for both targets.
 
-eks: preflight, the Dynamo CRDs and platform through Helm, wait for the operator/etcd/NATS pods, EFA allocatable and
-GDRCopy on the GPU nodes, and the HF token secret. local: the lab's etcd and NATS (started and probed), the
-manifests rendered and validated offline, and the exact commands an eks user runs.
+Every step calls ``ctx.target`` (:mod:`workshop_lib.targets`): on eks preflight, the Dynamo CRDs and platform through
+Helm, the platform pods, EFA allocatable and GDRCopy on the GPU nodes, and the HF token secret; locally the lab's
+etcd and NATS (started and probed). On both, the manifests rendered and validated offline, and the exact commands an
+eks user runs.
 
 Example:
     >>> from workshop_lib.sections.common import start
@@ -19,9 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from workshop_lib.checks import CheckTable
 from workshop_lib.config import WorkshopConfig
-from workshop_lib.errors import WorkshopError
 from workshop_lib.record import record
-from workshop_lib.sections import eks, probes
 from workshop_lib.sections.common import Context
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,9 +32,7 @@ PROFILES = ("platform", "single-node", "cross-node", "bench")
 # ------------------------------------------------------------------------------------------------ prerequisites
 def prerequisites(ctx: Context) -> CheckTable:
     """The preflight rows as a PASS/WARN/FAIL table: the cluster on eks, this machine and the lab's setup on local."""
-    from workshop_lib import preflight
-
-    frame = eks.preflight(ctx.cfg) if ctx.eks else preflight.preflight_local()
+    frame = ctx.target.preflight()
     table = CheckTable.from_rows(frame.to_dict(orient="records"), f"Preflight ({ctx.cfg.target})")
     record("preflight_rows", len(table))
     record("preflight_failed", [r.check for r in table.failed()])
@@ -47,22 +44,7 @@ def platform(ctx: Context) -> Any:
     """eks: ``helm upgrade --install`` the CRDs and the platform, then wait for the pods (progress shown).
     local: start the lab (etcd, NATS, and the serving processes notebook 02 uses) and return its status table.
     """
-    if ctx.eks:
-        return eks.install_platform(ctx.cfg, timeout_s=ctx.cfg.deploy_timeout_s)
-    from workshop_lib.lab.serving import Lab
-
-    st = Lab().up(progress=True)
-    ctx.state["lab"] = st
-    return lab_frame(st)
-
-
-def lab_frame(st: Any) -> pd.DataFrame:
-    """A LabStatus as a table: process, pid, port, healthy, RSS (MB), detail."""
-    import pandas as pd
-
-    rows = [{"process": p.name, "pid": p.pid, "port": p.port, "healthy": p.healthy, "rss_mb": p.rss_mb,
-             "detail": str(p.detail).splitlines()[0] if p.detail else ""} for p in st.processes.values()]
-    return pd.DataFrame(rows, columns=["process", "pid", "port", "healthy", "rss_mb", "detail"])
+    return ctx.target.install_platform()
 
 
 # ------------------------------------------------------------------------------------------------ manifests
@@ -144,48 +126,23 @@ def eks_commands(cfg: WorkshopConfig) -> list[str]:
 def hf_token(ctx: Context, token: str | None = None) -> str:
     """eks: put the HF token (``token``, else ``$HF_TOKEN``, else a getpass prompt) into the Secret; never echoed.
 
-    Returns a message without the value. local: nothing to do (the lab serves an offline tokenizer, no download).
+    Returns a message without the value. local: nothing to do (the lab serves an offline model, no download).
     """
-    if ctx.local:
-        return "local: no Hugging Face download happens (the lab builds its tokenizer offline), so no token is needed."
-    return eks.put_hf_secret(ctx.cfg, token)
+    return ctx.target.put_secret(token)
 
 
 # ------------------------------------------------------------------------------------------------ verification
 def verify(ctx: Context) -> CheckTable:
-    """The section's PASS/FAIL table: eks platform pods, EFA, GDRCopy, secret; local etcd, NATS and the manifests."""
-    table = eks.verify_platform(ctx.cfg) if ctx.eks else verify_local(ctx)
-    table.title = f"Section 01 verification ({ctx.cfg.target})"
-    return table
-
-
-def verify_local(ctx: Context) -> CheckTable:
-    """etcd and NATS as they describe themselves, plus the validation verdict of the rendered manifests."""
-    from workshop_lib.lab.serving import Lab
-
-    t = CheckTable()
-    st = Lab().status()
-    ports = {n: p.port for n, p in st.processes.items()}
-    try:
-        info = probes.etcd_info(f"http://127.0.0.1:{ports.get('etcd') or 2379}")
-        t.require("etcd health", info.get("health"), "true",
-                  evidence=f"etcdserver {info.get('etcdserver')} /health {{\"health\":\"{info.get('health')}\"}}",
-                  fix="workshop lab down && workshop lab up")
-    except WorkshopError as exc:
-        t.add("etcd health", "FAIL", "no answer", "true", str(exc), "workshop lab up")
-    try:
-        nats = probes.nats_info(port=ports.get("nats") or 4222)
-        t.require("NATS JetStream", nats.get("jetstream", False), True,
-                  evidence=f"INFO version={nats.get('version')} jetstream={nats.get('jetstream')}",
-                  fix="start nats-server with -js (the lab does)")
-    except WorkshopError as exc:
-        t.add("NATS JetStream", "FAIL", "no answer", "True", str(exc), "workshop lab up")
+    """The section's table: what the target set up (eks: platform pods, EFA, GDRCopy, secret; local: etcd, NATS),
+    plus the validation verdict of the rendered manifests."""
+    t = ctx.target.verify_platform()
+    t.title = f"Section 01 verification ({ctx.cfg.target})"
     manifests = ctx.state.get("manifest_checks")
     if isinstance(manifests, CheckTable):
         c = manifests.counts()
-        t.check_true("manifests valid", manifests.ok, f"{c['PASS']} pass, {c['WARN']} warn, {c['FAIL']} fail",
-                     "no FAIL", evidence=f"{len(manifests)} files validated offline",
-                     fix="see the validation table above")
+        t.check_true("manifests valid", manifests.ok and manifests.judged,
+                     f"{c['PASS']} pass, {c['WARN']} warn, {c['FAIL']} fail", "no FAIL",
+                     evidence=f"{len(manifests)} files validated offline", fix="see the validation table above")
     return t
 
 
@@ -194,9 +151,4 @@ def teardown(ctx: Context, confirm: bool) -> list[str]:
     """Undo section 01 when ``confirm``: eks uninstalls the platform releases; local stops the lab. Safe twice."""
     if not confirm:
         return ["TEARDOWN is False: nothing removed (later notebooks use this setup)."]
-    if ctx.eks:
-        return eks.uninstall_platform(ctx.cfg)
-    from workshop_lib.lab.serving import Lab
-
-    stopped = Lab().down()
-    return [f"stopped {', '.join(stopped)}" if stopped else "the lab was not running"]
+    return ctx.target.uninstall_platform()

@@ -1,8 +1,10 @@
 """Section 02, disaggregated serving on one node: deploy, prove the prefill router, stream a completion, prove NIXL.
 
-eks: the single-node DGD rendered, validated, applied and waited for; worker logs diagnosed; the frontend
-port-forwarded for a completion. local: the lab's frontend with mocker prefill and decode workers, the frontend log
-diagnosed for the prefill router, a streamed completion, and a NIXL UCX pair that moves and verifies real bytes.
+The single-node DGD is rendered, validated and deployed through ``ctx.target`` (eks: applied and waited for; local:
+the lab runs the same DGD as local processes); the frontend and worker logs are diagnosed (prefill router, NIXL
+backend, the transport and provider the logs show), a completion is streamed through the target's frontend URL, the
+decode worker's ``vllm:nixl_*`` metrics are read where the engine exposes them, and, where the target runs one, a
+NIXL UCX pair moves and verifies real bytes.
 
 Example:
     >>> from workshop_lib.sections.common import start
@@ -18,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from workshop_lib.checks import CheckTable
 from workshop_lib.record import record
-from workshop_lib.sections import eks
 from workshop_lib.sections.common import Context
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,71 +28,60 @@ if TYPE_CHECKING:  # pragma: no cover
     from workshop_lib.logs.diagnose import Diagnosis
 
 LOCAL_PAIR_DEFAULTS = {"sizes": "4K,1M", "iters": 5}
-SERVICES = ("Frontend", "PrefillWorker", "DecodeWorker")
 
 
 # ------------------------------------------------------------------------------------------------ deploy
 def deploy(ctx: Context) -> pd.DataFrame:
-    """eks: render + validate + apply the single-node graph and wait (progress); local: the serving lab, up."""
-    if ctx.local:
-        from workshop_lib.lab.serving import Lab
-        from workshop_lib.sections.s01_setup import lab_frame
-
-        st = Lab().up(progress=True)
-        ctx.state["lab"] = st
-        frame = lab_frame(st)
+    """Render the single-node graph, validate it, and deploy it on the target (eks: apply and wait; local: the lab
+    runs the same DGD as local processes); one row per object applied or process started."""
+    frame = deploy_profile(ctx, "single-node")
+    record("engine", ctx.target.engine)
+    if "healthy" in frame.columns:
         record("lab_processes_healthy", int(frame["healthy"].sum()))
-        return frame
-    return deploy_eks(ctx, "single-node")
+    return frame
 
 
-def deploy_eks(ctx: Context, profile: str, record_as: str | None = "dgds_ready") -> pd.DataFrame:
-    """Render ``profile``, refuse to apply when validation FAILs, apply, wait; returns what was applied.
+def deploy_profile(ctx: Context, profile: str, record_as: str | None = "dgds_ready") -> pd.DataFrame:
+    """Render ``profile``, refuse to deploy when validation FAILs, deploy on the target, wait.
 
-    The Ready graphs' names are recorded under ``record_as`` (nothing recorded when None).
+    The deployed graphs' names are recorded under ``record_as`` (nothing recorded when None).
+
+    Raises:
+        ValidationFailed: a rendered file FAILs validation (the first failing check, its evidence and fix).
     """
-    import pandas as pd
+    files = validated(ctx, profile)
+    ctx.state["files"] = files
+    frame = ctx.target.deploy(files)
+    ctx.state["dgds"] = ctx.target.graphs
+    if record_as:
+        record(record_as, ctx.target.graphs)
+    return frame
 
+
+def validated(ctx: Context, profile: str) -> list[Any]:
+    """Render ``profile`` into ``<work_dir>/manifests`` and validate it (kept as ``manifest_checks``).
+
+    Raises:
+        ValidationFailed: a rendered file FAILs validation (the first failing check, its evidence and fix).
+    """
+    from workshop_lib.errors import ValidationFailed
     from workshop_lib.manifests import render, write_files
     from workshop_lib.sections.s01_setup import validate
 
     files = render(ctx.cfg, profile)
     out = ctx.work_dir / "manifests"
-    paths = write_files(files, out)
-    checks = validate(paths, out)
+    checks = validate(write_files(files, out), out)
     ctx.state["manifest_checks"] = checks
     if not checks.ok:
-        from workshop_lib.errors import ValidationFailed
-
         bad = checks.failed()[0]
         raise ValidationFailed(bad.check, bad.evidence, bad.fix or "fix the parameters and re-run")
-    applied = eks.apply_files(files)
-    names = eks.dgd_names(files)
-    ctx.state["dgds"] = names
-    ctx.state["files"] = files
-    eks.wait_dgds(ctx.cfg, names)
-    if record_as:
-        record(record_as, names)
-    return pd.DataFrame({"applied": applied})
+    return files
 
 
 # ------------------------------------------------------------------------------------------------ logs
-def log_files(ctx: Context) -> dict[str, Path]:
-    """Frontend, prefill and decode logs as files: the lab's own, or the pods' logs saved under ``work_dir/logs``."""
-    if ctx.local:
-        from workshop_lib.lab.serving import Lab
-
-        lab = Lab()
-        return {"frontend": lab.log_path("frontend"), "prefill": lab.log_path("prefill"), "decode": lab.log_path("decode")}
-    out = ctx.work_dir / "logs"
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    dgd = (ctx.state.get("dgds") or [None])[0]
-    for role, svc in zip(("frontend", "prefill", "decode"), SERVICES, strict=True):
-        p = out / f"{role}.log"
-        p.write_text(eks.component_log(ctx.cfg, svc, dgd) + "\n")
-        files[role] = p
-    return files
+def log_files(ctx: Context, roles: tuple[str, ...] = ("frontend", "prefill", "decode")) -> dict[str, Path]:
+    """Each role's log as a file (the lab's own, or the pods' logs saved under ``work_dir/logs``)."""
+    return ctx.target.log_files(ctx.work_dir, roles)
 
 
 def router(ctx: Context) -> pd.DataFrame:
@@ -133,16 +123,11 @@ def first_line(path: Path, *needles: str) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ completion
 def frontend(ctx: Context) -> tuple[str, str]:
-    """(URL, model id) of the frontend: the lab's, or a port-forward to the DGD's ``<dgd>-frontend`` Service."""
-    if ctx.local:
-        from workshop_lib.lab.serving import Lab
-
-        st = ctx.state.get("lab") or Lab().status()
-        return str(st.frontend_url), str(st.model)
+    """(URL, model id) of the frontend: ``FRONTEND_URL`` when given, else the target's (the lab's URL, or a
+    port-forward to the DGD's ``<dgd>-frontend`` Service)."""
     if ctx.get("FRONTEND_URL"):
         return str(ctx.get("FRONTEND_URL")), ctx.cfg.model
-    dgd = (ctx.state.get("dgds") or [""])[0]
-    return eks.frontend_url(ctx.cfg, f"{dgd}-frontend", ctx.state), ctx.cfg.model
+    return ctx.target.frontend()
 
 
 def completion(ctx: Context, prompt: str, max_tokens: int = 32) -> pd.DataFrame:
@@ -167,8 +152,7 @@ def completion(ctx: Context, prompt: str, max_tokens: int = 32) -> pd.DataFrame:
     record("completion_text", row["text"])
     record("completion_finish_reason", r.finish_reason)
     record("frontend_url", url)
-    if ctx.eks:
-        record("port_forwards", eks.forwards(ctx.state))  # service -> local URL; empty when FRONTEND_URL was given
+    record("port_forwards", ctx.target.forwards())  # service -> local URL; empty locally or with FRONTEND_URL
     return pd.DataFrame([row])
 
 
@@ -183,33 +167,59 @@ def pair_spec(ctx: Context, backend: str, *, netns: bool = False, op: str = "REA
                         iters=iters, netns=netns)
 
 
-def run_local_pair(ctx: Context, backend: str, *, netns: bool = False, tag: str = "") -> tuple[Any, Diagnosis]:
-    """Run a NIXL pair and diagnose both sides' logs together; returns (NixlPairResult, Diagnosis)."""
-    from workshop_lib.lab.nixl_pair import run_pair
+def run_pair(ctx: Context, backend: str, *, tag: str = "") -> tuple[Any, Diagnosis] | None:
+    """The target's NIXL pair micro-benchmark for ``backend``, both sides' logs diagnosed together; None where the
+    target runs none (eks: the graph's own workers are the evidence)."""
     from workshop_lib.logs.diagnose import diagnose
 
-    log_dir = ctx.work_dir / f"nixl-{(tag or backend).lower()}"
-    result = run_pair(pair_spec(ctx, backend, netns=netns), log_dir)
-    diag = diagnose(*[Path(p) for p in result.logs.values()])
-    return result, diag
+    spec = pair_spec(ctx, backend)
+    result = ctx.target.transfer_pair(spec, ctx.work_dir / (tag or ""))
+    if result is None:
+        return None
+    return result, diagnose(*[Path(p) for p in result.logs.values()])
 
 
 def nixl(ctx: Context) -> pd.DataFrame:
-    """local: a UCX pair's transfers (one row per block size, bytes verified); eks: the workers' NIXL diagnosis."""
-    if ctx.local:
-        result, diag = run_local_pair(ctx, "UCX")
-        ctx.state["pair"], ctx.state["pair_diag"] = result, diag
-        frame = result.to_frame()
-        record("ucx_pair_rows", len(frame))
-        record("ucx_pair_backend", diag.nixl_backend)
-        return frame
+    """The workers' NIXL diagnosis (backend, transport, provider) and, where the target runs one, the NIXL pair's
+    transfers (one row per block size, bytes verified)."""
     from workshop_lib.logs.diagnose import diagnose
 
     files = ctx.state.get("serving_logs") or log_files(ctx)
     diag = diagnose(files["prefill"], files["decode"])
-    ctx.state["pair_diag"] = diag
+    ctx.state["worker_diag"] = diag
     record("worker_nixl_backend", diag.nixl_backend)
-    return found_rows(diag)
+    record("worker_kv_transport", diag.verdict)
+    record("worker_libfabric_provider", diag.libfabric_provider)
+    if ctx.target.kv_metrics_expected:
+        ctx.state["decode_metrics"] = kv_metrics(ctx)
+    got = run_pair(ctx, "UCX")
+    if got is None:
+        return found_rows(diag)
+    result, pdiag = got
+    ctx.state["pair"], ctx.state["pair_diag"] = result, pdiag
+    frame = result.to_frame()
+    record("ucx_pair_rows", len(frame))
+    record("ucx_pair_backend", pdiag.nixl_backend)
+    return frame
+
+
+KV_BYTES = "vllm:nixl_bytes_transferred_sum"
+KV_TRANSFERS = "vllm:nixl_bytes_transferred_count"
+KV_FAILED = ("vllm:nixl_num_failed_transfers_total", "vllm:nixl_num_failed_transfers")
+
+
+def kv_metrics(ctx: Context) -> dict[str, Any]:
+    """The decode worker's ``vllm:nixl_*`` metrics through the target: bytes, transfers, failed (or the error)."""
+    url = ctx.target.metrics_url("decode")
+    try:
+        m = ctx.target.metrics("decode")
+    except OSError as exc:
+        return {"url": url, "error": f"{url}: {exc}"}
+    got = {"url": url, "bytes": m.get(KV_BYTES), "transfers": m.get(KV_TRANSFERS),
+           "failed": sum(m.get(k, 0.0) for k in KV_FAILED) if any(k in m for k in KV_FAILED) else None}
+    record("decode_kv_bytes", got["bytes"])
+    record("decode_kv_failed", got["failed"])
+    return got
 
 
 # ------------------------------------------------------------------------------------------------ verification
@@ -218,8 +228,10 @@ def _ev(diag: Any, key: str) -> str:
 
 
 def verify(ctx: Context) -> CheckTable:
-    """Router active, completion streamed, NIXL backend instantiated (and, locally, bytes verified)."""
-    t = CheckTable(f"Section 02 verification ({ctx.cfg.target})")
+    """Router active, completion streamed, the workers' NIXL backend with the transport and provider their logs show,
+    the decode worker's KV-transfer metrics where the engine exposes them, and the NIXL pair's verified bytes."""
+    target = ctx.target
+    t = CheckTable(f"Section 02 verification ({ctx.cfg.target}, engine {target.engine})")
     sdiag = ctx.state.get("serving_diag")
     if sdiag is not None:
         t.check_true("prefill router active", bool(sdiag.prefill_router_active), sdiag.prefill_router_active, True,
@@ -227,7 +239,8 @@ def verify(ctx: Context) -> CheckTable:
                      fix="the frontend found no prefill worker: check the prefill worker registered (its log) and "
                          "that it runs with --is-prefill-worker")
     logs = ctx.state.get("serving_logs") or {}
-    if ctx.local and "decode" in logs:
+    mocker = target.engine == "mocker"
+    if mocker and "decode" in logs:
         line = first_line(logs["decode"], "decode received ACK", "decode connecting")
         t.check_true("decode <- prefill rendezvous", line is not None, "seen" if line else "not seen",
                      "bootstrap handshake in the decode log", evidence=line or "",
@@ -237,27 +250,82 @@ def verify(ctx: Context) -> CheckTable:
         t.at_least("streamed completion tokens", comp["tokens"], 1, evidence=f"TTFT {comp['ttft_ms']} ms, "
                    f"ITL {comp['itl_ms']} ms, finish_reason={comp['finish_reason']}",
                    fix="look at the frontend and decode logs for the request")
+    wdiag = ctx.state.get("worker_diag")
+    if wdiag is not None:
+        worker_rows(t, wdiag, ctx.cfg.kv_backend, efa=target.efa, mocker=mocker)
+    if target.kv_metrics_expected:
+        metric_rows(t, ctx.state.get("decode_metrics"))
     pdiag = ctx.state.get("pair_diag")
-    want = "UCX" if ctx.local else ctx.cfg.kv_backend
     if pdiag is not None:
-        t.require("NIXL backend instantiated", pdiag.nixl_backend or "none", want, evidence=_ev(pdiag, "nixl_backend"),
-                  fix="set NIXL_LOG_LEVEL=INFO; for vLLM pass the backend in kv_connector_extra_config.backends")
+        t.require("NIXL pair: backend instantiated", pdiag.nixl_backend or "none", "UCX",
+                  evidence=_ev(pdiag, "nixl_backend"), fix="run `workshop lab setup` (the pinned NIXL wheels)")
         if pdiag.errors:
             e = pdiag.errors[0]
-            # Locally the bytes are checked end to end, so a flagged log line (e.g. a GPU-only plugin that cannot
-            # load without a GPU) is a warning; on eks it is a failure to look at.
-            t.add("NIXL log lines flagged", "WARN" if ctx.local else "FAIL", len(pdiag.errors), 0,
-                  e.get("message", ""), e.get("fix", ""))
+            # The pair checks its bytes end to end, so a flagged line (e.g. a GPU-only plugin that cannot load
+            # without a GPU) is a warning there.
+            t.add("NIXL pair: log lines flagged", "WARN", len(pdiag.errors), 0, e.get("message", ""), e.get("fix", ""))
     pair = ctx.state.get("pair")
     if pair is not None:
         frame = pair.to_frame()
-        ok_col = next((c for c in ("verified", "ok", "checksum_ok") if c in frame.columns), None)
-        verified = bool(frame[ok_col].all()) if ok_col else False
-        t.check_true("bytes moved and verified", verified and len(frame) > 0,
-                     f"{int(frame[ok_col].sum()) if ok_col else 0}/{len(frame)} sizes verified", "all sizes",
+        verified = bool(len(frame)) and bool(frame["verified"].all())
+        t.check_true("NIXL pair: bytes moved and verified", verified,
+                     f"{int(frame['verified'].sum())}/{len(frame)} sizes verified", "all sizes",
                      evidence=_pair_evidence(pair), fix="read the initiator/target logs under the work directory")
     record("verdict_single_node", t.verdict())
     return t
+
+
+def worker_rows(t: CheckTable, diag: Any, want: str, *, efa: bool, mocker: bool) -> None:
+    """The workers' NIXL backend, and the transport and provider their logs show (not only the backend's name).
+
+    ``want`` is the backend the graph renders. LIBFABRIC must run on the ``efa`` provider (the ``efa-rdma`` verdict);
+    on a target without EFA the TCP fallback is the expected lesson outcome (EXPECTED), never a PASS. With the mocker
+    engine the workers move no KV bytes: their missing NIXL lines are EXPECTED, said as such.
+    """
+    backend = diag.nixl_backend or "none"
+    if mocker:
+        t.expected_here("workers: NIXL backend", backend, want, evidence=_ev(diag, "nixl_backend"),
+                        why="the mocker engine simulates prefill/decode timing and moves no KV bytes; the NIXL pair "
+                            "below moves and checks real ones (engine vllm runs real workers)")
+        return
+    t.require("workers: NIXL backend", backend, want, evidence=_ev(diag, "nixl_backend"),
+              fix="set the backend in --kv-transfer-config's kv_connector_extra_config.backends")
+    transport = diag.verdict
+    if want == "LIBFABRIC":
+        provider = diag.libfabric_provider or "none"
+        ev = _ev(diag, "libfabric_provider")
+        if efa:
+            t.require("workers: libfabric provider", provider, "efa", evidence=ev,
+                      fix="request vpc.amazonaws.com/efa, an EFA-enabled image and FI_PROVIDER=efa")
+            t.require("workers: KV transport", transport, "efa-rdma", evidence=diag.evidence or "",
+                      fix="the KV cache is not on EFA: see the troubleshooting table")
+        elif transport == "tcp-fallback":
+            t.expected_here("workers: KV transport", transport, "efa-rdma", evidence=diag.evidence or ev,
+                            why="no EFA device here, so libfabric runs its sockets/tcp provider (the lesson of "
+                                "notebook 03); on a P5 this row fails")
+        else:
+            t.require("workers: KV transport", transport, "tcp-fallback", evidence=diag.evidence or ev,
+                      fix="without EFA the logs must show the TCP fallback; anything else means the diagnosis missed it")
+    elif transport == "tcp-fallback" and not efa:
+        t.expected_here("workers: KV transport", transport, "ucx", evidence=diag.evidence or "",
+                        why="no RDMA device here, so UCX moves the KV cache over TCP (on a GPU node this row fails)")
+    else:
+        t.require("workers: KV transport", transport, "ucx", evidence=diag.evidence or "",
+                  fix="the workers' logs do not show UCX moving the KV cache: read the decode log")
+
+
+def metric_rows(t: CheckTable, m: dict[str, Any] | None) -> None:
+    """The decode worker's own ``vllm:nixl_*`` counters: KV bytes > 0 and 0 failed transfers."""
+    fix = "read the decode worker's log: the KV cache did not arrive through NIXL"
+    if not m or m.get("error"):
+        t.add("decode worker: KV bytes over NIXL", "FAIL", "metrics not read", "> 0 bytes",
+              (m or {}).get("error", "no metrics"), "check the decode worker is up: workshop lab status")
+        return
+    t.at_least("decode worker: KV bytes over NIXL", m.get("bytes"), 1, unit=" B", evidence=f"{KV_BYTES} at {m['url']}",
+               fix=fix)
+    failed = m.get("failed")
+    t.check_true("decode worker: failed KV transfers", failed == 0, "missing" if failed is None else f"{failed:g}", 0,
+                 evidence=f"{' + '.join(KV_FAILED)} at {m['url']}", fix=fix)
 
 
 def _pair_evidence(pair: Any) -> str:
@@ -272,16 +340,11 @@ def _pair_evidence(pair: Any) -> str:
 
 # ------------------------------------------------------------------------------------------------ teardown
 def teardown(ctx: Context, confirm: bool) -> list[str]:
-    """Close port-forwards; when ``confirm``: eks deletes the graph, local stops the serving lab. Safe twice."""
-    out = eks.close_forwards(ctx.state) if ctx.eks else []
+    """Close port-forwards; when ``confirm`` remove the graph (eks: delete the DGD; local: stop the lab). Safe twice."""
+    out = ctx.target.close()
     if not confirm:
         return out + ["TEARDOWN is False: the deployment keeps running for the next notebook."]
-    if ctx.eks:
-        from workshop_lib.manifests import render
+    from workshop_lib.manifests import render
+    from workshop_lib.targets import dgd_names
 
-        names = ctx.state.get("dgds") or eks.dgd_names(render(ctx.cfg, "single-node"))
-        return out + eks.teardown_namespace(ctx.cfg, names)
-    from workshop_lib.lab.serving import Lab
-
-    stopped = Lab().down()
-    return out + [f"stopped {', '.join(stopped)}" if stopped else "the lab was not running"]
+    return out + ctx.target.teardown(ctx.state.get("dgds") or dgd_names(render(ctx.cfg, "single-node")))

@@ -12,16 +12,14 @@ Example:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workshop_lib.checks import CheckTable
 from workshop_lib.config import INSTANCE_TYPES, LIBFABRIC_MIN_MEMORY
 from workshop_lib.record import record
-from workshop_lib.sections import eks
-from workshop_lib.sections.common import Context, transfer_view
-from workshop_lib.sections.s02_single_node import deploy_eks, first_line, found_rows, run_local_pair
+from workshop_lib.sections.common import Context, use_netns
+from workshop_lib.sections.s02_single_node import first_line, pair_spec, validated
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -33,6 +31,7 @@ CONTROL_BUFFER_BYTES = 8 * 1024
 MiB = 2**20
 EXPECTED_HANDSHAKES = 8  # per side, in the seed workshop's cross-node run
 TCP_FALLBACK = "tcp-fallback"
+BACKEND = "LIBFABRIC"  # the cross-node graph's backend (its profile renders LIBFABRIC over EFA)
 
 
 # ------------------------------------------------------------------------------------------------ memory (pure)
@@ -75,42 +74,29 @@ def rail_memory_rows(parsed_rails: int | None, gpus_per_worker: int = 1) -> list
 
 
 # ------------------------------------------------------------------------------------------------ deploy
-def use_netns(ctx: Context) -> bool:
-    """``NETNS`` when given, else True when running as root (two namespaces need root)."""
-    want = ctx.get("NETNS")
-    return bool(want) if want is not None else os.geteuid() == 0
-
-
 def deploy(ctx: Context) -> pd.DataFrame:
-    """eks: the cross-node graph applied and Ready; local: the LIBFABRIC pair run (one row per block size:
-    bandwidth, median latency, verified)."""
-    if ctx.eks:
-        return deploy_eks(ctx, "cross-node")
-    netns = use_netns(ctx)
-    result, diag = run_local_pair(ctx, "LIBFABRIC", netns=netns)
-    ctx.state.update(pair=result, pair_diag=diag, netns=netns)
-    frame = result.to_frame()
-    record("libfabric_pair_rows", len(frame))
-    record("libfabric_pair_netns", netns)
-    record("libfabric_pair_verified", bool(frame["verified"].all()) if len(frame) else False)
-    from workshop_lib.bench.nixl import lab_frame
-
-    return transfer_view(lab_frame(result))
+    """Render the cross-node graph, validate it and run its KV path between two "nodes" on the target (eks: the graph
+    applied and Ready on two nodes; local: the NIXL pair with the graph's backend across two network namespaces, or
+    loopback when not root). Shows what the target ran (the applied objects, or bandwidth/latency/verified per size)."""
+    files = validated(ctx, "cross-node")
+    sides = ctx.target.cross_node(files, ctx.work_dir, pair_spec(ctx, BACKEND, netns=use_netns(ctx)))
+    ctx.state.update(side_files=sides.logs, pair=sides.pair, netns=sides.netns, dgds=ctx.target.graphs)
+    if ctx.target.graphs:
+        record("dgds_ready", ctx.target.graphs)
+    if sides.pair is not None:
+        frame = sides.pair.to_frame()
+        record("libfabric_pair_rows", len(frame))
+        record("libfabric_pair_netns", sides.netns)
+        record("libfabric_pair_verified", bool(frame["verified"].all()) if len(frame) else False)
+    return sides.table
 
 
 # ------------------------------------------------------------------------------------------------ diagnosis
 def side_logs(ctx: Context) -> dict[str, Path]:
-    """The two sides' log files: prefill/decode pods (eks) or initiator/target agents (local)."""
-    if ctx.local:
-        pair = ctx.state.get("pair")
-        if pair is None:
-            deploy(ctx)
-            pair = ctx.state["pair"]
-        return {role: Path(p) for role, p in pair.logs.items()}
-    from workshop_lib.sections.s02_single_node import log_files
-
-    files = log_files(ctx)
-    return {"prefill": files["prefill"], "decode": files["decode"]}
+    """The two sides' log files (prefill/decode pods on eks, initiator/target agents of the local pair)."""
+    if "side_files" not in ctx.state:
+        deploy(ctx)
+    return ctx.state["side_files"]
 
 
 def diagnose(ctx: Context) -> pd.DataFrame:
@@ -136,7 +122,10 @@ def diagnose(ctx: Context) -> pd.DataFrame:
 def cross_checks(ctx: Context) -> pd.DataFrame:
     """The diagnosis's side-against-side checks (same backend, both handshake...)."""
     multi = ctx.state.get("multi")
-    return multi.checks if multi is not None else found_rows(ctx.state["pair_diag"])
+    if multi is None:
+        diagnose(ctx)
+        multi = ctx.state["multi"]
+    return multi.checks
 
 
 def verdict(ctx: Context) -> str:
@@ -151,7 +140,7 @@ def verdict(ctx: Context) -> str:
     result = comb.verdict
     ctx.state["verdict"] = result
     record("verdict_kv_transfer", result)
-    if result == TCP_FALLBACK and ctx.local:
+    if result == TCP_FALLBACK and not ctx.target.efa:
         note = ("expected here (no EFA on this machine); on a P5 deployment this line means the KV cache is "
                 "crawling over TCP: fix the pod's EFA devices before anything else")
     elif result == TCP_FALLBACK:
@@ -179,7 +168,7 @@ def parsed_rails(ctx: Context) -> int | None:
     vals = [d.data_rails for d in sides.values() if d.data_rails is not None]
     if not vals:
         vals = [d.efa_devices for d in sides.values() if d.efa_devices]
-    if not vals and ctx.local:
+    if not vals:
         for p in side_logs(ctx).values():
             line = first_line(p, "socket devices (TCP fallback)")
             if line:
@@ -199,29 +188,26 @@ def rail_memory(ctx: Context) -> pd.DataFrame:
 
 
 def oom_check(ctx: Context) -> pd.DataFrame:
-    """eks: every OOMKilled worker with the 128Gi explanation; local: what the offline lint says about 64Gi."""
+    """Workers killed for memory on the target (pods OOMKilled on eks, lab processes locally), with the 128Gi
+    explanation; and what the offline lint says about a 64Gi LIBFABRIC worker (caught before anything runs)."""
     import pandas as pd
 
-    if ctx.eks:
-        from workshop_lib.cluster import pod_problems
-
-        pods = eks.cluster().list("v1", "Pod", ctx.cfg.namespace)
-        rows = [{"pod": p.where, "problem": p.kind, "explanation": p.message, "fix": p.fix}
-                for pod in pods for p in pod_problems(pod) if p.kind == "OOMKilled"]
-        record("oomkilled_pods", len(rows))
-        ctx.state["oom_rows"] = len(rows)
-        return pd.DataFrame(rows, columns=["pod", "problem", "explanation", "fix"])
     from workshop_lib.manifests import render, write_files
     from workshop_lib.manifests.validate import validate_paths
 
+    killed = ctx.target.oom_killed()
+    record("oomkilled_pods", len(killed))
+    ctx.state["oom_rows"] = len(killed)
     cfg64 = ctx.cfg.replace(target="eks", kv_backend="LIBFABRIC", worker_memory="64Gi")
     out = ctx.work_dir / "oom-64gi"
     paths = write_files(render(cfg64, "cross-node"), out)
     hits = [f for f in validate_paths([str(p) for p in paths if p.suffix == ".yaml"], None) if f.code == "WL001"]
     record("lint_catches_64gi", bool(hits))
-    rows = [{"worker_memory": "64Gi", "caught_by": f.code, "where": f"{f.doc} {f.field_path}", "message": f.message,
-             "fix": f.fix} for f in hits]
-    return pd.DataFrame(rows, columns=["worker_memory", "caught_by", "where", "message", "fix"])
+    rows = [{"where": r["pod"], "problem": r["problem"], "explanation": r["explanation"], "fix": r["fix"]}
+            for r in killed]
+    rows += [{"where": f"lint of a 64Gi worker: {f.doc} {f.field_path}", "problem": f.code, "explanation": f.message,
+              "fix": f.fix} for f in hits]
+    return pd.DataFrame(rows, columns=["where", "problem", "explanation", "fix"])
 
 
 # ------------------------------------------------------------------------------------------------ verification
@@ -230,40 +216,48 @@ def _ev(d: Any, key: str) -> str:
 
 
 def verify(ctx: Context) -> CheckTable:
-    """eks: LIBFABRIC + efa + 8 handshakes on each side, no OOM; local: the pair verified and the fallback recognised."""
+    """Bytes verified across the two "nodes" (where a pair ran), and on each side the backend, provider and handshakes
+    the logs show, the combined transport verdict and no OOMKilled worker. Without EFA (local) the TCP fallback is the
+    expected lesson outcome (EXPECTED), never a PASS; with EFA it is a FAIL."""
+    target = ctx.target
     t = CheckTable(f"Section 03 verification ({ctx.cfg.target})")
     sides: dict[str, Any] = ctx.state.get("sides") or {}
     multi = ctx.state.get("multi")
-    if ctx.local:
-        pair = ctx.state.get("pair")
-        if pair is not None:
-            frame = pair.to_frame()
-            t.check_true("bytes moved across the two 'nodes' and verified", bool(len(frame)) and bool(frame["verified"].all()),
-                         f"{int(frame['verified'].sum())}/{len(frame)} sizes", "all sizes",
-                         evidence=f"{'two network namespaces (veth)' if ctx.state.get('netns') else 'loopback'}; "
-                                  f"{frame['gbps'].max():.2f} GB/s best", fix="read the agent logs in the work directory")
-        for role, d in sides.items():
-            t.require(f"{role}: NIXL backend", d.nixl_backend or "none", "LIBFABRIC", evidence=_ev(d, "nixl_backend"),
-                      fix="run `workshop lab setup` (libfabric 2.x for the LIBFABRIC plugin)")
-        if multi is not None:
-            t.require("TCP fallback recognised (expected on this machine)", multi.combined.verdict,
-                      TCP_FALLBACK, evidence=multi.combined.evidence or fallback_signature(ctx) or "",
-                      fix="the verdict should be tcp-fallback without EFA; anything else means the diagnosis missed it")
-        return t
-    want = ctx.cfg.kv_backend
+    pair = ctx.state.get("pair")
+    if pair is not None:
+        frame = pair.to_frame()
+        t.check_true("bytes moved across the two 'nodes' and verified", bool(len(frame)) and bool(frame["verified"].all()),
+                     f"{int(frame['verified'].sum())}/{len(frame)} sizes", "all sizes",
+                     evidence=f"{'two network namespaces (veth)' if ctx.state.get('netns') else 'loopback'}; "
+                              f"{frame['gbps'].max():.2f} GB/s best", fix="read the agent logs in the work directory")
+    no_efa = "no EFA device on this machine: libfabric runs its sockets/tcp provider (on a P5 this row fails)"
     for role, d in sides.items():
-        t.require(f"{role}: NIXL backend", d.nixl_backend or "none", want, evidence=_ev(d, "nixl_backend"),
-                  fix="vLLM: kv_connector_extra_config.backends; TRT-LLM: TRTLLM_NIXL_KVCACHE_BACKEND")
-        if want == "LIBFABRIC":
-            t.require(f"{role}: libfabric provider", d.libfabric_provider or "none", "efa",
-                      evidence=_ev(d, "libfabric_provider"),
+        t.require(f"{role}: NIXL backend", d.nixl_backend or "none", BACKEND, evidence=_ev(d, "nixl_backend"),
+                  fix="vLLM: kv_connector_extra_config.backends; locally run `workshop lab setup` (libfabric 2.x)")
+        provider = d.libfabric_provider
+        ev = _ev(d, "libfabric_provider")
+        if target.efa:
+            t.require(f"{role}: libfabric provider", provider or "none", "efa", evidence=ev,
                       fix="request vpc.amazonaws.com/efa, privileged: true, an EFA-enabled image, FI_PROVIDER=efa")
             t.at_least(f"{role}: handshakes", d.handshakes, EXPECTED_HANDSHAKES, evidence=_ev(d, "handshakes"),
                        fix="the peers never connected: same AZ, security group allowing all traffic within itself",
                        warn=True)
+        elif provider and provider != "efa":
+            t.expected_here(f"{role}: libfabric provider", provider, "efa", evidence=ev, why=no_efa)
+        else:
+            t.add(f"{role}: libfabric provider", "WARN" if provider is None else "FAIL", provider or "not confirmed",
+                  "sockets/tcp here", ev, "the log names no provider: set NIXL_LOG_LEVEL=INFO" if provider is None
+                  else "efa on a machine without EFA: the diagnosis misread the log")
     if multi is not None:
-        t.require("verdict", multi.combined.verdict, "efa-rdma" if want == "LIBFABRIC" else "ucx",
-                  evidence=multi.combined.evidence or "", fix="see the side-by-side table and troubleshooting")
+        got = multi.combined.verdict
+        ev = multi.combined.evidence or ""
+        if target.efa:
+            t.require("KV transport", got, "efa-rdma", evidence=ev, fix="see the side-by-side table and troubleshooting")
+        elif got == TCP_FALLBACK:
+            t.expected_here("KV transport", got, "efa-rdma", evidence=ev or fallback_signature(ctx) or "", why=no_efa)
+        else:
+            t.require("KV transport", got, TCP_FALLBACK, evidence=ev,
+                      fix="without EFA the verdict must be tcp-fallback; anything else means the diagnosis missed it")
     oom = ctx.state.get("oom_rows")
     if oom is not None:
         t.check_true("no OOMKilled worker", oom == 0, oom, 0, fix=f"worker memory {LIBFABRIC_MIN_MEMORY}")
@@ -272,13 +266,9 @@ def verify(ctx: Context) -> CheckTable:
 
 # ------------------------------------------------------------------------------------------------ teardown
 def teardown(ctx: Context, confirm: bool) -> list[str]:
-    """eks: close port-forwards and, when ``confirm``, delete the cross-node graph. local: the pair already exited."""
-    if ctx.local:
-        return ["the NIXL agents exited after the run; the network namespaces were removed with them"]
-    out = eks.close_forwards(ctx.state)
+    """Close port-forwards and, when ``confirm``, remove the cross-node graph (the local pair has already exited)."""
+    out = ctx.target.close()
     if not confirm:
         return out + ["TEARDOWN is False: the cross-node graph keeps running for notebook 04."]
-    from workshop_lib.manifests import render
-
-    names = ctx.state.get("dgds") or eks.dgd_names(render(ctx.cfg, "cross-node"))
-    return out + eks.teardown_namespace(ctx.cfg, names)
+    names = ctx.state.get("dgds")
+    return out + (ctx.target.teardown(names) if names else ["nothing deployed by this notebook is left running"])
