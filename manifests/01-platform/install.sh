@@ -9,6 +9,8 @@ cd "$(dirname "$0")"
 helm upgrade --install dynamo-crds oci://helm.ngc.nvidia.com/nvidia/ai-dynamo/charts/dynamo-crds --version 0.9.0 --namespace default
 
 # 2. Operator + etcd + NATS. The dynamo-operator.controllerManager.manager.image.tag override fixes the 0.9.0 chart's 0.7.1 fallback.
+#    The 0.9.0 operator's discovery backend is kubernetes: workers register through the Kubernetes API, not in
+#    etcd (etcd still serves nixlbench's rendezvous in section 4).
 helm upgrade --install dynamo-platform oci://helm.ngc.nvidia.com/nvidia/ai-dynamo/charts/dynamo-platform --version 0.9.0 --namespace dynamo-system --create-namespace -f values-dynamo-platform.yaml --set-string dynamo-operator.controllerManager.manager.image.tag=0.9.0
 
 # 3. The workshop namespace and the node add-ons for EFA nodes.

@@ -82,3 +82,14 @@ def test_every_image_is_pinned_and_from_versions(rendered):
     image = values["dynamo-operator"]["controllerManager"]["manager"]["image"]
     assert f"{image['repository']}:{image['tag']}" == versions.image("kubernetes-operator")
 
+
+
+def test_manifests_readme_prescribes_no_no_op_knob(repo_root):
+    import re
+
+    from workshop_lib.manifests.envaudit import UNREAD
+
+    text = (repo_root / "manifests" / "README.md").read_text()
+    for name in (n for n, u in UNREAD.items() if not u.frameworks):  # TRTLLM_NIXL_KVCACHE_BACKEND is TRT-LLM's switch
+        assert not re.search(rf"\b{name}=", text), f"manifests/README.md sets the no-op {name}"
+    assert "Patched NIXL 0.8.0" in text and "only UCX" in text and "--make-efa" in text

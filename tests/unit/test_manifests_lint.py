@@ -108,6 +108,11 @@ def test_wl003_backend_mechanism():
             e["value"] = "EFA"
     found = _lint(trt)
     assert _codes(found) == ["WL003"] and "uses UCX" in found[0].message
+    assert "WARNING 'Unsupported NIXL backend: EFA, fallback to UCX'" in found[0].message
+    for e in _dgd(trt)["spec"]["services"]["DecodeWorker"]["envs"]:
+        if e["name"] == "TRTLLM_NIXL_KVCACHE_BACKEND":
+            e["value"] = "libfabric"  # lower case: TRT-LLM falls back to UCX too
+    assert _codes(_lint(trt)) == ["WL003"]
 
 
 def test_wl004_prefill_and_decode_can_share_a_node():

@@ -123,6 +123,8 @@ def install_script(cfg: WorkshopConfig, head: str, addon_files: list[str]) -> st
         shlex.join(crds.command()),
         "",
         f"# 2. Operator + etcd + NATS. The {versions.OPERATOR_IMAGE_TAG_FIX} override fixes the 0.9.0 chart's 0.7.1 fallback.",
+        "#    The 0.9.0 operator's discovery backend is kubernetes: workers register through the Kubernetes API, not in",
+        "#    etcd (etcd still serves nixlbench's rendezvous in section 4).",
         shlex.join(platform.command(VALUES_FILE)),
         "",
         "# 3. The workshop namespace and the node add-ons for EFA nodes.",

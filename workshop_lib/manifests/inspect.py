@@ -138,7 +138,8 @@ class Service:
             return str(backends[0]).upper() if backends else "UCX"
         if self.framework == "trtllm":
             value = (self.env().get("TRTLLM_NIXL_KVCACHE_BACKEND") or ((), None))[1]
-            return (value or "UCX").upper()
+            # TRT-LLM compares exactly: "libfabric" or a typo falls back to UCX (with a WARNING)
+            return value if value in ("UCX", "LIBFABRIC") else "UCX"
         return "UCX"
 
     def quantity(self, key: str) -> tuple[FieldPath, str] | None:

@@ -53,6 +53,8 @@ EFA_IMAGE_FIX = ("build the 0.9.0 EFA image from the Dynamo 0.9.0 tree with `con
 TRTLLM_UCX_ONLY = ("Dynamo 0.9.0's TRT-LLM docs (docs/backends/trtllm/kv-cache-transfer.md) support only UCX in "
                    "tensorrtllm-runtime:0.9.0; the seed workshop's published LIBFABRIC numbers came from a TRT-LLM image "
                    "with a patched NIXL 0.8.0, not from this stack")
+# TRT-LLM's NixlTransferAgent accepts exactly these (kSUPPORTED_BACKENDS in transferAgent.cpp; anything else: WARNING + UCX)
+TRTLLM_BACKENDS = ("UCX", "LIBFABRIC")
 BACKEND_FIX = {
     "vllm": "pass --connector none --kv-transfer-config "
             "'{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_both\",\"kv_connector_extra_config\":{\"backends\":[\"LIBFABRIC\"]}}'",
@@ -220,10 +222,11 @@ def rule_backend_mechanism(docs: list[Doc]) -> Iterable[Finding]:
                               "--kv-transfer-config without --connector none: Dynamo refuses to start "
                               "('Cannot specify both --kv-transfer-config and --connector')", "add --connector none")
             value = (svc.env().get("TRTLLM_NIXL_KVCACHE_BACKEND") or ((), None))
-            if svc.framework == "trtllm" and value[1] is not None and value[1].upper() not in ("UCX", "LIBFABRIC"):
+            if svc.framework == "trtllm" and value[1] is not None and value[1] not in TRTLLM_BACKENDS:
                 yield finding(doc, "WL003", "error", value[0],
-                              f"TRTLLM_NIXL_KVCACHE_BACKEND={value[1]!r} is not a backend: TRT-LLM logs an error and uses UCX",
-                              "use LIBFABRIC or UCX")
+                              f"TRTLLM_NIXL_KVCACHE_BACKEND={value[1]!r} is not a backend TRT-LLM knows: it logs the "
+                              f"WARNING 'Unsupported NIXL backend: {value[1]}, fallback to UCX' and uses UCX",
+                              "use LIBFABRIC or UCX, in upper case (TRT-LLM compares the value exactly)")
 
 
 def _group(svc: Service) -> str:
