@@ -35,7 +35,9 @@ def test_validate_rendered_manifests(tmp_path: Path, dgd_crd: Path) -> None:
     files = render(cfg, "single-node") + render(cfg, "cross-node")
     paths = write_files(files, tmp_path)
     table = s01_setup.validate(paths, tmp_path, str(dgd_crd))
-    assert len(table) == 2 and table.ok and all(r.status == "PASS" for r in table.rows)
+    assert len(table) == 2 and table.ok and table.verdict() in ("PASS", "WARN")
+    # a WARN may only be the lint's WL011 (the stock worker image carries no EFA libfabric for a LIBFABRIC graph)
+    assert all(r.status == "PASS" or "WL011" in r.evidence for r in table.rows), table
     bad = write_files(render(cfg.replace(worker_memory="64Gi"), "cross-node"), tmp_path / "bad")
     t64 = s01_setup.validate(bad, tmp_path / "bad", str(dgd_crd))
     assert t64.verdict() == "FAIL" and "WL001" in t64.rows[0].evidence
