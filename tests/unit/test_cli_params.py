@@ -60,3 +60,18 @@ def test_config_prints_typed_values(capsys) -> None:
 
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["teardown"] is True and cfg["concurrency"] == [1, 5] and cfg["engine"] == "mocker"
+
+
+def test_config_help_documents_the_engine_variable(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["config", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "WORKSHOP_ENGINE=mocker" in out and "engine=vllm" in out
+
+
+def test_engine_from_environment_in_config(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import json
+
+    monkeypatch.setenv("WORKSHOP_ENGINE", "mocker")
+    assert main(["config"]) == 0
+    assert json.loads(capsys.readouterr().out)["engine"] == "mocker"

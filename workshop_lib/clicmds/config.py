@@ -30,7 +30,12 @@ def load(args: argparse.Namespace) -> WorkshopConfig:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("config", help="print the validated workshop configuration")
+    p = sub.add_parser(
+        "config", help="print the validated workshop configuration",
+        epilog="Every field can also come from the environment as WORKSHOP_<FIELD> (e.g. WORKSHOP_KV_BACKEND=UCX). "
+               "On a small machine (no GPU, little memory) set WORKSHOP_ENGINE=mocker: the lab and the notebooks then "
+               "use Dynamo's mocker engine instead of vLLM (the default, engine=vllm).",
+    )
     p.add_argument("--config", help="YAML file of parameters")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one parameter (repeatable)")
     p.set_defaults(func=run)
