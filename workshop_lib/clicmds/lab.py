@@ -39,6 +39,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     pl.add_argument("--json", action="store_true", help="print JSON")
     pl.set_defaults(func=cmd_plan)
 
+    ck = lab_sub.add_parser(
+        "check-kv", help="did the KV cache arrive intact? disaggregated vs aggregated tokens+logprobs (exit 1 if not)"
+    )
+    ck.add_argument("--json", action="store_true", help="print the full report as JSON")
+    ck.set_defaults(func=cmd_check_kv)
+
+    bd = lab_sub.add_parser("breakdown", help="per request TTFT split: prefill, KV transfer, first decode step")
+    bd.add_argument("-n", type=int, default=8, help="requests (default 8)")
+    bd.add_argument("--json", action="store_true", help="print JSON")
+    bd.set_defaults(func=cmd_breakdown)
+
     st = lab_sub.add_parser("status", help="health of each lab process (exit 1 when not all healthy)")
     st.add_argument("--json", action="store_true", help="print JSON")
     st.set_defaults(func=cmd_status)
@@ -83,6 +94,41 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(plan.table())
         print()
         print(plan.command_lines())
+    return 0
+
+
+def cmd_check_kv(args: argparse.Namespace) -> int:
+    from workshop_lib.lab.kvcheck import check_kv
+
+    rep = check_kv(Lab())
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print(f"KV integrity ({rep['engine']}, NIXL {rep['kv_backend']}): {rep['integrity'].upper()}")
+        print(f"  {rep['kv_bytes_during_check']:.0f} KV bytes moved, {rep['failed_transfers_during_check']:.0f} failed")
+        for p in rep["prompts"]:
+            fd = p["first_difference"]
+            where = "" if fd is None else f"; first differs at token {fd.get('position')}: {fd}"
+            print(f"  prompt {p['prompt'][:50]!r}: max |logprob diff| {p['max_logprob_difference']}{where}")
+        if rep.get("cause"):
+            print(f"  cause: {rep['cause']}")
+    return 0 if rep["integrity"] == "identical" else 1
+
+
+def cmd_breakdown(args: argparse.Namespace) -> int:
+    from workshop_lib.lab.breakdown import summary, ttft_breakdown
+
+    recs = ttft_breakdown(Lab(), n=args.n)
+    if args.json:
+        print(json.dumps({"requests": recs, "p50": summary(recs)}, indent=2))
+        return 0
+    cols = ("ttft_s", "prefill_s", "kv_transfer_s", "first_decode_s", "other_s", "kv_bytes", "descriptors")
+    print(f"engine {recs[0]['engine']}, NIXL {recs[0]['kv_backend']} (seconds; bytes)")
+    print("req  " + "  ".join(f"{c:>14}" for c in cols))
+    for r in recs:
+        print(f"{r['request']:<4} " + "  ".join(f"{r[c]:>14}" for c in cols))
+    p50 = summary(recs)
+    print("p50  " + "  ".join(f"{p50[c]:>14}" for c in cols))
     return 0
 
 
