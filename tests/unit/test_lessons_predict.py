@@ -54,3 +54,7 @@ def test_oddities() -> None:
     assert "random" in oddities.engine_note("vllm")
     with pytest.raises(KeyError, match="use one of"):
         oddities.explain("nope")
+
+
+def test_reply_note() -> None:
+    assert "random" in oddities.reply_note("local") and "real model" in oddities.reply_note("eks")

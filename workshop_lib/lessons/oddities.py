@@ -48,3 +48,8 @@ def engine_note(engine: str | None) -> str:
     if (engine or "").lower() == "vllm":
         return "Engine: real vLLM 0.14.1 workers on the CPU. " + explain("gibberish")
     return f"Engine: {engine or 'unknown'}"
+
+
+def reply_note(target: str) -> str:
+    """What to make of the completion's words: the random-weight model on local, a real model on eks."""
+    return explain("gibberish") if target == "local" else "(eks: a real model answered; judge its words too)"
