@@ -71,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WorkshopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except UnicodeDecodeError as exc:  # a binary file where text was expected: one line, never a traceback
+        print(f"error: {args.command}: a file it read is not UTF-8 text ({exc.reason} at byte {exc.start}). "
+              "Fix: give text files (YAML manifests, configs, logs)", file=sys.stderr)
+        return 1
     except OSError as exc:  # a file the user named that cannot be read or written: one line, never a traceback
         if isinstance(exc, BrokenPipeError):
             return 0

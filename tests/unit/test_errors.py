@@ -163,3 +163,17 @@ def test_cluster_connect_reads_kubeconfig_env(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("KUBECONFIG", str(kc))
     with pytest.raises(ClusterError, match=rf"kubeconfig {kc}:2: invalid YAML"):
         Cluster.connect()
+
+
+def test_validate_a_binary_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    binary = tmp_path / "ls"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe\x00" * 8)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    assert main(["validate", str(binary)]) == 1
+    assert f"error: {binary}: not a text (UTF-8) file" in _one_line_error(capsys)
+
+
+def test_run_rejects_a_non_positive_timeout(tmp_path: Path, capsys) -> None:
+    assert main(["run", "--timeout", "-5", "--notebooks", "01", "--out", str(tmp_path)]) == 1
+    assert "--timeout: -5 is not a number of seconds" in _one_line_error(capsys)
+    assert list(tmp_path.iterdir()) == []

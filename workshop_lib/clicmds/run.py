@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     # One validation for every parameter, before any notebook starts: typed values go to papermill (TEARDOWN=False,
     # not the string "false"); a typo or a bad value stops here with the parameter named.
     params = {k: v for k, v in WorkshopConfig.check_params({"TARGET": args.target, **params}).items() if k != "TARGET"}
+    if args.timeout <= 0:
+        raise ConfigError("--timeout", f"{args.timeout} is not a number of seconds", "give seconds per cell, e.g. 1800")
     names = None
     if args.notebooks is not None:
         names = [n.strip() for n in args.notebooks.split(",")]

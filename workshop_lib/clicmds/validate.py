@@ -31,10 +31,22 @@ def _crd(arg: str | None) -> SchemaSource:
     return resolve(Path(arg) if arg else None)
 
 
+def _is_text(path: Path) -> bool:
+    try:
+        path.read_text(encoding="utf-8")
+        return True
+    except (UnicodeDecodeError, OSError):
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     source = _crd(args.crd)
     print(f"schema: {source.source}", file=sys.stderr)
-    findings = validate_paths(args.paths, source)
+    try:
+        findings = validate_paths(args.paths, source)
+    except UnicodeDecodeError:
+        bad = next((p for p in args.paths if Path(p).is_file() and not _is_text(Path(p))), args.paths[0])
+        raise ValidationFailed(bad, "not a text (UTF-8) file", "give YAML manifest files or folders of them") from None
     errs = errors(findings)
     if args.json:
         print(json.dumps([f.to_dict() for f in findings], indent=2))
