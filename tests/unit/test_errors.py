@@ -170,7 +170,10 @@ def test_validate_a_binary_file_is_one_line(tmp_path: Path, monkeypatch: pytest.
     binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe\x00" * 8)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     assert main(["validate", str(binary)]) == 1
-    assert f"error: {binary}: not a text (UTF-8) file" in _one_line_error(capsys)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {binary}: not a text (UTF-8) file. Fix: give YAML manifest files or folders of them"]
 
 
 def test_run_rejects_a_non_positive_timeout(tmp_path: Path, capsys) -> None:
