@@ -62,6 +62,26 @@ def _median_or_all(values: list[float], unit: str) -> str:
             f"(range {_g(min(values))}-{_g(max(values))})")
 
 
+def _date(rec: Any) -> str | None:
+    """The day a record was measured (``meta.date``/``meta.started``/``date``), for the record column."""
+    if not isinstance(rec, dict):
+        return None
+    meta = rec.get("meta") if isinstance(rec.get("meta"), dict) else rec
+    for key in ("date", "started", "finished"):
+        if isinstance(meta.get(key), str) and len(meta[key]) >= 10:
+            return meta[key][:10]
+    return None
+
+
+RECORD_FILES = {  # the record column's folder -> the files its row reads (for the run date)
+    "quickstart": ["quickstart/results.json"],
+    "nixl_vram": ["nixl_vram/results.json", "nixl_vram/results-repeat.json"],
+    "client_fidelity": ["client_fidelity/results.json"],
+    "aiperf_compare": ["aiperf_compare/results.json"],
+    "logs_vs_grep": ["logs_vs_grep/results.json"],
+}
+
+
 # ------------------------------------------------------------------------------------------------ rows
 QUICKSTART = HERE / "quickstart" / "results.json"
 
@@ -219,7 +239,9 @@ def table() -> str:
     lines = ["| what | result (from the record) | record (rerun) |", "|---|---|---|"]
     for w, r, p in (row() for row in ROWS):
         name = p.strip("`/").split("/")[-1]
-        lines.append(f"| {w} | {r} | {p} (`python -m benchmarks {name}`) |")
+        dates = sorted({d for f in RECORD_FILES.get(name, []) if (d := _date(_load(HERE / f)))}) if r != NO_RECORD else []
+        when = f", run {' and '.join(dates)}" if dates else ""
+        lines.append(f"| {w} | {r} | {p}{when} (`python -m benchmarks {name}`) |")
     return "\n".join(lines)
 
 
