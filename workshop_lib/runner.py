@@ -75,6 +75,43 @@ def discover(names: Sequence[str] | None = None, notebook_dir: Path = NOTEBOOK_D
     return chosen
 
 
+def notebook_parameters(nb: Path) -> set[str]:
+    """The names assigned in ``nb``'s cell tagged ``parameters`` (what papermill can set in it).
+
+    >>> import nbformat, tempfile; d = Path(tempfile.mkdtemp()); c = nbformat.v4.new_code_cell("A = 1\\nB = None  # x")
+    >>> c.metadata["tags"] = ["parameters"]; nb = nbformat.v4.new_notebook(); nb.cells = [c]
+    >>> nbformat.write(nb, d / "n.ipynb"); sorted(notebook_parameters(d / "n.ipynb"))
+    ['A', 'B']
+    """
+    import ast
+
+    names: set[str] = set()
+    for cell in json.loads(nb.read_text()).get("cells", []):
+        if "parameters" in (cell.get("metadata", {}).get("tags") or []):
+            src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+            for node in ast.parse(src).body:
+                if isinstance(node, ast.Assign):
+                    names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names
+
+
+def check_parameters_used(names: Sequence[str], notebooks: Sequence[Path]) -> None:
+    """Every ``-p`` name must be a parameter of at least one chosen notebook (papermill would only warn).
+
+    Raises:
+        NotebookError: naming the parameter and the notebooks that do take it.
+    """
+    every = {nb: notebook_parameters(nb) for nb in discover(None, notebooks[0].parent)} if notebooks else {}
+    chosen = {nb: every.get(nb, notebook_parameters(nb)) for nb in notebooks}
+    for name in names:
+        if not any(name in params for params in chosen.values()):
+            users = [nb.stem for nb, params in every.items() if name in params]
+            raise NotebookError(
+                f"-p {name}", f"not a parameter of {', '.join(nb.stem for nb in notebooks)} (papermill would ignore it)",
+                f"run it with --notebooks {','.join(u[:2] for u in users)}" if users else "drop it",
+            )
+
+
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 

@@ -47,6 +47,8 @@ def test_a_notebook_error_is_not_hidden_by_verdicts() -> None:
         (["--notebooks", ""], "--notebooks: '' names no notebook"),
         (["--notebooks", "01,"], "--notebooks: '01,' names no notebook"),
         (["--notebooks", "07"], "no notebook matches '07'"),
+        (["-p", "NETNS", "True", "--notebooks", "02"], "-p NETNS: not a parameter of 02-"),
+        (["-p", "VRAM_SIZES", "1M", "--notebooks", "01,03"], "Fix: run it with --notebooks 04"),
     ],
 )
 def test_run_rejects_bad_input_before_any_notebook(argv: list[str], message: str, tmp_path: Path, capsys) -> None:

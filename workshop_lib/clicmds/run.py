@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
         if not all(names):
             raise ConfigError("--notebooks", f"{args.notebooks!r} names no notebook (an empty item)",
                               "write e.g. --notebooks 01,02, or leave --notebooks out to run all four")
+    from workshop_lib.runner import check_parameters_used, discover
+
+    check_parameters_used(list(params), discover(names))
     results = run_notebooks(
         target=args.target,
         parameters=params,
