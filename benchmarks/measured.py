@@ -67,7 +67,7 @@ def _date(rec: Any) -> str | None:
     if not isinstance(rec, dict):
         return None
     meta = rec.get("meta") if isinstance(rec.get("meta"), dict) else rec
-    for key in ("date", "started", "finished"):
+    for key in ("date", "started", "finished", "when"):
         if isinstance(meta.get(key), str) and len(meta[key]) >= 10:
             return meta[key][:10]
     return None
@@ -86,15 +86,45 @@ RECORD_FILES = {  # the record column's folder -> the files its row reads (for t
 QUICKSTART = HERE / "quickstart" / "results.json"
 
 
-def make_test_row() -> Row:
-    what = "`make test` from a clean clone"
-    where = "`benchmarks/quickstart/`"
+def _quick(name: str) -> list[dict[str, Any]]:
+    """Runs of one quick-start command from ``benchmarks/quickstart/results.json``, as
+    ``{"wall_s", "exit_code", "rss_mb", "cpus", ...}``. Reads the quickstart benchmark's own shape
+    (``{"cpus", "when", "commands": {name: {"seconds", "exit_code", "peak_rss_tree_bytes"}}}``, one run per file) and a
+    list of runs (``{name: {"runs": [...]}}``)."""
     rec = _load(QUICKSTART)
-    runs = [r for r in _runs(rec, "make_test") if isinstance(r.get("wall_s"), (int, float))]
+    if not isinstance(rec, dict):
+        return []
+    out = []
+    cmd = (rec.get("commands") or {}).get(name) if isinstance(rec.get("commands"), dict) else None
+    if isinstance(cmd, dict) and isinstance(cmd.get("seconds"), (int, float)):
+        rss = cmd.get("peak_rss_tree_bytes")
+        out.append({"wall_s": float(cmd["seconds"]), "exit_code": cmd.get("exit_code"), "cpus": rec.get("cpus"),
+                    "rss_mb": rss / MiB if isinstance(rss, (int, float)) and rss else None})
+    for r in _runs(rec, {"test": "make_test", "run": "make_run"}.get(name, name)):
+        wall = r.get("wall_s", r.get("ready_s", r.get("seconds")))
+        if isinstance(wall, (int, float)):
+            out.append({**r, "wall_s": float(wall)})
+    return out
+
+
+def _quick_row(what: str, name: str) -> Row:
+    where = "`benchmarks/quickstart/`"
+    runs = _quick(name)
     if not runs:
         return (what, NO_RECORD, where)
-    text = _median_or_all([float(r["wall_s"]) for r in runs], "s")
-    counts = [f"{r.get('passed')} passed, {r.get('skipped')} skipped, {r.get('failed', 0)} failed" for r in runs
+    parts = []
+    for engine in dict.fromkeys(str(r.get("engine") or "") for r in runs):
+        mine = [r for r in runs if str(r.get("engine") or "") == engine]
+        text = (f"{engine}: " if engine else "") + _median_or_all([r["wall_s"] for r in mine], "s")
+        rss = [float(r["rss_mb"]) for r in mine if isinstance(r.get("rss_mb"), (int, float))]
+        if rss:
+            text += f", peak {_median_or_all(rss, 'MB')} RSS"
+        parts.append(text)
+    text = "; ".join(parts)
+    codes = [r.get("exit_code") for r in runs if r.get("exit_code") is not None]
+    if codes:
+        text += f"; exit code {' / '.join(str(c) for c in codes)}" + ("" if not any(codes) else " (FAILED)")
+    counts = [f"{r['passed']} passed, {r.get('skipped', 0)} skipped, {r.get('failed', 0)} failed" for r in runs
               if r.get("passed") is not None]
     if counts:
         text += f"; {' / '.join(dict.fromkeys(counts))}"
@@ -104,23 +134,16 @@ def make_test_row() -> Row:
     return (what, text, where)
 
 
+def make_test_row() -> Row:
+    return _quick_row("`make test` from a clean clone", "test")
+
+
+def make_run_row() -> Row:
+    return _quick_row("`make run` from a clean clone (setup, then the four notebooks)", "run")
+
+
 def lab_up_row() -> Row:
-    what = "`workshop lab up` (serving lab ready)"
-    where = "`benchmarks/quickstart/`"
-    rec = _load(QUICKSTART)
-    runs = [r for r in _runs(rec, "lab_up") if isinstance(r.get("ready_s", r.get("wall_s")), (int, float))]
-    if not runs:
-        return (what, NO_RECORD, where)
-    parts = []
-    for engine in dict.fromkeys(str(r.get("engine", "")) for r in runs):
-        mine = [r for r in runs if str(r.get("engine", "")) == engine]
-        text = (f"{engine}: " if engine else "") + _median_or_all(
-            [float(r.get("ready_s", r.get("wall_s"))) for r in mine], "s")
-        rss = [float(r["rss_mb"]) for r in mine if isinstance(r.get("rss_mb"), (int, float))]
-        if rss:
-            text += f", {_median_or_all(rss, 'MB')} RSS"
-        parts.append(text)
-    return (what, "; ".join(parts), where)
+    return _quick_row("`workshop lab up` (serving lab ready)", "lab_up")
 
 
 def _vram_at(data: dict[str, Any], size: int, op: str = "READ", mode: str = "one-at-a-time") -> dict[str, Any] | None:
@@ -230,7 +253,7 @@ def logs_vs_grep_row() -> Row:
     return (what, text, where)
 
 
-ROWS: list[Callable[[], Row]] = [make_test_row, lab_up_row, nixl_vram_row, client_fidelity_row, aiperf_compare_row,
+ROWS: list[Callable[[], Row]] = [make_test_row, make_run_row, lab_up_row, nixl_vram_row, client_fidelity_row, aiperf_compare_row,
                                  logs_vs_grep_row]
 
 

@@ -63,9 +63,23 @@ def test_quickstart_rows_quote_all_runs_or_the_median(tmp_path: Path, monkeypatc
                             for s, m in ((3.1, 400), (9.9, 423), (4.0, 382), (5.0, 390), (3.5, 401))]}})
     assert measured.make_test_row()[1] == "505 / 610 s (2 runs); 411 passed, 7 skipped, 0 failed (2 cores)"
     lab = measured.lab_up_row()[1]
-    assert lab == "mocker: median 4 s over 5 runs (range 3.1-9.9), median 400 MB over 5 runs (range 382-423) RSS"
+    assert lab == ("mocker: median 4 s over 5 runs (range 3.1-9.9), peak median 400 MB over 5 runs (range 382-423) "
+                   "RSS")
     _quickstart(tmp_path, monkeypatch, {"something_else": 1})
     assert measured.make_test_row()[1] == measured.NO_RECORD
+
+
+def test_quickstart_benchmark_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shape benchmarks/quickstart/run.py writes: one run per command, seconds and exit code."""
+    _quickstart(tmp_path, monkeypatch, {
+        "commit": "abc", "when": "2026-12-07T12:00:00Z", "cpus": 2, "ram_bytes": 1,
+        "commands": {"test": {"command": "make test", "exit_code": 0, "seconds": 812.4,
+                              "peak_rss_tree_bytes": 900 * 2**20},
+                     "run": {"command": "make run", "exit_code": 2, "seconds": 1200.0, "peak_rss_tree_bytes": 0}}})
+    assert measured.make_test_row()[1] == "812 s, peak 900 MB RSS; exit code 0 (2 cores)"
+    assert measured.make_run_row()[1] == "1200 s; exit code 2 (FAILED) (2 cores)"
+    assert measured.lab_up_row()[1] == measured.NO_RECORD
+    assert measured._date(json.loads(measured.QUICKSTART.read_text())) == "2026-12-07"
 
 
 def test_vram_row_quotes_both_runs_not_the_best() -> None:
