@@ -180,3 +180,13 @@ def test_run_rejects_a_non_positive_timeout(tmp_path: Path, capsys) -> None:
     assert main(["run", "--timeout", "-5", "--notebooks", "01", "--out", str(tmp_path)]) == 1
     assert "--timeout: -5 is not a number of seconds" in _one_line_error(capsys)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_nixlbench_on_a_file_that_is_not_nixlbench(tmp_path: Path, capsys) -> None:
+    other = tmp_path / "frontend.log"
+    other.write_text("INFO dynamo_runtime: serving on 0.0.0.0:8000\n")
+    assert main(["nixlbench", str(other)]) == 1
+    assert f"error: {other}: no nixlbench configuration banner and no result table" in _one_line_error(capsys)
+    target = tmp_path / "target.log"
+    target.write_text("Backend (--backend=[UCX,LIBFABRIC]): LIBFABRIC\n")
+    assert main(["nixlbench", str(target)]) == 0  # a target-side log: the banner, no table

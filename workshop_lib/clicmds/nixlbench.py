@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from workshop_lib.errors import LogParseError
 from workshop_lib.logs.nixlbench import parse_nixlbench
 from workshop_lib.logs.report import render_nixlbench
 
@@ -19,5 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     r = parse_nixlbench(args.file)
+    if not r.config and r.table.empty:  # not a nixlbench log at all: say so instead of an empty report
+        raise LogParseError(args.file, "no nixlbench configuration banner and no result table",
+                            "give nixlbench's output (the initiator's has the table): kubectl logs POD > FILE")
     print(json.dumps(r.to_dict(), indent=2, default=str) if args.json else render_nixlbench(r))
     return 0
