@@ -43,6 +43,17 @@ MAX_MODEL_LEN = 1024
 CPU_ENGINE_ARGS = ["--dtype", "bfloat16", "--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager"]
 MOCKER_SPEEDUP = 5.0
 ENGINE_ENV = "WORKSHOP_ENGINE"
+# Why the lab's first request took 30-55 s (measured here): vLLM 0.14.1's CPU sampler calls two helpers decorated with
+# @torch.compile (vllm/v1/sample/ops/topk_topp_sampler.py `compiled_random_sample`, vllm/v1/sample/ops/logprobs.py
+# `batched_count_greater_than`); at the first request TorchDynamo traces them and TorchInductor writes C++ kernels and
+# builds them with g++ (the .cpp/.so files under TORCHINDUCTOR_CACHE_DIR), in each worker, on 2 busy cores. With
+# TORCH_COMPILE_DISABLE=1 they run eagerly (the same tensor ops; vLLM's own seeded-request branch is that eager code):
+# the warm-up completion took 2.6 s instead of 48-56 s and `lab up` 80 s instead of 114-146 s.
+FIRST_REQUEST_WHY = (
+    "the first request would compile 2 sampler helpers with g++ (30-55 s on 2 cores); eager is the same math"
+)
+TRANSPORT_PREFIXES = ("FI_", "UCX_", "NIXL_")
+EFA_ONLY_ENV = ("FI_PROVIDER",)  # the DGD's FI_PROVIDER=efa (EFA overlay) would leave libfabric no provider here
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +318,14 @@ def plan_graph(
     subs: list[Substitution] = []
     unhonoured: list[str] = []
     env0 = lab_env(ports, base=base_env)
+    # The transports' own knobs come from the DGD only: a caller's FI_PROVIDER=efa (set for EKS) would filter out
+    # the tcp provider here and NIXL's LIBFABRIC backend would not start ("No network devices found").
+    inherited = sorted(k for k in env0 if k.startswith(TRANSPORT_PREFIXES))
+    for k in inherited:
+        del env0[k]
+    if inherited:
+        subs.append(Substitution("(all)", "environment", ", ".join(inherited), "(dropped)",
+                                 "only the DGD's own env sets UCX_/FI_/NIXL_ knobs in the lab"))  # fmt: skip
     env0["TMPDIR"] = str(tmpdir or run_dir / "tmp")
     procs_: list[LocalProcess] = []
     for name, argv, extra, port in infra_plan(binaries, ports, run_dir):
@@ -340,7 +359,10 @@ def plan_graph(
         for e in svc.get("envs") or []:
             if not isinstance(e, Mapping) or "name" not in e:
                 raise LabError(f"spec.services.{sname}.envs", f"entry {e!r} has no name", "fix the DGD")
-            if "value" in e:
+            if str(e["name"]) in EFA_ONLY_ENV or str(e["name"]).startswith("FI_EFA_"):
+                subs.append(Substitution(sname, f"env {e['name']}", str(e.get("value")), "(unset)",
+                                         "no EFA device here: libfabric uses its tcp/sockets provider instead"))  # fmt: skip
+            elif "value" in e:
                 env[str(e["name"])] = str(e["value"])
             elif ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") == "status.podIP":
                 env[str(e["name"])] = LOOPBACK
@@ -354,7 +376,7 @@ def plan_graph(
         core = cores[i % len(cores)]
         if int(svc.get("replicas", 1) or 1) != 1:
             unhonoured.append(f"{sname}: replicas {svc.get('replicas')} (the lab runs one)")
-        if any("efa" in str(k) for k in res):
+        if "efa" in str(svc.get("resources") or {}):
             unhonoured.append(f"{sname}: EFA devices (no EFA here; LIBFABRIC uses the tcp/sockets provider)")
         if svc.get("sharedMemory"):
             unhonoured.append(
@@ -415,6 +437,7 @@ def plan_graph(
                 VLLM_NIXL_SIDE_CHANNEL_PORT=str(side),
                 TORCHINDUCTOR_CACHE_DIR=str(lab_dir / "cache" / "inductor"),
                 VLLM_CACHE_ROOT=str(lab_dir / "cache" / "vllm"),
+                TORCH_COMPILE_DISABLE="1",
                 DYN_LOG="info",
             )
             extra_ports["nixl_side_channel"] = side
@@ -423,6 +446,7 @@ def plan_graph(
                                      "each engine needs its own core, else they starve each other"))  # fmt: skip
             subs.append(Substitution(sname, "KV cache size", "(GPU memory)", f"VLLM_CPU_KVCACHE_SPACE={KVCACHE_SPACE_GIB} GiB",
                                      "bounds RAM"))  # fmt: skip
+            subs.append(Substitution(sname, "torch.compile", "(on)", "TORCH_COMPILE_DISABLE=1", FIRST_REQUEST_WHY))
             subs.append(Substitution(sname, "ports", "(one pod each)", f"system {sys_port}, NIXL side channel {side}",
                                      "two workers share one host"))  # fmt: skip
         procs_.append(LocalProcess(role, sname, argv if engine == "mocker" else [py, *cmd[1:], *args], env, sys_port,

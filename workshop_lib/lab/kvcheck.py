@@ -154,7 +154,7 @@ def compare(
                          "aggregated": {"token": tr, "logprob": r["logprobs"][j]}}  # fmt: skip
         if first is None and len(d["tokens"]) != len(r["tokens"]):
             first = {"position": min(len(d["tokens"]), len(r["tokens"])), "reason": "different lengths"}
-        findings.append({"prompt": i, "identical": first is None, "first_difference": first,
+        findings.append({"index": i, "identical": first is None, "first_difference": first,
                          "max_logprob_difference": round(max_diff, 6)})  # fmt: skip
     verdict = "identical" if all(f["identical"] for f in findings) else "mismatch"
     return verdict, findings
@@ -183,7 +183,7 @@ def check_kv(lab: Any = None, prompts: tuple[str, ...] | list[str] = PROMPTS) ->
     dis = disaggregated(str(st.frontend_url), str(model), ids)
     kv_after = lab.status().kv or {}
     env = {**__import__("os").environ, **lab_setup.lab_env(), "VLLM_CPU_KVCACHE_SPACE": "1",
-           "VLLM_CPU_OMP_THREADS_BIND": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "VLLM_CPU_OMP_THREADS_BIND": "0", "TORCH_COMPILE_DISABLE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "TORCHINDUCTOR_CACHE_DIR": str(lab.root / "cache" / "inductor"),
            "VLLM_CACHE_ROOT": str(lab.root / "cache" / "vllm")}  # fmt: skip
     ref = reference(model, ids, lab.root / "cache", env=env)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -219,3 +220,35 @@ def isolated_netns(addr: str = ISOLATED_ADDR, tag: str | None = None) -> Iterato
         raise
     with deleted_on_exit((ns,)):
         yield IsolatedNetns(ns, dev, addr)
+
+
+_STALE_NS = re.compile(r"^wsnixl-(\d+)(?:x\d+)?-[it]$")
+_STALE_LINK = re.compile(r"^wsv(\d+)(?:x\d+)?[it]$")
+
+
+def remove_stale() -> list[str]:
+    """Delete the lab's namespaces and veths whose creating process is gone (a ``kill -9`` of ``lab nixl --netns``
+    leaves them: issue 16 item 8). Names carry the creator's pid (:func:`free_names`); others are left alone.
+    Returns what was removed; does nothing without ``ip`` or root."""
+    if shutil.which("ip") is None or os.geteuid() != 0:
+        return []
+    removed: list[str] = []
+    dead_ns = [ns for ns in existing_namespaces() if (m := _STALE_NS.match(ns)) and not _alive(int(m.group(1)))]
+    if dead_ns:
+        delete_pair(tuple(dead_ns))
+        removed += [ns for ns in dead_ns if ns not in existing_namespaces()]
+    for link in existing_links():
+        m = _STALE_LINK.match(link)
+        if m and not _alive(int(m.group(1))) and _ip("link", "del", link, check=False).returncode == 0:
+            removed.append(link)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -177,7 +177,11 @@ def format_rows(result: Any) -> str:
 
 
 def run_nixl(args: argparse.Namespace) -> int:
+    from workshop_lib.lab.netns import remove_stale
     from workshop_lib.lab.nixl_pair import NixlPairSpec, run_pair
+
+    for name in remove_stale():
+        print(f"lab nixl: removed {name}, left by a lab run that was killed", file=sys.stderr)
 
     spec = NixlPairSpec(
         backend=args.backend,

@@ -287,6 +287,7 @@ class Lab:
             raise LabUnsupported(
                 "local lab", f"needs Linux (this is {platform.system()})", "use TARGET='eks' or a Linux machine/VM"
             )
+        _remove_stale_netns("lab up")
         current = self.status()
         state = self._load()
         if state and current.running:
@@ -504,6 +505,7 @@ class Lab:
         Only the recorded process groups are signalled, and only members created after the recorded start, so a
         recycled pid is never touched. Safe to call twice. Logs stay in the run directory.
         """
+        _remove_stale_netns("lab down")
         state = self._load()
         if not state:
             return []
@@ -543,6 +545,16 @@ def run_tmpdir(run_dir: Path) -> Path:
         tmp = Path("/tmp") / f"workshop-lab-{hashlib.sha256(str(run_dir).encode()).hexdigest()[:10]}"
     tmp.mkdir(parents=True, exist_ok=True)
     return tmp
+
+
+def _remove_stale_netns(who: str) -> None:
+    from workshop_lib.lab.netns import remove_stale
+
+    try:
+        for name in remove_stale():
+            print(f"{who}: removed {name}, left by a lab run that was killed", file=sys.stderr)
+    except (OSError, LabError, subprocess.SubprocessError) as exc:
+        print(f"{who}: could not check for stale lab namespaces ({exc})", file=sys.stderr)
 
 
 def _keep_runs() -> int:

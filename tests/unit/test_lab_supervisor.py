@@ -1,0 +1,76 @@
+"""The lab supervisor's bookkeeping (issue 16 items 3 and 8): declared state, run pruning, stale namespaces."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from workshop_lib.lab import netns, serving
+from workshop_lib.lab.serving import Lab, prune_runs, run_tmpdir
+
+
+def test_prune_keeps_the_newest_runs_and_never_the_current(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    dirs = []
+    for i in range(8):
+        d = runs / f"r{i}"
+        d.mkdir(parents=True)
+        os.utime(d, (time.time() - 100 + i, time.time() - 100 + i))
+        dirs.append(d)
+    os.utime(dirs[0], (time.time() + 50, time.time() + 50))  # the oldest name is the newest by time
+    deleted = prune_runs(runs, keep=5, current=dirs[1])
+    left = sorted(p.name for p in runs.iterdir())
+    assert len(left) == 5 and "r0" in left and "r1" in left
+    assert sorted(p.name for p in deleted) == ["r2", "r3", "r4"]
+
+
+def test_a_half_started_lab_is_not_healthy(tmp_path: Path) -> None:
+    """The state declares five processes but only etcd was recorded (lab up killed half-way): not healthy."""
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    state = {"run_dir": str(run), "frontend_url": "http://127.0.0.1:1", "model": "m", "engine": "mocker",
+             "declared": list(serving.NAMES), "ports": {}, "processes": {}}  # fmt: skip
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    st = Lab(root=tmp_path).status()
+    assert not st.healthy
+    assert set(st.processes) == set(serving.NAMES)
+    assert all("declared but not started" in p.detail for p in st.processes.values())
+
+
+def test_tmpdir_is_inside_the_run_unless_too_long_for_ipc_sockets(tmp_path: Path) -> None:
+    short = tmp_path / "r"
+    assert run_tmpdir(short) == short / "tmp" or len(str(short / "tmp")) > serving.MAX_TMPDIR_LEN
+    long_run = tmp_path / ("x" * 80) / "runs" / "r"
+    t = run_tmpdir(long_run)
+    try:
+        assert len(str(t)) + 1 + 36 <= 107 and t.name.startswith("workshop-lab-") and t.is_dir()
+    finally:
+        shutil.rmtree(t, ignore_errors=True)
+
+
+def _can_netns() -> bool:
+    return shutil.which("ip") is not None and os.geteuid() == 0 and subprocess.run(
+        ["ip", "netns", "list"], capture_output=True).returncode == 0  # fmt: skip
+
+
+@pytest.mark.skipif(not _can_netns(), reason="needs root and iproute2 (ip netns)")
+def test_stale_namespace_of_a_dead_run_is_removed_and_a_live_one_kept() -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    ns_dead, ns_live = f"wsnixl-{dead.pid}-i", f"wsnixl-{os.getpid()}-t"
+    try:
+        for ns in (ns_dead, ns_live):
+            subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+        removed = netns.remove_stale()
+        names = netns.existing_namespaces()
+        assert ns_dead in removed and ns_dead not in names
+        assert ns_live in names  # its creator (this process) is alive
+    finally:
+        for ns in (ns_dead, ns_live):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
