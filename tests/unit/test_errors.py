@@ -190,3 +190,8 @@ def test_nixlbench_on_a_file_that_is_not_nixlbench(tmp_path: Path, capsys) -> No
     target = tmp_path / "target.log"
     target.write_text("Backend (--backend=[UCX,LIBFABRIC]): LIBFABRIC\n")
     assert main(["nixlbench", str(target)]) == 0  # a target-side log: the banner, no table
+
+
+def test_aiperf_cmd_checks_the_url(capsys) -> None:
+    assert main(["bench", "aiperf-cmd", "--url", "fe:8000", "--model", "m"]) == 1
+    assert "url: 'fe:8000' is not an http(s) URL" in _one_line_error(capsys)

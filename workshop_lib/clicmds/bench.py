@@ -117,8 +117,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _aiperf_cmd(args: argparse.Namespace) -> int:
     from workshop_lib.bench.aiperf import aiperf_command, shell_line
-    from workshop_lib.bench.serve import parse_concurrency
+    from workshop_lib.bench.serve import endpoint_url, parse_concurrency
 
+    endpoint_url(args.url, args.endpoint)  # the same URL/endpoint check as `bench serve`
     for c in parse_concurrency(args.concurrency):
         cmd = aiperf_command(args.url, args.model, c, args.requests, args.isl, args.osl, args.endpoint,
                              Path(args.artifact_dir) / f"c{c}", args.tokenizer, warmup=args.warmup)
