@@ -63,6 +63,7 @@ _FALSE = ("false", "no", "off", "0")
 _MEMORY_FIELDS = ("worker_memory", "shm_size", "hugepages_2mi")
 _URL_FIELDS = ("frontend_url", "ucx_url", "libfabric_url")
 _SIZES_FIELDS = ("nixl_sizes", "vram_sizes")
+_MULTILINE_FIELDS = ("prompt",)  # free text; every other string field is one line (names, images, quantities)
 
 # Worker memory needed for NIXL LIBFABRIC on a many-EFA instance (seed workshop: 64Gi was OOMKilled at init).
 LIBFABRIC_MIN_MEMORY = "128Gi"
@@ -473,6 +474,6 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     if not isinstance(value, str):
         raise ConfigError(name, f"{_kind(value)} where a string belongs", f"set {name} to one string")
     text = value.strip()
-    if "\n" in text or "\r" in text:
+    if ("\n" in text or "\r" in text) and name not in _MULTILINE_FIELDS:
         raise ConfigError(name, f"{value!r} spans several lines", f"set {name} to one line")
     return text

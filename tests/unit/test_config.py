@@ -215,3 +215,9 @@ def test_from_yaml_binary_file_is_one_line_error(tmp_path) -> None:
     mapping.write_text("model:\n  a: 1\n")
     with pytest.raises(ConfigError, match="m.yaml: model: a mapping"):
         WorkshopConfig.from_yaml(mapping)
+
+
+def test_prompt_may_span_lines_names_may_not() -> None:
+    assert WorkshopConfig.from_params({"PROMPT": "line one\nline two"}).prompt == "line one\nline two"
+    with pytest.raises(ConfigError, match="model: .* spans several lines"):
+        WorkshopConfig.from_params({"MODEL": "Qwen/Qwen3-0.6B\n--evil"})
