@@ -267,6 +267,10 @@ class WorkshopConfig:
                 )
         if self.price_per_node_hour < 0:
             raise ConfigError("price_per_node_hour", f"{self.price_per_node_hour!r} is not a price", "use USD per node-hour, e.g. 55.04")
+        # libfabric's FI_LOG_LEVEL levels (fabric(7), "Logging Interface"): warn, trace, info, debug.
+        if self.fi_log_level.lower() not in ("warn", "trace", "info", "debug"):
+            raise ConfigError("fi_log_level", f"{self.fi_log_level!r} is not a libfabric log level",
+                              "use info (the provider lines the diagnosis reads), warn, debug or trace")
         if self.nixl_log_level.upper() not in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"):
             raise ConfigError("nixl_log_level", f"{self.nixl_log_level!r} is not a NIXL log level", "use INFO (needed to verify the backend)")
 

@@ -160,6 +160,7 @@ def test_numbers_and_lists_are_parsed() -> None:
         ({"UCX_URL": "localhost:8000"}, "ucx_url", "http://"),
         ({"FRONTEND_URL": "ftp://x"}, "frontend_url", "http://"),
         ({"PROMPT": "  "}, "prompt", "question"),
+        ({"FI_LOG_LEVEL": "verbose"}, "fi_log_level", "use info"),
         ({"KV_BACKND": "UCX"}, "KV_BACKND", "did you mean KV_BACKEND?"),
         ({"teardwn": True}, "teardwn", "did you mean teardown?"),
     ],
