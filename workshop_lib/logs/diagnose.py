@@ -518,7 +518,11 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
 def diagnose_files(paths: Sequence[str | Path]) -> MultiDiagnosis:
     """Diagnose each file (directories expand to their files), each pod, and all of them together, then check the
     sides against each other. The combined verdict is :func:`combine` of the pods when there are several."""
+    from workshop_lib.logs.parser import check_readable
+
     files = expand_paths(paths)
+    for p in files:
+        check_readable(p)  # before anything opens it: a FIFO would block, /dev/zero never ends
     combined = Accumulator()
     per: dict[str, Diagnosis] = {}
     pods: dict[str, Diagnosis] = {}
