@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             rc = 1
         print(f"== {name}: {'ok' if rc == 0 else f'FAILED ({rc})'} in {time.monotonic() - t0:.0f} s", flush=True)
         failed += rc != 0
+    from benchmarks import measured
+
+    measured.main([])  # the README's measured table follows the records just written
     return failed
 
 
