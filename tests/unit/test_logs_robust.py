@@ -158,7 +158,8 @@ def test_vllm_nixl_metrics_and_version_truth(tmp_path, capsys) -> None:
 # --- the failure side: each verdict rule has an input that must NOT produce it ----------------------------------------
 @pytest.mark.parametrize(("lines", "not_verdict"), [
     (["I0101 00:00:00.1 7 x.cpp:1] efa debug line: fi_info efa", "Discovered 0 EFA devices"], "efa-rdma"),
-    (["Backend LIBFABRIC was instantiated", "libfabric:1:1:efa:core:core:x():1<info> efa something"], "efa-rdma"),
+    (["Backend LIBFABRIC was instantiated", "libfabric:1:1::efa:core:efa_info():1<debug> one efa debug line",
+      "Discovered 0 EFA devices"], "efa-rdma"),  # one efa debug line, 0 devices, 0 handshakes
     (["Backend UCX was instantiated", "[1.1] [h:1:0]  ucp_worker.c:1 UCX  INFO  ucp_context_0 intra-node cfg#2 "
       "rma(cuda_ipc/cuda) am(tcp/lo)"], "tcp-fallback"),
     (["Backend LIBFABRIC was instantiated", "Discovered 4 EFA devices"], "tcp-fallback"),
