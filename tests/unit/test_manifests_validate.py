@@ -143,3 +143,26 @@ def test_cli_validate_without_crd_uses_the_kit_schema(tmp_path, good_text, capsy
     typo = _write(tmp_path, "typo.yaml", good_text.replace("extraPodSpec:", "extraPodSpecs:", 1))
     assert main(["validate", str(typo)]) == 1
     assert "CRD schema (kit): unknown field 'extraPodSpecs'" in capsys.readouterr().out
+
+
+def test_done_when_committed_pass_stock_image_and_no_op_knob_fail(tmp_path, repo_root, capsys, monkeypatch):
+    """Issue 19: `workshop validate manifests/` exits 0; a stock-image LIBFABRIC graph and a no-op knob exit 1 with a fix."""
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no helm: the kit's schema, as in a plain clone
+    assert main(["validate", str(repo_root / "manifests")]) == 0
+    capsys.readouterr()
+    lf = (repo_root / "manifests" / "03-cross-node" / "vllm-xnode-libfabric.yaml").read_text()
+    stock = _write(tmp_path, "stock.yaml", lf.replace("REPLACE_WITH_YOUR_EFA_IMAGE/vllm-runtime:0.9.0-efa",
+                                                      "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.9.0"))
+    assert main(["validate", str(stock)]) == 1
+    out = capsys.readouterr().out
+    assert "error WL010" in out and "Fix: build the 0.9.0 EFA image" in out and "--make-efa" in out
+    ucx = (repo_root / "manifests" / "03-cross-node" / "vllm-xnode-ucx.yaml").read_text()
+    for name in ("FI_EFA_ENABLE_SHM", "FI_EFA_DEV_LIST", "NIXL_SKIP_TOPOLOGY_CHECK", "NIXL_LIBFABRIC_MAX_RAILS",
+                 "NIXL_BACKEND", "VLLM_NIXL_KVCACHE_BACKEND"):
+        knob = _write(tmp_path, "knob.yaml", ucx.replace("        - name: FI_PROVIDER\n",
+                                                         f"        - name: {name}\n          value: '0'\n"
+                                                         "        - name: FI_PROVIDER\n", 1))
+        assert main(["validate", str(knob)]) == 1, name
+        out = capsys.readouterr().out
+        assert "error WL002" in out and f"Fix: remove {name};" in out, out
