@@ -43,11 +43,19 @@ def test_validate_rendered_manifests(tmp_path: Path, dgd_crd: Path) -> None:
     assert t64.verdict() == "FAIL" and "WL001" in t64.rows[0].evidence
 
 
-def test_validate_without_crd_warns(tmp_path: Path, monkeypatch) -> None:
+def test_validate_without_crd_uses_the_kit_schema(tmp_path: Path, monkeypatch) -> None:
+    # a plain clone (no ../shared, no cluster, no helm): still validated, against the kit's schema (issue 19 item 11)
     monkeypatch.setattr(s01_setup, "crd_path", lambda: None)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.setenv("PATH", str(tmp_path))
     paths = write_files(render(WorkshopConfig(), "single-node"), tmp_path)
     row = s01_setup.validate(paths, tmp_path).rows[0]
-    assert row.status == "WARN" and "S000" in row.evidence
+    assert row.status == "PASS" and "schema: kit schema workshop_lib/manifests/data/dgd-schema-0.9.0.yaml" in row.evidence
+    bad = paths[0].read_text().replace("extraPodSpec:", "extraPodSpecs:", 1)
+    paths[0].write_text(bad)
+    row = s01_setup.validate(paths, tmp_path).rows[0]
+    assert row.status == "FAIL" and row.evidence.startswith("schema kit: line ")
+    assert "S001 spec.services.Frontend.extraPodSpecs: CRD schema (kit): unknown field 'extraPodSpecs'" in row.evidence
 
 
 def test_eks_commands_pin_versions() -> None:

@@ -77,13 +77,16 @@ def render_manifests(ctx: Context) -> tuple[pd.DataFrame, CheckTable]:
 def validate(paths: list[Path], root: Path, crd: str | dict[str, Any] | None = None) -> CheckTable:
     """Validate rendered files against the DGD CRD schema and the workshop's lint rules; one row per file.
 
-    ``crd`` defaults to :func:`crd_path`; without any CRD the schema is not checked and the rows say so (WARN).
+    ``crd`` defaults to :func:`crd_path`, else :func:`~workshop_lib.manifests.crdsource.resolve` finds one (the
+    cluster's CRD, the dynamo-crds chart, or the kit's own schema); the evidence names the schema used.
     """
+    from workshop_lib.manifests.crdsource import resolve
     from workshop_lib.manifests.validate import validate_paths
 
     crd = crd if crd is not None else crd_path()
+    source = resolve(Path(crd) if isinstance(crd, str) else crd)
     paths = [p for p in paths if Path(p).suffix in (".yaml", ".yml")]
-    findings = validate_paths([str(p) for p in paths], Path(crd) if isinstance(crd, str) else crd)
+    findings = validate_paths([str(p) for p in paths], source)
     table = CheckTable("Rendered manifests (offline validation)")
     by_file: dict[str, list[Any]] = {}
     for f in findings:
@@ -93,7 +96,8 @@ def validate(paths: list[Path], root: Path, crd: str | dict[str, Any] | None = N
         errors = [f for f in mine if f.severity == "error"]
         warnings = [f for f in mine if f.severity == "warning" or f.code == "S000"]
         first = (errors or warnings or [None])[0]
-        evidence = first.format() if first is not None else "CRD schema + workshop lint: no findings"
+        evidence = (f"schema {source.kind}: line {first.line} {first.code} {first.field_path}: {first.message}"
+                    if first is not None else f"no findings; schema: {source.source}")
         status = "FAIL" if errors else ("WARN" if warnings else "PASS")
         table.add(str(Path(p).relative_to(root)), status, f"{len(errors)} errors, {len(warnings)} warnings",
                   "0 errors", evidence, first.fix if first is not None else "")
