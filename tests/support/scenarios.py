@@ -191,7 +191,7 @@ def forbid(verbs: set[tuple[str, str]]) -> MockCluster:
 CONFLICT_MANAGER = "kubectl-client-side-apply"
 
 
-def owned_elsewhere(name: str = "vllm-disagg-libfabric", replicas: int = 2) -> MockCluster:
+def owned_elsewhere(name: str = "vllm-disagg-ucx", replicas: int = 2) -> MockCluster:
     """The healthy cluster where another field manager already owns the single-node DGD's Frontend replicas (so the
     workshop's server-side apply of that DGD meets a 409 FieldManagerConflict, as after a ``kubectl apply``)."""
     c = base()
