@@ -60,3 +60,24 @@ def test_only_the_chosen_subcommand_is_imported() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "['workshop_lib.clicmds.versions']"
+
+
+def test_stock_runtime_images_and_the_efa_placeholder() -> None:
+    from workshop_lib import versions
+
+    assert versions.stock_runtime_without_libfabric(versions.image("vllm-runtime"))
+    assert versions.stock_runtime_without_libfabric(versions.image("tensorrtllm-runtime"))
+    assert not versions.stock_runtime_without_libfabric(versions.image("dynamo-frontend"))  # not a runtime image
+    assert not versions.stock_runtime_without_libfabric("nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.1.0-efa")
+    assert not versions.stock_runtime_without_libfabric("123.dkr.ecr.us-east-2.amazonaws.com/dynamo-efa:0.9.0")
+    for name in ("vllm-runtime-efa", "tensorrtllm-runtime-efa"):
+        ref = versions.image(name)
+        assert versions.is_efa_placeholder(ref) and ref.endswith(":0.9.0-efa") and "--make-efa" in versions.IMAGES[name].note
+    assert versions.check_no_latest() == []
+
+
+def test_efa_device_plugin_image_is_the_charts_app_version() -> None:
+    from workshop_lib import versions
+
+    assert versions.CHARTS["aws-efa-k8s-device-plugin"].version == "v0.5.6"
+    assert versions.image("efa-device-plugin").endswith("/eks/aws-efa-k8s-device-plugin:v0.5.4")
