@@ -206,6 +206,9 @@ On eks the operator turned each service into a pod (and the frontend into a Serv
 a process; the command line below is read from the running process itself. The engine line says whether the
 workers are real vLLM or Dynamo's mocker (a lighter stand-in for small machines, always labelled)."""),
     ("code", "print(dgd.command_block(\"pods\", ctx.cfg, view.name))\nsteps.became_of_it(ctx.cfg)"),
+    ("markdown", "On local, every place where the lab's processes differ from the DGD, and why (image, model, ports, "
+                 "engine), then what the lab cannot honour on one machine:"),
+    ("code", "steps.substitutions(ctx.cfg)"),
     ("code", "print(oddities.engine_note(steps.engine_in_use(ctx.cfg)))"),
     ("markdown", """### Who registered
 
@@ -229,7 +232,7 @@ prefill and the KV hand-off; ITL is the decode worker's pace.
              "reply = s02.completion(ctx, PROMPT, max_tokens=MAX_TOKENS)\nreply"),
     ("code", "predict.ask(\"02\", my_ttft_ms_guess)"),
     ("markdown", "On local, read the reply's words with this in mind:"),
-    ("code", "print(oddities.reply_note(ctx.cfg.target))"),
+    ("code", "print(oddities.reply_note(ctx.cfg.target, steps.engine_in_use(ctx.cfg)))"),
     ("markdown", """## Step 4 · NIXL: is it really moving the KV cache?
 
 On eks the worker logs must show the NIXL agent starting and the backend you asked for being instantiated
@@ -381,7 +384,7 @@ By the end you can:
 
 An appendix at the end shows what NIXL does on real GPUs (a recorded 2x H100 run, or this machine's GPUs)."""),
     ("code", "from workshop_lib import plots\n"
-             "from workshop_lib.lessons import predict, timing\n"
+             "from workshop_lib.lessons import predict, steps, timing\n"
              "from workshop_lib.sections import common, s04_vram, troubleshoot\n"
              "from workshop_lib.sections import s04_performance as s04\n"
              "from workshop_lib.widgets import parameter_form"),
@@ -414,6 +417,14 @@ sweeps it, deletes it, then deploys the LIBFABRIC graph again and sweeps it. The
                  "transfer); ITL is the gap between later tokens (decode only). p50 is the median request."),
     ("code", "plots.show(s04.serving_plot(ctx))"),
     ("code", "plots.show(s04.throughput_plot(ctx))"),
+    ("markdown", """### Where the first token's time goes
+
+With the real engine on the lab, each request's TTFT splits into the prefill worker computing the prompt's KV, NIXL
+moving it to the decode worker, the decode worker's first step, and the rest (frontend, routing, the two hops),
+read from the workers' own metrics before and after each request. The cell measures it for UCX and for LIBFABRIC
+(restarting the lab once per backend, a few minutes) and says why when it cannot (the mocker moves no KV bytes)."""),
+    ("code", "split = steps.ttft_split(ctx.cfg)\nsplit"),
+    ("code", "steps.split_plot(split, ctx.cfg)"),
     ("markdown", """## Step 2 · KV-transfer sweep
 
 Bandwidth of one NIXL transfer by block size, for both backends. On eks: nixlbench between the two P5 nodes, GPU

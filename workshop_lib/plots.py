@@ -252,3 +252,29 @@ def plot_bandwidth(df: pd.DataFrame, info: FigureInfo, instance_type: str = "p5.
         return _save(fig, path)
     ax.set_title(info.title("KV-transfer bandwidth vs block size"), fontsize=9)
     return _save(fig, path)
+
+
+SPLIT_PARTS = (("prefill_s", "prefill", "#9467bd"), ("kv_transfer_s", "KV transfer (NIXL)", "#ff7f0e"),
+               ("first_decode_s", "first decode step", "#2ca02c"), ("other_s", "frontend, routing, hops", "#7f7f7f"))
+
+
+def plot_ttft_split(split: pd.DataFrame, info: FigureInfo, path: str | Path | None = None) -> Figure:
+    """TTFT p50 split into prefill / KV transfer / first decode / the rest, one stacked bar per backend.
+
+    ``split`` has one row per backend (column ``backend``) and the medians ``prefill_s``, ``kv_transfer_s``,
+    ``first_decode_s``, ``other_s`` (``lab.breakdown.summary``), in seconds; bars are in milliseconds.
+    """
+    fig = Figure(figsize=(8, 1.2 + 0.9 * max(len(split), 1)), layout="constrained")
+    ax = fig.subplots()
+    labels = [backend_label(str(b), info.target, None if info.target == "eks" else "CPU, loopback")
+              for b in split["backend"]]
+    left = [0.0] * len(split)
+    for col, name, color in SPLIT_PARTS:
+        ms = [float(v) * 1000 for v in split[col]]
+        ax.barh(labels, ms, left=left, label=name, color=color)
+        left = [a + b for a, b in zip(left, ms, strict=True)]
+    ax.set_xlabel("time to first token, p50 (ms)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(info.title("Where the first token's time goes"), fontsize=9)
+    return _save(fig, path)

@@ -57,4 +57,5 @@ def test_oddities() -> None:
 
 
 def test_reply_note() -> None:
-    assert "random" in oddities.reply_note("local") and "real model" in oddities.reply_note("eks")
+    assert "random" in oddities.reply_note("local", "vllm") and "real model" in oddities.reply_note("eks")
+    assert "without running any model" in oddities.reply_note("local", "mocker")

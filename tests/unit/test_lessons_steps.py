@@ -38,3 +38,25 @@ def test_eks_engine_and_budget_without_measurement(tmp_path: Path) -> None:
     assert memory.MEASURED not in set(b["how we know"])
     assert b.loc["model weights while loading", "mib"] == round(7e9 * 2 / 2**20, 1)
     assert b.loc["NIXL control pools (all rails)", "mib"] == 1056.0
+
+
+def _rec(prefill: float, kv: float) -> dict:
+    return {"ttft_s": prefill + kv + 0.05, "prefill_s": prefill, "kv_transfer_s": kv, "first_decode_s": 0.03,
+            "other_s": 0.02, "kv_bytes": 1 << 20, "descriptors": 16}
+
+
+def test_split_frame_and_plot() -> None:
+    from IPython.core.formatters import DisplayFormatter
+
+    from workshop_lib import plots
+
+    frame = steps.split_frame({"UCX": [_rec(0.1, 0.02), _rec(0.3, 0.04), _rec(0.2, 0.03)], "LIBFABRIC": []})
+    assert frame["backend"].tolist() == ["UCX"] and frame.loc[0, "prefill_s"] == 0.2 and frame.loc[0, "requests"] == 3
+    fig = plots.plot_ttft_split(frame, plots.FigureInfo.for_target("local", run_date="2026-12-07"))
+    bars = fig.axes[0].patches
+    assert len(bars) == 4 and abs(bars[1].get_width() - 30.0) < 1e-6  # KV transfer p50, in ms
+    assert "image/png" in DisplayFormatter().format(plots.show(fig))[0]
+
+
+def test_ttft_split_says_why_not(tmp_path: Path) -> None:
+    assert "TARGET" in steps.ttft_split(WorkshopConfig(target="eks"))

@@ -50,6 +50,12 @@ def engine_note(engine: str | None) -> str:
     return f"Engine: {engine or 'unknown'}"
 
 
-def reply_note(target: str) -> str:
-    """What to make of the completion's words: the random-weight model on local, a real model on eks."""
-    return explain("gibberish") if target == "local" else "(eks: a real model answered; judge its words too)"
+def reply_note(target: str, engine: str | None = None) -> str:
+    """What to make of the completion's words: the mocker's made-up tokens, the random-weight model on local's real
+    engine, a real model on eks."""
+    if target != "local":
+        return "(eks: a real model answered; judge its words too)"
+    if (engine or "").lower() == "mocker":
+        return ("The words are made up: Dynamo's mocker returns tokens without running any model (see the engine note "
+                "above). Judge the timing and the token count, not the text.")
+    return explain("gibberish")

@@ -136,3 +136,76 @@ def memory_budget(cfg: WorkshopConfig, work_dir: Path) -> pd.DataFrame:
     record("memory_budget_rows", len(frame))
     return frame
 
+
+
+def split_frame(records_by_backend: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
+    """One row per backend: the p50 of each TTFT part (``lab.breakdown.summary``) and the request count."""
+    import pandas as pd
+
+    from workshop_lib.lab.breakdown import summary
+
+    rows = [{"backend": b, "requests": len(recs), **summary(recs)} for b, recs in records_by_backend.items() if recs]
+    cols = ["backend", "requests", "ttft_s", "prefill_s", "kv_transfer_s", "first_decode_s", "other_s", "kv_bytes",
+            "descriptors"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def ttft_split(cfg: WorkshopConfig, n: int = 4, backends: tuple[str, ...] = ("UCX", "LIBFABRIC")) -> pd.DataFrame | str:
+    """TTFT split per backend on the local lab's real engine (restarts the lab once per other backend, then restores
+    the backend it found); a one-line note where it cannot run (eks, the mocker, or no lab)."""
+    if cfg.target != "local":
+        return "the TTFT split reads the lab's vLLM worker metrics: run it with TARGET = \"local\" on the real engine"
+    from workshop_lib.lab.breakdown import ttft_breakdown
+    from workshop_lib.lab.serving import Lab
+    from workshop_lib.lessons.oddities import explain
+
+    lab = Lab()
+    st = lab.status()
+    if not st.running or getattr(st, "engine", None) != "vllm":
+        return ("no TTFT split here: " + explain("mocker").split(". ", 1)[0] + " moves no KV bytes. Start the real "
+                "engine (`workshop lab down && workshop lab up --engine vllm`) and rerun this cell.")
+    first = getattr(st, "kv_backend", None) or "UCX"
+    records: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for b in [first, *[x for x in backends if x != first]]:
+            if b != getattr(lab.status(), "kv_backend", None):
+                lab.down()
+                lab.up(progress=False, engine="vllm", kv_backend=b)
+            records[b] = ttft_breakdown(lab, n=n)
+    finally:
+        if getattr(lab.status(), "kv_backend", None) != first:
+            lab.down()
+            lab.up(progress=False, engine="vllm", kv_backend=first)
+    frame = split_frame(records)
+    record("ttft_split_backends", frame["backend"].tolist())
+    return frame
+
+
+def split_plot(split: pd.DataFrame | str, cfg: WorkshopConfig) -> Any:
+    """The TTFT split as an inline figure (:func:`workshop_lib.plots.show`), or the note that says why there is none."""
+    from workshop_lib import plots
+
+    if isinstance(split, str) or split.empty:
+        return split if isinstance(split, str) else "no TTFT split: no request was measured"
+    info = plots.FigureInfo.for_target(cfg.target, cfg.instance_type)
+    return plots.show(plots.plot_ttft_split(split, info))
+
+
+def substitutions(cfg: WorkshopConfig) -> pd.DataFrame | str:
+    """local: how the lab turns the DGD into processes (``Lab.plan``): one row per substitution, then what it cannot
+    honour. eks: a note (the operator runs the DGD as written)."""
+    import pandas as pd
+
+    if cfg.target != "local":
+        return "eks: the operator runs the DGD as written; nothing is substituted"
+    from workshop_lib.lab.serving import Lab
+
+    st = _lab_status()
+    engine = getattr(st, "engine", None) if st.running else None
+    plan = Lab().plan(engine=engine or "mocker", kv_backend=getattr(st, "kv_backend", None) or "UCX")
+    rows = [{"service": x.service, "field": x.field, "in the DGD": x.dgd, "here": x.local, "why": x.why}
+            for x in plan.substitutions]
+    rows += [{"service": "(graph)", "field": "not honoured here", "in the DGD": u, "here": "-", "why": ""}
+             for u in plan.unhonoured]
+    record("lab_substitutions", len(plan.substitutions))
+    return pd.DataFrame(rows, columns=["service", "field", "in the DGD", "here", "why"])

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-LOCAL_BASIS = ("measured: `workshop run --target local` on the kit's 2-core, 24 GiB development VM (no GPU), "
-               "lab already set up; mocker engine unless stated")
+LOCAL_BASIS = ("measured 2026-12-07: `WORKSHOP_ENGINE=mocker workshop run --target local` on the kit's 2-core, 24 GiB "
+               "development VM (no GPU, shared with other jobs), lab set up; two runs, cold lab then warm")
 
 
 @dataclass(frozen=True)
@@ -37,16 +37,16 @@ class NotebookTime:
 
 
 TIMES: list[NotebookTime] = [
-    NotebookTime("01", 15, None, LOCAL_BASIS, "10-15",
+    NotebookTime("01", 15, 0.6, LOCAL_BASIS, "10-15",
                  "two helm installs (~2 min) + operator/etcd/NATS pods Ready (~3 min) + checks and secret (~2 min); "
                  "node creation not included", "5-8", "instructor installs the platform; attendees run the checks"),
-    NotebookTime("02", 15, None, LOCAL_BASIS, "10-25",
+    NotebookTime("02", 15, 0.3, LOCAL_BASIS, "10-25",
                  "vLLM worker image pull + model load ~5-10 min on P5; TRT-LLM adds 15-20 min of JIT on first start "
                  "(seed workshop)", "3-5", "FRONTEND_URL of the instructor's single-node graph: no deploy"),
-    NotebookTime("03", 20, None, LOCAL_BASIS, "12-20",
+    NotebookTime("03", 20, 1.0, LOCAL_BASIS, "12-20",
                  "cross-node graph: two model loads in parallel ~5-10 min + log reads; OOM lesson reads events only",
                  "5", "read the instructor's running cross-node graph's logs"),
-    NotebookTime("04", 10, None, LOCAL_BASIS, "30-45",
+    NotebookTime("04", 10, 0.6, LOCAL_BASIS, "30-45",
                  "two graphs deployed one after another (each needs all 32 EFA of a node): 2 x ~10 min + "
                  "4 concurrency levels x 100 requests x ~0.2-3 s per backend",
                  "8-10", "UCX_URL and LIBFABRIC_URL of the instructor's two graphs (on four nodes): sweep only"),
@@ -62,6 +62,7 @@ def timing_table(local_minutes: dict[str, float] | None = None) -> pd.DataFrame:
         local = (local_minutes or {}).get(t.notebook, t.local_min)
         rows.append({"notebook": t.notebook, "class slot (min)": t.slot_min,
                      "local (min, measured)": local if local is not None else "not measured yet",
+                     "local basis": t.local_basis,
                      "eks (min, estimated)": t.eks_min, "eks basis": t.eks_basis,
                      "eks class mode (min)": t.eks_class_mode_min, "class mode": t.class_mode})
     return pd.DataFrame(rows)
