@@ -20,6 +20,7 @@ from workshop_lib.manifests.validate import errors, validate_paths
 
 @pytest.fixture
 def no_cluster_no_helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(crdsource, "_PULL_FAILED", {})
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -89,6 +90,8 @@ def test_chart_source_failure_falls_back_to_the_kit(no_cluster_no_helm: Path) ->
     helm.chmod(0o755)
     src = resolve()
     assert src.kind == "kit" and "chart: helm pull dynamo-crds Error: failed to do request" in src.source
+    helm.write_text("#!/bin/sh\nexit 99\n")  # a second validation in this process does not pull (or wait) again
+    assert "Error: failed to do request" in resolve().source
 
 
 def test_cluster_source_reads_the_installed_crd(no_cluster_no_helm: Path, dgd_crd: Path) -> None:

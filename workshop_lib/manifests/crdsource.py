@@ -181,32 +181,46 @@ def chart_source(timeout_s: float = HELM_TIMEOUT_S) -> SchemaSource:
     Raises:
         ManifestError: no ``helm`` on PATH, the pull failed (no network...), or the chart holds no DGD CRD.
     """
-    from workshop_lib.manifests.helm import OCI_REPO  # noqa: PLC0415 - helm imports config, keep this module light
-
     version = versions.chart_version("dynamo-crds")
     cache = chart_cache_dir()
     found = _find_dgd_crd(cache) if cache.is_dir() else None
-    if found is None:
-        helm = shutil.which("helm")
-        if helm is None:
-            raise ManifestError("helm", "not on PATH", "install Helm 3, pass --crd FILE, or connect to the cluster")
-        with tempfile.TemporaryDirectory() as tmp:
-            argv = [helm, "pull", f"{OCI_REPO}/dynamo-crds", "--version", version, "--untar", "--untardir", tmp]
-            try:
-                out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
-            except subprocess.TimeoutExpired:
-                raise ManifestError("helm pull dynamo-crds", f"no answer in {timeout_s:.0f} s",
-                                    "check the network, or pass --crd FILE") from None
-            if out.returncode != 0:
-                last = ((out.stderr or out.stdout).strip().splitlines() or ["no output"])[-1]
-                raise ManifestError("helm pull dynamo-crds", last, "check the network and registry access, or pass --crd FILE")
-            got = _find_dgd_crd(Path(tmp))
-            if got is None:
-                raise ManifestError("helm pull dynamo-crds", f"chart {version} holds no {DGD_CRD_NAME}", "pass --crd FILE")
-            cache.mkdir(parents=True, exist_ok=True)
-            shutil.copy(got, cache / got.name)
-            found = cache / got.name
+    if found is None and str(cache) in _PULL_FAILED:
+        raise _PULL_FAILED[str(cache)]  # one failed pull per process: no second wait for a network that is not there
+    try:
+        found = found or _pull_chart(version, cache, timeout_s)
+    except ManifestError as exc:
+        if exc.where != "helm":
+            _PULL_FAILED[str(cache)] = exc
+        raise
     return SchemaSource(load_schema(found), "chart", f"dynamo-crds {version} chart ({found})")
+
+
+_PULL_FAILED: dict[str, ManifestError] = {}
+
+
+def _pull_chart(version: str, cache: Path, timeout_s: float) -> Path:
+    """``helm pull`` the chart into a temporary folder and keep its DGD CRD file in ``cache``."""
+    from workshop_lib.manifests.helm import OCI_REPO  # noqa: PLC0415 - helm imports config, keep this module light
+
+    helm = shutil.which("helm")
+    if helm is None:
+        raise ManifestError("helm", "not on PATH", "install Helm 3, pass --crd FILE, or connect to the cluster")
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [helm, "pull", f"{OCI_REPO}/dynamo-crds", "--version", version, "--untar", "--untardir", tmp]
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise ManifestError("helm pull dynamo-crds", f"no answer in {timeout_s:.0f} s",
+                                "check the network, or pass --crd FILE") from None
+        if out.returncode != 0:
+            last = ((out.stderr or out.stdout).strip().splitlines() or ["no output"])[-1]
+            raise ManifestError("helm pull dynamo-crds", last, "check the network and registry access, or pass --crd FILE")
+        got = _find_dgd_crd(Path(tmp))
+        if got is None:
+            raise ManifestError("helm pull dynamo-crds", f"chart {version} holds no {DGD_CRD_NAME}", "pass --crd FILE")
+        cache.mkdir(parents=True, exist_ok=True)
+        shutil.copy(got, cache / got.name)
+        return cache / got.name
 
 
 def _kubeconfig_exists() -> bool:
