@@ -421,8 +421,9 @@ sweeps it, deletes it, then deploys the LIBFABRIC graph again and sweeps it. The
 
 With the real engine on the lab, each request's TTFT splits into the prefill worker computing the prompt's KV, NIXL
 moving it to the decode worker, the decode worker's first step, and the rest (frontend, routing, the two hops),
-read from the workers' own metrics before and after each request. The cell measures it for UCX and for LIBFABRIC
-(restarting the lab once per backend, a few minutes) and says why when it cannot (the mocker moves no KV bytes)."""),
+read from the workers' own metrics before and after each request. The cell measures the running lab's backend and
+says why when it cannot (the mocker moves no KV bytes). To compare both backends, change the call to
+`steps.ttft_split(ctx.cfg, backends=("UCX", "LIBFABRIC"))`: it restarts the lab once per backend (minutes)."""),
     ("code", "split = steps.ttft_split(ctx.cfg)\nsplit"),
     ("code", "steps.split_plot(split, ctx.cfg)"),
     ("markdown", """## Step 2 · KV-transfer sweep

@@ -150,9 +150,13 @@ def split_frame(records_by_backend: dict[str, list[dict[str, Any]]]) -> pd.DataF
     return pd.DataFrame(rows, columns=cols)
 
 
-def ttft_split(cfg: WorkshopConfig, n: int = 4, backends: tuple[str, ...] = ("UCX", "LIBFABRIC")) -> pd.DataFrame | str:
-    """TTFT split per backend on the local lab's real engine (restarts the lab once per other backend, then restores
-    the backend it found); a one-line note where it cannot run (eks, the mocker, or no lab)."""
+def ttft_split(cfg: WorkshopConfig, n: int = 4, backends: tuple[str, ...] | None = None) -> pd.DataFrame | str:
+    """TTFT split per backend on the local lab's real engine; a one-line note where it cannot run (eks, the mocker,
+    or no lab).
+
+    ``backends=None`` measures the running lab's backend only (no restart). Naming more (``("UCX", "LIBFABRIC")``)
+    restarts the lab once per other backend, then restores the one it found (about 1.5 minutes per restart here).
+    """
     if cfg.target != "local":
         return "the TTFT split reads the lab's vLLM worker metrics: run it with TARGET = \"local\" on the real engine"
     from workshop_lib.lab.breakdown import ttft_breakdown
@@ -167,7 +171,7 @@ def ttft_split(cfg: WorkshopConfig, n: int = 4, backends: tuple[str, ...] = ("UC
     first = getattr(st, "kv_backend", None) or "UCX"
     records: dict[str, list[dict[str, Any]]] = {}
     try:
-        for b in [first, *[x for x in backends if x != first]]:
+        for b in [first, *[x for x in (backends or ()) if x != first]]:
             if b != getattr(lab.status(), "kv_backend", None):
                 lab.down()
                 lab.up(progress=False, engine="vllm", kv_backend=b)
