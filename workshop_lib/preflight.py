@@ -262,6 +262,11 @@ def check_worker_image(cfg: WorkshopConfig) -> Row:
     if versions.stock_runtime_without_libfabric(image) or versions.is_efa_placeholder(image):
         why = "placeholder" if versions.is_efa_placeholder(image) else "stock image: no libfabric in its runtime stage"
         return Row(label, FAIL, f"{image} ({why})", expected, EFA_IMAGE_FIX)
+    if cfg.framework == "trtllm":
+        from workshop_lib.manifests.lint import TRTLLM_UCX_ONLY  # noqa: PLC0415
+
+        return Row(label, WARN, f"{image} (TRT-LLM)", expected, f"{TRTLLM_UCX_ONLY}; prefer UCX with TRT-LLM, or vLLM for "
+                   "LIBFABRIC, and check the worker log for 'NixlTransferAgent::NixlTransferAgent using NIXL backend: LIBFABRIC'")
     return Row(label, PASS, image, expected)
 
 

@@ -150,6 +150,8 @@ def test_worker_image_for_libfabric() -> None:
     assert placeholder.status == "FAIL" and "placeholder" in placeholder.found
     assert preflight.check_worker_image(CFG).status == "PASS"
     assert preflight.check_worker_image(WorkshopConfig(target="eks", kv_backend="UCX")).status == "PASS"
+    trt = preflight.check_worker_image(WorkshopConfig(target="eks", framework="trtllm", worker_image=EFA_IMAGE))
+    assert trt.status == "WARN" and "only UCX" in trt.fix and "patched NIXL 0.8.0" in trt.fix
 
 
 def _netpol(name: str, spec: dict) -> dict:
