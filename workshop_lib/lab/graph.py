@@ -152,14 +152,9 @@ def default_engine() -> str:
     env = os.environ.get(ENGINE_ENV, "").strip().lower()
     if env:
         return check_engine(env, ENGINE_ENV)
-    try:
-        from workshop_lib.config import WorkshopConfig
-
-        value = getattr(WorkshopConfig(), "engine", None)
-    except Exception:  # a config that cannot be built is reported by its own commands
-        value = None
+    value = _config_engine()
     engine = check_engine(str(value or "vllm"), "engine")
-    if engine == "vllm" and value is None:
+    if engine == "vllm":  # not from $WORKSHOP_ENGINE (returned above): fall back, saying so
         import importlib.util
         import sys
 
@@ -171,6 +166,16 @@ def default_engine() -> str:
             )
             return "mocker"
     return engine
+
+
+def _config_engine() -> str | None:
+    """The workshop config's ``engine`` field (RELIABILITY's config), None when the config has none."""
+    try:
+        from workshop_lib.config import WorkshopConfig
+
+        return getattr(WorkshopConfig(), "engine", None)
+    except Exception:  # a config that cannot be built is reported by its own commands
+        return None
 
 
 def check_engine(engine: str, where: str = "--engine") -> str:
