@@ -57,10 +57,13 @@ def test_annotate_refuses_other_kinds() -> None:
 
 def test_commands() -> None:
     cfg = WorkshopConfig()
-    assert dgd.commands("wait", cfg, "g")[0] == "kubectl -n dynamo-workshop wait dgd/g --for=condition=Ready --timeout=1800s"
+    assert dgd.commands("wait", cfg, "g")[0] == ("kubectl -n dynamo-workshop wait dynamographdeployment/g "
+                                                 "--for=condition=Ready --timeout=1800s")
+    assert "manifests/02-single-node/x.yaml" in dgd.commands("deploy", cfg, "g", "02-single-node/x.yaml")[0]
+    assert any("memory.peak" in c for c in dgd.commands("oom", cfg, "g"))
     assert any("helm upgrade --install dynamo-platform" in c and "image.tag=0.9.0" in c
                for c in dgd.commands("platform", cfg))
-    assert "port-forward svc/g-frontend 8000:8000" in dgd.commands("port-forward", cfg, "g")[0]
+    assert "port-forward svc/g-frontend 8000" in dgd.commands("port-forward", cfg, "g")[0]
     assert dgd.command_block("teardown", cfg, "g").startswith("On EKS, by hand:\n  kubectl")
     with pytest.raises(ValueError, match="unknown step 'nope'"):
         dgd.commands("nope", cfg)

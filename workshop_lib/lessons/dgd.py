@@ -236,47 +236,51 @@ def dgd_view(cfg: WorkshopConfig, profile: str, index: int = 0) -> DgdView:
 
 
 # ------------------------------------------------------------------------------------------------ commands
+TARGET_STEPS = ("platform", "verify", "secret", "deploy", "logs", "metrics", "frontend", "teardown")
+OWN_STEPS = ("wait", "pods", "discovery", "port-forward", "oom")
+
+
 def commands(step: str, cfg: WorkshopConfig, dgd: str | None = None, path: str | None = None) -> list[str]:
     """The ``kubectl``/``helm`` commands a library step corresponds to on a cluster (copyable, in order).
 
-    ``step``: platform, deploy, wait, pods, logs, discovery, port-forward, oom, teardown.
+    The steps the eks target itself knows (:data:`TARGET_STEPS`) come from ``EksTarget.commands`` (one table); this
+    adds the ones a lesson shows beside it (:data:`OWN_STEPS`). ``path`` (a rendered file under ``manifests/``)
+    replaces the placeholder of ``deploy``.
 
     >>> from workshop_lib.config import WorkshopConfig
-    >>> commands("wait", WorkshopConfig(), "vllm-disagg-libfabric")[0]
-    'kubectl -n dynamo-workshop wait dgd/vllm-disagg-libfabric --for=condition=Ready --timeout=1800s'
+    >>> commands("wait", WorkshopConfig(), "vllm-disagg-ucx")[0]
+    'kubectl -n dynamo-workshop wait dynamographdeployment/vllm-disagg-ucx --for=condition=Ready --timeout=1800s'
 
     Raises:
         ValueError: an unknown step (the message lists the known ones).
     """
-    ns = cfg.namespace
-    sel = f"nvidia.com/dynamo-graph-deployment-name={dgd}" if dgd else "nvidia.com/dynamo-component-type"
-    if step == "platform":
-        from workshop_lib.manifests import platform_releases
+    from workshop_lib.targets.eks import EksTarget
 
-        return [shlex.join(r.command()) for r in platform_releases(cfg)] + [
-            f"kubectl -n {cfg.platform_namespace} get pods"]
+    target = EksTarget(cfg)
+    if dgd:
+        target.graphs = [dgd]
+    ns = cfg.namespace
+    if step in TARGET_STEPS:
+        out = target.commands(step)
+        if step == "deploy" and path:
+            out = [c.replace("<rendered manifests>", f"manifests/{path}") for c in out]
+        return out
+    sel = f"nvidia.com/dynamo-graph-deployment-name={dgd}" if dgd else "nvidia.com/dynamo-component-type"
     table = {
-        "deploy": [f"kubectl create namespace {ns} --dry-run=client -o yaml | kubectl apply -f -",
-                   f"kubectl apply --server-side --field-manager=workshop -f manifests/{path or '<file>.yaml'}"],
-        "wait": [f"kubectl -n {ns} wait dgd/{dgd} --for=condition=Ready --timeout={cfg.deploy_timeout_s}s",
-                 f"kubectl -n {ns} get dgd,pods -w"],
+        "wait": [c for c in target.commands("deploy") if " wait " in c] + [f"kubectl -n {ns} get dgd,pods -w"],
         "pods": [f"kubectl -n {ns} get pods,svc -l {sel} -o wide",
                  f"kubectl -n {ns} get dgd {dgd or ''} -o yaml".replace("  ", " ")],
-        "logs": [f"kubectl -n {ns} logs -l {sel},nvidia.com/dynamo-component-type=worker --tail=200 --prefix",
-                 f"kubectl -n {ns} logs -l {sel} --tail=200 --prefix | grep -E 'Backend .* was instantiated|"
-                 f"Discovered|HANDSHAKE|fabric'"],
         "discovery": [f"kubectl -n {ns} get endpointslices,svc -l {sel}",
                       f"kubectl -n {cfg.platform_namespace} exec dynamo-platform-etcd-0 -- etcdctl get --prefix "
                       "--keys-only /   # only when the operator's discovery backend is etcd"],
-        "port-forward": [f"kubectl -n {ns} port-forward svc/{dgd or '<graph>'}-frontend 8000:{cfg.frontend_port}",
-                         "curl -s localhost:8000/v1/models"],
+        "port-forward": [*target.commands("frontend"), f"curl -s localhost:{cfg.frontend_port}/v1/models"],
         "oom": [f"kubectl -n {ns} get pods -o custom-columns=POD:.metadata.name,"
                 "LAST:.status.containerStatuses[0].lastState.terminated.reason",
-                f"kubectl -n {ns} describe pod <worker-pod> | grep -A3 'Last State'"],
-        "teardown": [f"kubectl -n {ns} delete dgd {dgd or '--all'}"],
+                f"kubectl -n {ns} describe pod <worker-pod> | grep -A3 'Last State'",
+                f"kubectl -n {ns} exec <worker-pod> -- cat /sys/fs/cgroup/memory.peak"],
     }
     if step not in table:
-        raise ValueError(f"unknown step {step!r}: use one of platform, {', '.join(table)}")
+        raise ValueError(f"unknown step {step!r}: use one of {', '.join(TARGET_STEPS + OWN_STEPS)}")
     return table[step]
 
 
