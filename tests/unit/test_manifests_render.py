@@ -282,3 +282,11 @@ def test_cli_render(tmp_path, capsys):
     (tmp_path / "01-platform" / "namespace.yaml").write_text("edited\n")
     assert main(["render", "--all", "--out", str(tmp_path), "--check"]) == 1
     assert "stale:" in capsys.readouterr().err
+
+
+def test_install_script_says_0_9_0_discovery_is_kubernetes():
+    script = next(f for f in render(WorkshopConfig(), "platform") if f.path.endswith("install.sh")).text
+    assert "discovery backend is kubernetes" in script and "not in\n#    etcd" in script
+    ds = next(d for f in render(WorkshopConfig(), "platform") for d in f.docs if d.get("kind") == "DaemonSet"
+              and d["metadata"]["name"] == "aws-efa-k8s-device-plugin")
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v0.5.4")  # chart v0.5.6's appVersion
