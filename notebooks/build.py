@@ -411,7 +411,7 @@ sweep then deploys nothing and fits the 10-minute slot. Self-paced, each cross-n
 devices (and 128Gi), so the UCX twin (`vllm-xnode-ucx`) and notebook 03's LIBFABRIC graph (`vllm-xnode-libfabric`)
 cannot run side by side on two nodes: the sweep deletes the LIBFABRIC graph, deploys the UCX twin (minutes on P5),
 sweeps it, deletes it, then deploys the LIBFABRIC graph again and sweeps it. The plan below changes nothing yet."""),
-    ("code", "print(timing.class_mode(ctx.cfg.ucx_url, ctx.cfg.libfabric_url))\ns04.deploy_plan(ctx)"),
+    ("code", "print(timing.class_mode(ctx.cfg.ucx_url, ctx.cfg.libfabric_url, ctx.cfg.target))\ns04.deploy_plan(ctx)"),
     ("code", "serving = s04.serving_sweep(ctx)\nserving"),
     ("markdown", "TTFT is the time to the first streamed token (it includes prefill and, disaggregated, the KV "
                  "transfer); ITL is the gap between later tokens (decode only). p50 is the median request."),

@@ -47,6 +47,7 @@ def test_timing_and_class_mode() -> None:
     assert t.set_index("notebook").loc["04", "class slot (min)"] == 10
     assert timing.class_mode("http://a", "http://b").startswith("class mode")
     assert timing.class_mode(None, None).startswith("self-paced")
+    assert timing.class_mode(None, None, "local").startswith("local: nothing is deployed")
 
 
 def test_oddities() -> None:

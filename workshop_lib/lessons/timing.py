@@ -68,8 +68,11 @@ def timing_table(local_minutes: dict[str, float] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def class_mode(ucx_url: str | None, libfabric_url: str | None) -> str:
+def class_mode(ucx_url: str | None, libfabric_url: str | None, target: str = "eks") -> str:
     """One line saying whether notebook 04 runs in class mode (both URLs given) and what it will skip."""
+    if target != "eks":
+        return ("local: nothing is deployed in this step (its plan is for EKS); the sweep runs against the lab "
+                "started in notebook 02. On EKS, class mode (UCX_URL, LIBFABRIC_URL) makes this notebook fit 10 minutes.")
     given = [n for n, u in (("UCX_URL", ucx_url), ("LIBFABRIC_URL", libfabric_url)) if u]
     if len(given) == 2:
         return "class mode: both frontends given, nothing is deployed; the sweep runs against them (fits 10 minutes)"
