@@ -93,6 +93,19 @@ def test_a_busy_default_port_is_avoided(lab: tuple[Lab, float], busy_frontend_po
     st = lab[0].status()
     port = st.processes["frontend"].port
     assert port != busy_frontend_port and st.frontend_url == f"http://127.0.0.1:{port}"
+    # Announced, not silent (issue 16 item 7): `lab up` printed it and the status keeps it.
+    assert f"port {busy_frontend_port} (frontend) is busy: using {port}" in st.notes
+
+
+def test_each_process_gets_a_tmpdir_of_its_run(lab: tuple[Lab, float]) -> None:
+    """Issue 16 item 8: Dynamo leaves tmp files (NamedTemporaryFile delete=False); they land in the run's TMPDIR."""
+    state = json.loads(lab[0].state_path.read_text())
+    tmp = Path(state["tmpdir"])
+    assert tmp.is_dir() and (str(tmp).startswith(state["run_dir"]) or tmp.name.startswith("workshop-lab-"))
+    for name in ("frontend", "prefill", "decode"):
+        pid = lab[0].status().processes[name].pid
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"TMPDIR={tmp}".encode() in env
 
 
 def test_non_streamed_chat(lab: tuple[Lab, float]) -> None:
