@@ -268,3 +268,31 @@ def test_the_shared_session_lab_fixture_serves(serving_lab) -> None:
     r = chat(serving_lab.url, serving_lab.model, "ping", stream=True, max_tokens=4)
     assert r.tokens == 4 and serving_lab.lab.status().healthy
     assert serving_lab.lab.log_path("frontend").is_file()
+
+
+def test_a_half_started_lab_is_unhealthy_and_up_completes_it(tmp_path: Path) -> None:
+    """Issue 16 item 3: `timeout 0.5 workshop lab up` leaves etcd only; status must not say healthy, and the next
+    `lab up` starts what is missing (without `lab down`)."""
+    lab_binaries_or_skip()
+    env = {**os.environ, "WORKSHOP_LAB_DIR": str(tmp_path)}
+    lab_ = Lab(root=tmp_path)
+    try:
+        p = subprocess.Popen([*WORKSHOP, "lab", "up", "--engine", "mocker", "--no-progress"], env=env, cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (lab_.state_path.exists() and lab_._records(lab_._load())):
+            time.sleep(0.05)
+        p.kill()
+        p.wait(timeout=10)
+        st = lab_.status()
+        assert set(st.processes) == set(NAMES) and not st.healthy
+        missing = [n for n, ps in st.processes.items() if ps.pid is None]
+        assert missing and all("declared but not started" in st.processes[n].detail for n in missing)
+        res = subprocess.run([*WORKSHOP, "lab", "status"], env=env, cwd=REPO, capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+        assert res.returncode == 1 and "healthy" not in res.stdout.splitlines()[0].replace("UNHEALTHY", "")
+        st2 = lab_.up(progress=False, timeout=120)
+        assert st2.healthy and all(p.pid for p in st2.processes.values())
+    finally:
+        lab_.down()
+    assert _lab_processes(tmp_path) == []
