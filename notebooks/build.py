@@ -52,7 +52,7 @@ def start_cell(section: str, module: str) -> Cell:
     return ("code", f'ctx = common.start(form.values(), "{section}")\nprint(common.banner(ctx))')
 
 
-def closing(section: str, module: str, learned: list[str]) -> list[Cell]:
+def closing(section: str, module: str, learned: list[str], teardown_step: str = "teardown") -> list[Cell]:
     points = "\n".join(f"{i}. {p}" for i, p in enumerate(learned, 1))
     return [
         ("markdown", "## Troubleshooting\n\nThe failures people actually hit in this section, with their cause and fix "
@@ -62,7 +62,8 @@ def closing(section: str, module: str, learned: list[str]) -> list[Cell]:
         ("markdown", "## Teardown\n\nSafe to run twice. With `TEARDOWN = False` it only says what it would leave "
                      "running (the next notebook builds on it); set `TEARDOWN = True` (or "
                      f"`workshop run --notebooks {section} -p TEARDOWN True`) to remove it."),
-        ("code", f"for line in {module}.teardown(ctx, TEARDOWN):\n    print(line)\nprint(common.cost_note(ctx, final=True))"),
+        ("code", f"for line in {module}.teardown(ctx, TEARDOWN):\n    print(line)\nprint(common.cost_note(ctx, final=True))\n"
+                 f"print(dgd.command_block(\"{teardown_step}\", ctx.cfg))"),
     ]
 
 
@@ -139,7 +140,7 @@ The workers download the model, so they need your token. It is read from `HF_TOK
 a hidden prompt), goes straight into the Secret `hf-token-secret` under the key **`HF_TOKEN`** (a key named `token`
 is not picked up and the download fails with HTTP 401), and is never printed or kept in this notebook. On local the
 lab serves an offline model, so nothing is stored."""),
-    ("code", "print(s01.hf_token(ctx))"),
+    ("code", "print(dgd.command_block(\"secret\", ctx.cfg))\nprint(s01.hf_token(ctx))"),
     ("markdown", """## Verification
 
 One table for the whole section. Every row says what was found, what was expected, the evidence (a line the
@@ -152,7 +153,7 @@ server or the cluster itself returned) and, when something is wrong, the fix."""
         "resources and envs; read it before you apply it.",
         "Secrets go from the environment into a Kubernetes Secret, never through the notebook's output.",
         "Manifests are validated against the CRD schema before they are applied, so mistakes surface here, not in a pod.",
-    ]),
+    ], teardown_step="uninstall"),
 ]
 
 # ===================================================================================================== 02
@@ -384,7 +385,7 @@ By the end you can:
 
 An appendix at the end shows what NIXL does on real GPUs (a recorded 2x H100 run, or this machine's GPUs)."""),
     ("code", "from workshop_lib import plots\n"
-             "from workshop_lib.lessons import predict, steps, timing\n"
+             "from workshop_lib.lessons import dgd, predict, steps, timing\n"
              "from workshop_lib.sections import common, s04_vram, troubleshoot\n"
              "from workshop_lib.sections import s04_performance as s04\n"
              "from workshop_lib.widgets import parameter_form"),
@@ -412,7 +413,7 @@ devices (and 128Gi), so the UCX twin (`vllm-xnode-ucx`) and notebook 03's LIBFAB
 cannot run side by side on two nodes: the sweep deletes the LIBFABRIC graph, deploys the UCX twin (minutes on P5),
 sweeps it, deletes it, then deploys the LIBFABRIC graph again and sweeps it. The plan below changes nothing yet."""),
     ("code", "print(timing.class_mode(ctx.cfg.ucx_url, ctx.cfg.libfabric_url, ctx.cfg.target))\ns04.deploy_plan(ctx)"),
-    ("code", "serving = s04.serving_sweep(ctx)\nserving"),
+    ("code", "print(dgd.command_block(\"port-forward\", ctx.cfg))\nserving = s04.serving_sweep(ctx)\nserving"),
     ("markdown", "TTFT is the time to the first streamed token (it includes prefill and, disaggregated, the KV "
                  "transfer); ITL is the gap between later tokens (decode only). p50 is the median request."),
     ("code", "plots.show(s04.serving_plot(ctx))"),

@@ -61,6 +61,7 @@ def test_commands() -> None:
                                                  "--for=condition=Ready --timeout=1800s")
     assert "manifests/02-single-node/x.yaml" in dgd.commands("deploy", cfg, "g", "02-single-node/x.yaml")[0]
     assert any("memory.peak" in c for c in dgd.commands("oom", cfg, "g"))
+    assert dgd.commands("uninstall", cfg)[-1] == "helm uninstall dynamo-crds --namespace default"
     assert any("helm upgrade --install dynamo-platform" in c and "image.tag=0.9.0" in c
                for c in dgd.commands("platform", cfg))
     assert "port-forward svc/g-frontend 8000" in dgd.commands("port-forward", cfg, "g")[0]

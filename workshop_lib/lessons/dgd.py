@@ -237,7 +237,7 @@ def dgd_view(cfg: WorkshopConfig, profile: str, index: int = 0) -> DgdView:
 
 # ------------------------------------------------------------------------------------------------ commands
 TARGET_STEPS = ("platform", "verify", "secret", "deploy", "logs", "metrics", "frontend", "teardown")
-OWN_STEPS = ("wait", "pods", "discovery", "port-forward", "oom")
+OWN_STEPS = ("wait", "pods", "discovery", "port-forward", "oom", "uninstall")
 
 
 def commands(step: str, cfg: WorkshopConfig, dgd: str | None = None, path: str | None = None) -> list[str]:
@@ -254,6 +254,7 @@ def commands(step: str, cfg: WorkshopConfig, dgd: str | None = None, path: str |
     Raises:
         ValueError: an unknown step (the message lists the known ones).
     """
+    from workshop_lib.manifests import platform_releases
     from workshop_lib.targets.eks import EksTarget
 
     target = EksTarget(cfg)
@@ -274,6 +275,8 @@ def commands(step: str, cfg: WorkshopConfig, dgd: str | None = None, path: str |
                       f"kubectl -n {cfg.platform_namespace} exec dynamo-platform-etcd-0 -- etcdctl get --prefix "
                       "--keys-only /   # only when the operator's discovery backend is etcd"],
         "port-forward": [*target.commands("frontend"), f"curl -s localhost:{cfg.frontend_port}/v1/models"],
+        "uninstall": [f"kubectl delete namespace {ns}   # the workshop's graphs and secret"]
+        + [f"helm uninstall {r.name} --namespace {r.namespace}" for r in reversed(platform_releases(cfg))],
         "oom": [f"kubectl -n {ns} get pods -o custom-columns=POD:.metadata.name,"
                 "LAST:.status.containerStatuses[0].lastState.terminated.reason",
                 f"kubectl -n {ns} describe pod <worker-pod> | grep -A3 'Last State'",
