@@ -122,17 +122,23 @@ class LocalTarget(Target):
         return arg in inspect.signature(Lab.up).parameters
 
     def _up(self, graph: dict[str, Any] | None = None) -> Any:
-        """Start the lab (or return the running one) with the config's engine and backend, passing the DGD when
-        the lab takes one."""
+        """Start the lab from ``graph`` (or return the running one) with the config's engine; without a graph, from
+        the single-node DGD the notebooks deploy (so notebook 01's lab is notebook 02's graph)."""
+        if graph is None:
+            from workshop_lib.manifests import render
+
+            graph = next(iter(dgds(render(self.cfg, "single-node"))), None)
         kwargs: dict[str, Any] = {"progress": True}
-        for arg, value in (("graph", graph), ("engine", self.cfg.engine), ("kv_backend", self.cfg.kv_backend),
-                           ("netns", self.netns or None)):
+        # The single-node graph runs on this machine's loopback; network namespaces are section 3's two "nodes"
+        # (the NIXL pair), as the lab does not yet run a graph across namespaces.
+        for arg, value in (("graph", graph), ("engine", self.cfg.engine)):
             if value is not None and self._lab_takes(arg):
                 kwargs[arg] = value
         self._status = self.lab().up(**kwargs)
         return self._status
 
     def install_platform(self) -> pd.DataFrame:
+        """The lab's etcd and NATS, started with the serving processes of the single-node graph."""
         return lab_frame(self._up())
 
     def verify_platform(self) -> CheckTable:
