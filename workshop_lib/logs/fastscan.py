@@ -244,8 +244,11 @@ def _repeat(t: _Template, acc: object, no: int, raw: bytes, source: str) -> bool
     return True
 
 
+_KEY_RE = re.compile(b"|".join(re.escape(k) for k in sorted(_KEYS, key=len, reverse=True)))
+
+
 def _has_key(b: bytes) -> bool:
-    return any(k in b for k in _KEYS)
+    return _KEY_RE.search(b) is not None
 
 
 def _candidate_anyway(norm: bytes) -> bool:
@@ -370,8 +373,8 @@ def feed_file(path: str | Path, accs: Sequence, chunk: int = 8 << 20, max_line: 
                 and all(t in s for s in seen)
                 and (t.kind != ERR or all((t.code, "") in a.errors for a in accs))}
         skip = bulk | {_NEG}
-        rev = vals[::-1]  # the last index of a template: n - 1 - rev.index(t) (a short scan from the end)
-        last = {t: n - 1 - rev.index(t) for t in bulk if t.kind in (REF, ERR)}
+        last_of = dict(zip(vals, range(n), strict=True)) if bulk else {}  # later indices win: the last occurrence
+        last = {t: last_of[t] for t in bulk if t.kind in (REF, ERR)}
         ref_last = {last[t]: t for t in bulk if t.kind == REF}
         mask = list(map(not_, map(skip.__contains__, vals)))
         for i in ref_last:

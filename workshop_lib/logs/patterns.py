@@ -259,15 +259,15 @@ RULES: tuple[Rule, ...] = (
     _r("ucx.transport", "inf |", r"\|\s*\d*\.\.inf\s*\|", "ucx"),
     # vLLM NixlConnector
     _r("vllm.nixl_worker", "NIXL worker", r"Initializing NIXL worker (?P<peer>\S+)", "vllm"),
-    _r("vllm.version", "ersion", r"vLLM API server version:? v?(?P<detail>\d[\w.+-]*)"
-       r"|Initializing a V\d LLM engine \(v(?P<detail2>\d[\w.+-]*)\)", "vllm"),
+    _r("vllm.version", "API server version", r"vLLM API server version:? v?(?P<detail>\d[\w.+-]*)", "vllm"),
+    _r("vllm.version", "LLM engine (v", r"Initializing a V\d LLM engine \(v(?P<detail>\d[\w.+-]*)\)", "vllm"),
     _r("vllm.nixl_available", "NIXL is available", r"^NIXL is available", "vllm"),
     _r("vllm.nixl_compat", "NIXL compatibility check passed", r"NIXL compatibility check passed", "vllm"),
     _r("vllm.metric", "vllm:nixl_", r"^(?P<detail>vllm:nixl_\w+?)(?:_total|_count|_sum|_bucket)?(?:\{[^}]*\})? "
        r"(?P<value>[-+\d.eE]+|NaN)", "vllm"),
     _r("ucx.version", "Version ", r"^Version (?P<detail>\d[\w.]*)(?: \(loaded from (?P<path>\S+)\))?", "ucx"),
     _r("trtllm.version", "TensorRT-LLM version", r"TensorRT-LLM version:? (?P<detail>\d[\w.+-]*)", "trtllm"),
-    _r("libfabric.version", "provider ", r"Using [\w;-]+ provider (?P<detail>\d+\.\d+(?:\.\d+)?\w*), path:\s*(?P<path>\S+)",
+    _r("libfabric.version", ", path:", r"Using [\w;-]+ provider (?P<detail>\d+\.\d+(?:\.\d+)?\w*), path:\s*(?P<path>\S+)",
        "libfabric"),
     _r("libfabric.version", "libfabric:", r"^(?:fi_info: [\d.]+ )?libfabric:? (?P<detail>\d+\.\d+\.\d+\w*)$",
        "libfabric"),
@@ -367,7 +367,7 @@ RULES: tuple[Rule, ...] = (
     _r("dynamo.etcd_unreachable", "Could not connect to etcd", r"Could not connect to etcd", "dynamo",
        code="DYNAMO_ETCD_UNREACHABLE", level="ERROR"),
     # any libfabric call that failed or returned a negative code (after the named ones; fi_getinfo's -61 is normal)
-    _r("libfabric.call_failed", "failed", r"(?<!harmful: )\b(?P<detail>fi_[a-z_]+)\b(?:\(\))?[^|]{0,80}?\bfailed\b",
+    _r("libfabric.call_failed", "failed", r"(?<!harmful: )\b(?P<call>fi_[a-z_]+)\b(?:\(\))?[^|]{0,80}?\bfailed\b",
        "libfabric", code="FI_CALL_FAILED", level="ERROR"),
     _r("libfabric.call_failed", "ret=-", r"\b(?P<detail>fi_[a-z_]+)\b(?:\(\))?[^|]{0,80}?\bret=(?P<error>-\d+)",
        "libfabric", code="FI_CALL_FAILED", level="ERROR"),
