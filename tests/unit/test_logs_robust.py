@@ -199,3 +199,16 @@ def test_taxonomy_names_each_layer(line, code) -> None:
 ])
 def test_taxonomy_does_not_fire_on_normal_lines(line) -> None:
     assert diagnose(parse_lines([line])).errors == []
+
+
+def test_json_path_imports_no_pandas(tmp_path) -> None:
+    """Start-up: ``workshop diagnose FILE --json`` must not import pandas (it cost 0.5-0.9 s before)."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "one.log"
+    log.write_text("Backend UCX was instantiated\n")
+    code = ("import sys; from workshop_lib.cli import main; rc = main(['diagnose', sys.argv[1], '--json']); "
+            "print('PANDAS' if 'pandas' in sys.modules else 'NOPANDAS')")
+    out = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().endswith("NOPANDAS"), out.stdout[-300:] + out.stderr[-300:]
