@@ -880,8 +880,10 @@ def install_engine(say: Progress = _say) -> float:
             assert proc.stdout is not None
             for line in proc.stdout:
                 fh.write(line)
-                if line.startswith(("Collecting torch", "Downloading", "Installing collected", "Successfully")):
-                    say("  " + line.strip()[:110])
+                text = line.strip()
+                big = text.startswith("Downloading") and ("MB)" in text or "GB)" in text)
+                if big or text.startswith(("Collecting torch", "Installing collected", "Successfully")):
+                    say("  " + text[:110])
             code = proc.wait()
         if code != 0:
             raise LabError("engine install", f"`{shlex.join(cmd)[:120]}...` exited {code}",
