@@ -269,3 +269,18 @@ def test_s04_transport_labels_come_from_the_log() -> None:
     assert set(got["transport"]) == {"transport not confirmed"} and list(got["backend"]) == ["UCX", "LIBFABRIC"]
     assert set(_transfer("nixlbench", False, "efa")["transport"]) == {"EFA"}
     assert set(_transfer("nixlbench", False, "sockets")["transport"]) == {"sockets"}
+
+
+def test_s03_cross_checks_recorded_and_efa_rows_expected_only_without_efa(tmp_path: Path) -> None:
+    from workshop_lib.record import recorded
+
+    ctx = _ctx("local", "03", tmp_path)
+    pair = _pair(tmp_path, [True])
+    _s03_state(ctx, dict(pair.logs))
+    t = s03_cross_node.cross_checks(ctx)
+    st = _status(t)
+    assert st["EFA handshakes on each side"] == "EXPECTED" and "FAIL" not in st.values()
+    assert recorded()["verdict_cross_side"] == t.verdict() and len(recorded()["checks_cross_side"]) == len(t)
+    eks = _ctx("eks", "03", tmp_path)  # the same logs on EFA hardware: the missing handshakes FAIL
+    _s03_state(eks, dict(pair.logs))
+    assert _status(s03_cross_node.cross_checks(eks))["EFA handshakes on each side"] == "FAIL"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from workshop_lib.checks import CheckTable
 from workshop_lib.config import WorkshopConfig
 from workshop_lib.record import record
-from workshop_lib.sections.common import Context
+from workshop_lib.sections.common import Context, record_checks
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -36,7 +36,7 @@ def prerequisites(ctx: Context) -> CheckTable:
     table = CheckTable.from_rows(frame.to_dict(orient="records"), f"Preflight ({ctx.cfg.target})")
     record("preflight_rows", len(table))
     record("preflight_failed", [r.check for r in table.failed()])
-    return table
+    return record_checks("preflight", table)
 
 
 # ------------------------------------------------------------------------------------------------ platform
@@ -70,6 +70,7 @@ def render_manifests(ctx: Context) -> tuple[pd.DataFrame, CheckTable]:
     table = validate([p for p, f in zip(paths, files, strict=True) if f.path in objects], out)
     record("manifest_files", len(files))
     record("manifest_failures", [r.check for r in table.failed()])
+    record_checks("manifests", table)
     ctx.state["manifest_dir"] = out
     return frame, table
 
