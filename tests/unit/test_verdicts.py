@@ -284,3 +284,15 @@ def test_s03_cross_checks_recorded_and_efa_rows_expected_only_without_efa(tmp_pa
     eks = _ctx("eks", "03", tmp_path)  # the same logs on EFA hardware: the missing handshakes FAIL
     _s03_state(eks, dict(pair.logs))
     assert _status(s03_cross_node.cross_checks(eks))["EFA handshakes on each side"] == "FAIL"
+
+
+def test_s02_local_ucx_transport_from_the_logs(tmp_path: Path) -> None:
+    ctx = _ctx("local", "02", tmp_path, KV_BACKEND="UCX")
+    metrics = {"url": "u", "bytes": 163840.0, "transfers": 4.0, "failed": 0.0}
+    _s02_state(ctx, tmp_path, (CORPUS / "nixl-ucx-tls-tcp-target.log").read_text())  # UCX forced onto TCP
+    ctx.state["decode_metrics"] = metrics
+    assert _status(s02_single_node.verify(ctx))["workers: KV transport"] == "EXPECTED"
+    _s02_state(ctx, tmp_path, (CORPUS / "broken-ucx-tls-rc-no-transport-target.log").read_text())  # no transport
+    ctx.state["decode_metrics"] = metrics
+    t = s02_single_node.verify(ctx)
+    assert _status(t)["workers: KV transport"] == "FAIL" and t.verdict() == "FAIL"
