@@ -296,3 +296,19 @@ def test_s02_local_ucx_transport_from_the_logs(tmp_path: Path) -> None:
     ctx.state["decode_metrics"] = metrics
     t = s02_single_node.verify(ctx)
     assert _status(t)["workers: KV transport"] == "FAIL" and t.verdict() == "FAIL"
+
+
+def test_s02_wants_the_backend_the_deployed_graph_configures(tmp_path: Path) -> None:
+    from workshop_lib.manifests import render
+    from workshop_lib.targets.base import graph_backend
+
+    ctx = _ctx("local", "02", tmp_path, KV_BACKEND="LIBFABRIC")
+    files = render(ctx.cfg.replace(kv_backend="UCX"), "single-node")
+    assert graph_backend(files) == "UCX"
+    ctx.state["files"] = files
+    _s02_state(ctx, tmp_path, _lab_ucx())
+    ctx.state["decode_metrics"] = {"url": "u", "bytes": 98304.0, "transfers": 3.0, "failed": 0.0}
+    assert _status(s02_single_node.verify(ctx))["workers: NIXL backend"] == "PASS"
+    ctx.state["files"] = render(ctx.cfg, "cross-node")  # a LIBFABRIC graph whose workers said UCX: FAIL
+    assert graph_backend(ctx.state["files"]) == "LIBFABRIC"
+    assert _status(s02_single_node.verify(ctx))["workers: NIXL backend"] == "FAIL"

@@ -252,7 +252,7 @@ def verify(ctx: Context) -> CheckTable:
                    fix="look at the frontend and decode logs for the request")
     wdiag = ctx.state.get("worker_diag")
     if wdiag is not None:
-        worker_rows(t, wdiag, ctx.cfg.kv_backend, efa=target.efa, mocker=mocker)
+        worker_rows(t, wdiag, deployed_backend(ctx), efa=target.efa, mocker=mocker)
     if target.kv_metrics_expected:
         metric_rows(t, ctx.state.get("decode_metrics"))
     pdiag = ctx.state.get("pair_diag")
@@ -273,6 +273,13 @@ def verify(ctx: Context) -> CheckTable:
                      evidence=_pair_evidence(pair), fix="read the initiator/target logs under the work directory")
     record("verdict_single_node", t.verdict())
     return t
+
+
+def deployed_backend(ctx: Context) -> str:
+    """The NIXL backend the deployed graph configures (its DGD's kv-transfer-config), else the config's."""
+    from workshop_lib.targets.base import graph_backend
+
+    return graph_backend(ctx.state.get("files") or []) or ctx.cfg.kv_backend
 
 
 def worker_rows(t: CheckTable, diag: Any, want: str, *, efa: bool, mocker: bool) -> None:

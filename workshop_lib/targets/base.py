@@ -65,6 +65,34 @@ def dgds(files: list[Any]) -> list[dict[str, Any]]:
     return [d for d in docs_of(files) if d.get("kind") == DGD_KIND]
 
 
+def graph_backend(files: list[Any]) -> str | None:
+    """The NIXL backend the rendered graph's workers are configured with: vLLM's ``--kv-transfer-config``
+    ``kv_connector_extra_config.backends[0]``, or TRT-LLM's ``TRTLLM_NIXL_KVCACHE_BACKEND``; None when none says.
+
+    >>> args = ["--kv-transfer-config", '{"kv_connector_extra_config":{"backends":["UCX"]}}']
+    >>> graph_backend([{"kind": DGD_KIND, "spec": {"services": {"DecodeWorker": {
+    ...     "extraPodSpec": {"mainContainer": {"args": args}}}}}}])
+    'UCX'
+    """
+    import json
+
+    for d in dgds(files):
+        for svc in ((d.get("spec") or {}).get("services") or {}).values():
+            args = list((((svc or {}).get("extraPodSpec") or {}).get("mainContainer") or {}).get("args") or [])
+            if "--kv-transfer-config" in args[:-1]:
+                try:
+                    kvc = json.loads(args[args.index("--kv-transfer-config") + 1])
+                except ValueError:
+                    continue
+                backends = (kvc.get("kv_connector_extra_config") or {}).get("backends") or []
+                if backends:
+                    return str(backends[0]).upper()
+            for env in (svc or {}).get("envs") or []:
+                if env.get("name") == "TRTLLM_NIXL_KVCACHE_BACKEND" and env.get("value"):
+                    return str(env["value"]).upper()
+    return None
+
+
 def parse_metrics(text: str) -> dict[str, float]:
     """Prometheus text exposition -> ``{name: value}``, summing a metric's series over their labels.
 
