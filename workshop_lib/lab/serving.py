@@ -199,6 +199,10 @@ class Lab:
         """The last ``n`` lines of ``name``'s log."""
         return procs.tail(self.log_path(name), n)
 
+    def logs(self, role: str, n: int = 40) -> str:
+        """The last ``n`` lines of ``role``'s log (etcd, nats, frontend, prefill or decode); same as :meth:`tail`."""
+        return self.tail(role, n)
+
     def status(self) -> LabStatus:
         """Health of every declared process: pid alive (same command) + port + service probe.
 
