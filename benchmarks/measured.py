@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from collections.abc import Callable
@@ -248,8 +249,13 @@ def logs_vs_grep_row() -> Row:
         text += f" (goal {goal['max_ratio']}x: {'met' if met else 'missed'})"
     if rec.get("diagnose_peak_rss_mb") is not None:
         text += f", {rec['diagnose_peak_rss_mb']} MB peak RSS"
-    if rec.get("fixture_lines_per_copy"):
+    if rec.get("pool_lines"):
+        text += f"; input drawn from {rec['pool_lines']} real lines with re-drawn ids and numbers"
+    elif rec.get("fixture_lines_per_copy"):
         text += f"; input repeats {rec['fixture_lines_per_copy']} fixture lines"
+    repeat = re.search(r"--repeat (\d+)", str(rec.get("command", "")))
+    if repeat:
+        text += f" (times: median of {repeat[1]} runs)"
     return (what, text, where)
 
 
