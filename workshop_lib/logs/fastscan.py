@@ -329,7 +329,14 @@ def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int
         v = get(key)
         if v is None:
             v = _template(raw, source)
-            mcache[key] = v if (key is raw or _header_ok(raw, cut)) else _UNC
+            if key is raw:
+                mcache[key] = v
+            else:  # whether the header validates is a property of the shape (digits sit only where formats test \d): once each
+                hk = ("hok", norm_lines[i])
+                ok = shape.get(hk)
+                if ok is None:
+                    ok = shape[hk] = _header_ok(raw, cut)
+                mcache[key] = v if ok else _UNC
         elif v is _UNC:  # the header did not validate: the exact line is the key (a tuple: its own namespace)
             v = get((raw,)) or _template(raw, source)
             mcache[(raw,)] = v
