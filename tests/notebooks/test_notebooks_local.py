@@ -121,6 +121,15 @@ def test_04_performance(runs: dict[str, NotebookRun]) -> None:
     assert rec["verdict_performance"] == "PASS"
 
 
+def test_04_figures_are_inline_png(runs: dict[str, NotebookRun]) -> None:
+    # A bare matplotlib Figure gives only text/plain under papermill; the notebook must hold the pictures themselves.
+    import json
+
+    cells = json.loads(runs["04"].output.read_text())["cells"]  # type: ignore[union-attr]
+    pngs = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(pngs) >= 4  # serving, throughput, bandwidth, and the appendix's VRAM figure
+
+
 def test_work_files_written(runs: dict[str, NotebookRun]) -> None:
     work = Path(os.path.dirname(runs["01"].output)) / "work"  # type: ignore[arg-type]
     assert (work / "04-local" / "serving-lab.json").exists()
