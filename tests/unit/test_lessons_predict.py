@@ -45,6 +45,7 @@ def test_timing_and_class_mode() -> None:
     t = timing.timing_table({"02": 1.5})
     assert t.set_index("notebook").loc["02", "local (min, measured)"] == 1.5
     assert t.set_index("notebook").loc["04", "class slot (min)"] == 10
+    assert t.set_index("notebook").loc["02", "local, real engine (min)"] == 3.6 and "vllm" in t.attrs["real engine basis"]
     assert timing.class_mode("http://a", "http://b").startswith("class mode")
     assert timing.class_mode(None, None).startswith("self-paced")
     assert timing.class_mode(None, None, "local").startswith("local: nothing is deployed")

@@ -22,6 +22,10 @@ LOCAL_BASIS = ("measured 2026-12-07: `WORKSHOP_ENGINE=mocker workshop run --targ
                "development VM (no GPU, shared with other jobs), lab set up; two runs, cold lab then warm")
 
 
+VLLM_BASIS = ("measured 2026-12-07 12:53: `WORKSHOP_ENGINE=vllm workshop run --target local --notebooks 02` from a "
+              "stopped lab (its start is ~2.4 min of it); other notebooks not timed on the real engine yet")
+
+
 @dataclass(frozen=True)
 class NotebookTime:
     """One notebook's time: the class slot, local (measured), EKS (estimated) with basis, and EKS in class mode."""
@@ -34,6 +38,7 @@ class NotebookTime:
     eks_basis: str
     eks_class_mode_min: str
     class_mode: str
+    local_vllm_min: float | None = None  # the real engine (vLLM on CPU), measured where noted in VLLM_BASIS
 
 
 TIMES: list[NotebookTime] = [
@@ -42,7 +47,7 @@ TIMES: list[NotebookTime] = [
                  "node creation not included", "5-8", "instructor installs the platform; attendees run the checks"),
     NotebookTime("02", 15, 0.3, LOCAL_BASIS, "10-25",
                  "vLLM worker image pull + model load ~5-10 min on P5; TRT-LLM adds 15-20 min of JIT on first start "
-                 "(seed workshop)", "3-5", "FRONTEND_URL of the instructor's single-node graph: no deploy"),
+                 "(seed workshop)", "3-5", "FRONTEND_URL of the instructor's single-node graph: no deploy", 3.6),
     NotebookTime("03", 20, 1.0, LOCAL_BASIS, "12-20",
                  "cross-node graph: two model loads in parallel ~5-10 min + log reads; OOM lesson reads events only",
                  "5", "read the instructor's running cross-node graph's logs"),
@@ -63,9 +68,12 @@ def timing_table(local_minutes: dict[str, float] | None = None) -> pd.DataFrame:
         rows.append({"notebook": t.notebook, "class slot (min)": t.slot_min,
                      "local (min, measured)": local if local is not None else "not measured yet",
                      "local basis": t.local_basis,
+                     "local, real engine (min)": t.local_vllm_min if t.local_vllm_min is not None else "not timed yet",
                      "eks (min, estimated)": t.eks_min, "eks basis": t.eks_basis,
                      "eks class mode (min)": t.eks_class_mode_min, "class mode": t.class_mode})
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs["real engine basis"] = VLLM_BASIS
+    return frame
 
 
 def class_mode(ucx_url: str | None, libfabric_url: str | None, target: str = "eks") -> str:
