@@ -44,6 +44,8 @@ def test_workers_run_the_dgds_own_command_with_the_cpu_substitutions(backend: st
         # The first request must not compile vLLM's sampler helpers with g++ (measured 48-56 s; 2.6 s without).
         assert p.env["TORCH_COMPILE_DISABLE"] == "1"
         assert p.metrics_url == f"http://127.0.0.1:{DEFAULT_PORTS[f'{role}_system']}/metrics"
+    # Two labs on one machine: the prefill worker's KV-event publisher port is the lab's, not Dynamo's fixed 20080.
+    assert plan.process("prefill").env["DYN_VLLM_KV_EVENT_PORT"] == str(DEFAULT_PORTS["kv_events"])
     front = plan.process("frontend")
     fargs = svc["Frontend"]["extraPodSpec"]["mainContainer"]["args"]
     assert all(a in front.argv for a in fargs if a != "8000")  # e.g. --enforce-disagg carried over

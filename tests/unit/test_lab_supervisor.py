@@ -43,15 +43,18 @@ def test_a_half_started_lab_is_not_healthy(tmp_path: Path) -> None:
     assert all("declared but not started" in p.detail for p in st.processes.values())
 
 
-def test_tmpdir_is_inside_the_run_unless_too_long_for_ipc_sockets(tmp_path: Path) -> None:
+def test_tmpdir_is_inside_the_run_and_ipc_sockets_get_a_short_dir_when_needed(tmp_path: Path) -> None:
     short = tmp_path / "r"
-    assert run_tmpdir(short) == short / "tmp" or len(str(short / "tmp")) > serving.MAX_TMPDIR_LEN
+    tmp, rpc = run_tmpdir(short)
+    assert tmp == short / "tmp" and tmp.is_dir()
+    assert rpc == tmp or len(str(short / "tmp")) > serving.MAX_TMPDIR_LEN
     long_run = tmp_path / ("x" * 80) / "runs" / "r"
-    t = run_tmpdir(long_run)
+    tmp, rpc = run_tmpdir(long_run)
     try:
-        assert len(str(t)) + 1 + 36 <= 107 and t.name.startswith("workshop-lab-") and t.is_dir()
+        assert tmp == long_run / "tmp"  # Dynamo's leftovers stay in the run, whatever its length
+        assert len(str(rpc)) + 1 + 36 <= 107 and rpc.name.startswith("workshop-lab-") and rpc.is_dir()
     finally:
-        shutil.rmtree(t, ignore_errors=True)
+        shutil.rmtree(rpc, ignore_errors=True)
 
 
 def _can_netns() -> bool:

@@ -293,6 +293,7 @@ def plan_graph(
     base_env: Mapping[str, str] | None = None,
     cores: list[int] | None = None,
     tmpdir: Path | None = None,
+    rpc_dir: Path | None = None,
 ) -> GraphPlan:
     """Turn ``dgd`` into local processes (pure: reads nothing but its arguments and, for defaults, the environment).
 
@@ -443,9 +444,13 @@ def plan_graph(
                 TORCHINDUCTOR_CACHE_DIR=str(lab_dir / "cache" / "inductor"),
                 VLLM_CACHE_ROOT=str(lab_dir / "cache" / "vllm"),
                 TORCH_COMPILE_DISABLE="1",
+                VLLM_RPC_BASE_PATH=str(rpc_dir or tmpdir or run_dir / "tmp"),
                 DYN_LOG="info",
             )
             extra_ports["nixl_side_channel"] = side
+            if role == "prefill" and "kv_events" in ports:
+                env["DYN_VLLM_KV_EVENT_PORT"] = str(ports["kv_events"])
+                extra_ports["kv_events"] = ports["kv_events"]
             gpus = res.get("gpu") or res.get("nvidia.com/gpu") or "?"
             subs.append(Substitution(sname, "resources gpu", str(gpus), f"CPU core {core} (VLLM_CPU_OMP_THREADS_BIND)",
                                      "each engine needs its own core, else they starve each other"))  # fmt: skip

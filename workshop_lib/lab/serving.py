@@ -354,6 +354,7 @@ class Lab:
             bins={k: v for k, v in bins.items() if k in ("etcd", "nats-server")}, python=bins["python"],
             model_dir=Path(state["model"]), run_dir=Path(state["run_dir"]),
             tmpdir=Path(state["tmpdir"]) if state.get("tmpdir") else None,
+            rpc_dir=Path(state["rpcdir"]) if state.get("rpcdir") else None,
         )  # fmt: skip
 
     def _await_running(self, current: LabStatus, timeout: float) -> LabStatus:
@@ -386,11 +387,11 @@ class Lab:
             print(f"lab up: {m}", file=sys.stderr)
         run_dir = self._new_run_dir()
         prune_runs(self.root / "runs", keep=_keep_runs(), current=run_dir)
-        tmp = run_tmpdir(run_dir)
+        tmp, rpc = run_tmpdir(run_dir)
         plan_ = plan_graph(
             dgd, engine=engine, lab_dir=self.root, ports=ports, netns=netns,
             bins={k: v for k, v in bins.items() if k in ("etcd", "nats-server")}, python=bins["python"],
-            model_dir=model_dir, run_dir=run_dir, tmpdir=tmp,
+            model_dir=model_dir, run_dir=run_dir, tmpdir=tmp, rpc_dir=rpc,
         )  # fmt: skip
         url = f"http://{LOOPBACK}:{ports['frontend']}"
         state = {
@@ -410,6 +411,7 @@ class Lab:
             "extra_ports": {p.name: p.extra_ports for p in plan_.processes if p.extra_ports},
             "notes": list(moved),
             "tmpdir": str(tmp),
+            "rpcdir": str(rpc),
             "processes": {},
         }
         self._save(state)  # the declared state first: a lab killed half-way is never reported healthy
@@ -519,11 +521,11 @@ class Lab:
         stopped = procs.stop(workers, grace=8.0, popens=self._popens)
         stopped += procs.stop([r for r in order if r not in workers], grace=5.0, popens=self._popens)
         self._popens.clear()
-        tmp = state.get("tmpdir")
+        tmp = state.get("rpcdir") or state.get("tmpdir")
         if tmp and Path(tmp).name.startswith("workshop-lab-") and Path(tmp).parent == Path("/tmp"):
             import shutil
 
-            shutil.rmtree(tmp, ignore_errors=True)  # the short TMPDIR outside the run directory (run_tmpdir)
+            shutil.rmtree(tmp, ignore_errors=True)  # the short IPC socket directory outside the run (run_tmpdir)
         self.state_path.unlink(missing_ok=True)
         return [n for n in reversed(NAMES) if n in stopped]
 
@@ -539,16 +541,20 @@ def _chat_ok(url: str, model: str, timeout: float = 10.0) -> bool:
 MAX_TMPDIR_LEN = 64
 
 
-def run_tmpdir(run_dir: Path) -> Path:
-    """The lab processes' TMPDIR: ``<run>/tmp`` (Dynamo and vLLM leave files there: issue 16 item 8), or, when that
-    path is too long for vLLM's IPC sockets, a short ``/tmp/workshop-lab-<id>`` that ``lab down`` removes."""
+def run_tmpdir(run_dir: Path) -> tuple[Path, Path]:
+    """(TMPDIR, vLLM's IPC socket directory) of a run. TMPDIR is always ``<run>/tmp`` (Dynamo and vLLM leave files
+    there: issue 16 item 8). vLLM puts its ZMQ IPC sockets in ``$VLLM_RPC_BASE_PATH`` (default: the temp directory),
+    and a Unix socket path holds at most 107 bytes, so when ``<run>/tmp`` is too long for them the sockets go to a
+    short ``/tmp/workshop-lab-<id>`` that ``lab down`` removes."""
     import hashlib
 
     tmp = run_dir / "tmp"
-    if len(str(tmp)) > MAX_TMPDIR_LEN:
-        tmp = Path("/tmp") / f"workshop-lab-{hashlib.sha256(str(run_dir).encode()).hexdigest()[:10]}"
     tmp.mkdir(parents=True, exist_ok=True)
-    return tmp
+    rpc = tmp
+    if len(str(tmp)) > MAX_TMPDIR_LEN:
+        rpc = Path("/tmp") / f"workshop-lab-{hashlib.sha256(str(run_dir).encode()).hexdigest()[:10]}"
+        rpc.mkdir(parents=True, exist_ok=True)
+    return tmp, rpc
 
 
 def _remove_stale_netns(who: str) -> None:

@@ -37,6 +37,9 @@ DEFAULT_PORTS: dict[str, int] = {
     # vLLM's NixlConnector side channel (VLLM_NIXL_SIDE_CHANNEL_PORT, vLLM's default 5600), one per worker.
     "prefill_nixl": 5600,
     "decode_nixl": 5601,
+    # Dynamo's vLLM prefill worker publishes KV events on tcp://*:$DYN_VLLM_KV_EVENT_PORT (dynamo/vllm/envs.py,
+    # default 20080): a second lab on the same machine must get another one.
+    "kv_events": 20080,
 }
 
 # Dynamo parses DYN_SYSTEM_PORT as i16: a replacement for a busy system port must stay at or below 32767.
