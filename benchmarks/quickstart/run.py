@@ -126,14 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         argv = [a for a in sys.argv[1:] if a.startswith("--")]
     ap = argparse.ArgumentParser(prog="python -m benchmarks quickstart")
     ap.add_argument("--only", choices=list(COMMANDS), action="append", help="measure only this command")
-    ap.add_argument("--keep", action="store_true", help="keep the clone")
+    ap.add_argument("--keep", action="store_true", help="keep the clones")
+    ap.add_argument("--work", type=Path, help="folder for the clones (default: a new temporary folder); put a copy "
+                    "of shared/ beside them there and the tests that read ../shared run too")
     args = ap.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    work = Path(tempfile.mkdtemp(prefix="quickstart-"))
-    clone = work / "kit"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    work = args.work or Path(tempfile.mkdtemp(prefix="quickstart-"))
+    work.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "WORKSHOP_LAB_DIR"))}
-    env["PIP_CACHE_DIR"] = str(work / "pip-cache")  # empty: every wheel is downloaded
     results = {
         "commit": commit,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -141,16 +141,28 @@ def main(argv: list[str] | None = None) -> int:
         "ram_bytes": psutil.virtual_memory().total,
         "commands": {},
     }
+    clones: list[Path] = []
     try:
         for name in args.only or list(COMMANDS):
+            # each command from its own clean clone and an empty pip cache: every wheel is downloaded, nothing reused
+            clone = work / f"kit-{name}"
+            shutil.rmtree(clone, ignore_errors=True)
+            subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+            env["PIP_CACHE_DIR"] = str(work / f"pip-cache-{name}")
+            clones.append(clone)
             print(f"quickstart: {' '.join(COMMANDS[name])} in {clone} ...", flush=True)
             results["commands"][name] = measure(name, clone, env)
             print(json.dumps(results["commands"][name], indent=2), flush=True)
         write(results)
     finally:
-        subprocess.run([str(clone / ".venv/bin/workshop"), "lab", "down"], cwd=clone, capture_output=True)
+        for clone in clones:
+            if (clone / ".venv/bin/workshop").exists():
+                subprocess.run([str(clone / ".venv/bin/workshop"), "lab", "down"], cwd=clone, capture_output=True)
+            if not args.keep:
+                shutil.rmtree(clone, ignore_errors=True)
         if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+            for cache in work.glob("pip-cache-*"):
+                shutil.rmtree(cache, ignore_errors=True)
     return max((r["exit_code"] for r in results["commands"].values()), default=0)
 
 
