@@ -59,15 +59,19 @@ class FigureInfo:
 
 
 def backend_label(backend: str, target: str, transport: str | None = None) -> str:
-    """"UCX (TCP)" / "LIBFABRIC (EFA)" on eks; on local the backend and the transport it really used.
+    """A series label from evidence: the backend and the transport its logs named; never a transport assumed.
 
-    >>> backend_label("LIBFABRIC", "eks"), backend_label("UCX", "local", "tcp")
-    ('LIBFABRIC (EFA)', 'UCX (tcp)')
+    On eks a series whose logs named no transport reads "transport not confirmed" (a LIBFABRIC graph is not EFA until
+    a log says so); on local, where no EFA exists, an unnamed transport is the lab's TCP sockets. The seed workshop's
+    published series keep their published labels (``EKS_LABELS``), which is how that source named them.
+
+    >>> backend_label("LIBFABRIC", "eks"), backend_label("LIBFABRIC", "eks", "EFA"), backend_label("UCX", "local", "tcp")
+    ('LIBFABRIC (transport not confirmed)', 'LIBFABRIC (EFA)', 'UCX (tcp)')
     """
     b = backend.upper()
-    if target == "eks":
-        return EKS_LABELS.get(b, b)
-    return f"{b} ({transport or 'TCP sockets'})"
+    if transport:
+        return f"{b} ({transport})"
+    return f"{b} (transport not confirmed)" if target == "eks" else f"{b} (TCP sockets)"
 
 
 class PngFigure:
