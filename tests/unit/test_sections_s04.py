@@ -57,7 +57,8 @@ def test_recorded_h100_rows_and_goal() -> None:
     assert by["64M"]["gbps"] == 213.4 and by["64M"]["pct_of_peer_copy"] == 60 and by["64M"]["verified"]
     assert by["64M"]["path"] == "UCX READ, cuda_ipc (NVLink), one-at-a-time"
     line = s04_vram.record_goal(rec)
-    assert line is not None and "64M 60%" in line and "256M 64%" in line and line.endswith("NOT MET")
+    assert line is not None and "64M 60%" in line and "256M 64%" in line and "well below" in line
+    assert "goal" not in line.lower() and "NOT MET" not in line  # kit-development wording stays in the records
 
 
 def test_hardware_table_compares_nixl_with_the_copy() -> None:

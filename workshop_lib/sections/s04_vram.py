@@ -144,8 +144,10 @@ def record_goal(rec: tuple[pd.DataFrame, str, dict[str, Any]] | None) -> str | N
     big = vram_report.best_by_size(df)
     big = big[big.request_bytes >= vram_report.GOAL_MIN_BYTES]
     pcts = ", ".join(f"{size_label(int(r.request_bytes))} {r.best_pct:.0f}%" for r in big.itertuples())
-    line = (f"recorded on {short_card(card)}: NIXL UCX READ reaches {pcts} of the GPU peer copy; goal "
-            f">= {vram_report.GOAL_PCT:.0f}%: {'MET' if met else 'NOT MET'}")
+    # worded for a learner: what NIXL reached next to the hardware's own copy; the kit's goal stays a record only
+    line = (f"recorded on {short_card(card)}: NIXL UCX READ moves {pcts} of what a plain GPU-to-GPU copy of the "
+            f"same bytes reaches ({'close to' if met else 'well below'} the copy: the gap is inside NIXL's UCX path, "
+            f"not the hardware)")
     record("vram_goal_met", met)
     record("summary_vram", line)
     return line
