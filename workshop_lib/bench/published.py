@@ -15,12 +15,14 @@ import pandas as pd
 
 KiB, MiB = 2**10, 2**20
 
-SEED_SOURCE = ("seed workshop, 2x p5.48xlarge, TRT-LLM 1.3.0rc1, ISL 512 / OSL 128, one EFA rail; "
-               "its UCX baseline ran over TCP (FACTS.md, Published figures)")
+SEED_SOURCE = ("seed workshop, 2x p5.48xlarge, TRT-LLM 1.3.0rc1, ISL 512 / OSL 128, one EFA rail; its UCX baseline "
+               "ran over TCP; measured with a TRT-LLM image carrying a patched NIXL 0.8.0 ('Patched NIXL 0.8.0 + 11 "
+               "patches' in its deployment YAML), not tensorrtllm-runtime:0.9.0, whose Dynamo 0.9.0 docs support only "
+               "UCX")
 NIXLBENCH_SOURCE = ("nixlbench LIBFABRIC VRAM->VRAM WRITE across 2x p5.48xlarge, self-published; rails used not recorded "
-                    "(dmvevents/awsome-inference-1 @ce80c01, nixlbench-multinode-PASS; FACTS.md)")
-DYNAMO_DOCS_SOURCE = "Dynamo docs, p5, 4 EFA per worker, Llama-3.1-8B (FACTS.md, Published figures)"
-ISSUE_4185_SOURCE = "ai-dynamo/dynamo issue 4185 (FACTS.md, Published figures)"
+                    "(dmvevents/awsome-inference-1 @ce80c01, nixlbench-multinode-PASS)")
+DYNAMO_DOCS_SOURCE = "Dynamo docs (EFA guide), p5, 4 EFA per worker, Llama-3.1-8B"
+ISSUE_4185_SOURCE = "ai-dynamo/dynamo issue 4185"
 
 # (model, concurrency, UCX-over-TCP TTFT ms, LIBFABRIC TTFT ms)
 _SEED_TTFT = [
