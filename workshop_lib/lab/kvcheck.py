@@ -210,7 +210,8 @@ def check_kv(lab: Any = None, prompts: tuple[str, ...] | list[str] = PROMPTS) ->
             f"the decode worker's output differs from the aggregated run on {n} of {len(findings)} prompts{silent}: "
             f"the KV cache delivered over NIXL {st.kv_backend} is not the one the prefill worker computed"
             + (
-                " (NIXL 0.9.0 LIBFABRIC without EFA uses the sockets/tcp provider; see LOCAL-LAB.md 'KV integrity')"
+                " (NIXL 0.9.0 LIBFABRIC without EFA uses the sockets/tcp provider, which writes every descriptor to offset 0 "
+                "of the remote region: benchmarks/nixl_vram/LIBFABRIC-MULTIDESC.md)"
                 if st.kv_backend == "LIBFABRIC"
                 else ""
             )  # fmt: skip
