@@ -27,7 +27,7 @@ KV_BACKEND = "LIBFABRIC"        # LIBFABRIC | UCX: the NIXL backend that moves t
 INSTANCE_TYPE = "p5.48xlarge"   # p5.48xlarge (32 EFA) | p5en.48xlarge | p4d.24xlarge | p6-b200.48xlarge
 PREFILL_NODE = None             # eks: node name for the prefill worker (None: anti-affinity picks)
 DECODE_NODE = None              # eks: node name for the decode worker
-WORKER_IMAGE = None             # eks: an image built with EFA for LIBFABRIC (None: the 0.9.0 runtime image)
+WORKER_IMAGE = None             # eks: an image built with EFA (needed for LIBFABRIC; None: a placeholder that FAILs)
 DEPLOY_TIMEOUT_S = 1800         # eks: TRT-LLM JIT alone takes 15-20 min on P5
 PRICE_PER_NODE_HOUR = 55.04     # eks: USD per GPU node-hour, for the running cost (use your own price)
 TEARDOWN = False                # True: the last cell removes what this notebook created'''
@@ -104,8 +104,10 @@ what it found."""),
     ("code", "s01.prerequisites(ctx)"),
     ("markdown", """## Step 2 · The Dynamo platform
 
-The platform is three things: the **operator** (turns a `DynamoGraphDeployment` into pods), **etcd** (where workers
-register so the frontend can find them) and **NATS** with JetStream (the event plane). On eks both charts are pinned
+The platform is three things: the **operator** (turns a `DynamoGraphDeployment` into pods), **etcd** and **NATS**
+with JetStream (the event plane). Where workers register depends on the discovery backend: the 0.9.0 platform chart
+uses Kubernetes discovery by default on eks (the operator and frontend find workers through the API server), while
+the local lab has no API server and its workers register as keys in etcd. On eks both charts are pinned
 to 0.9.0, and the operator image tag is overridden because the 0.9.0 chart falls back to 0.7.1. On local the same
 two services run as processes on loopback, together with the frontend and the two workers of notebook 02.
 The cell after it prints what an eks attendee types for the same step."""),
@@ -147,7 +149,8 @@ One table for the whole section. Every row says what was found, what was expecte
 server or the cluster itself returned) and, when something is wrong, the fix."""),
     ("code", "checks = common.record_checks(\"setup\", s01.verify(ctx))\nchecks"),
     *closing("01", "s01", [
-        "The Dynamo platform is an operator plus etcd (discovery) and NATS (events); Helm installs it, pinned to 0.9.0.",
+        "The Dynamo platform is an operator plus etcd and NATS (events); discovery is Kubernetes on eks, etcd on local; "
+        "Helm installs it, pinned to 0.9.0.",
         "A P5 node exposes 32 EFA devices to pods as `vpc.amazonaws.com/efa`; without the device plugin it exposes none.",
         "A DynamoGraphDeployment is services with a component type, args (the backend is in --kv-transfer-config), "
         "resources and envs; read it before you apply it.",
