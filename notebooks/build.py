@@ -472,7 +472,13 @@ GPU here, with small sizes ("this run (VRAM)"). Otherwise it shows a run recorde
 labelled **"recorded on 2x H100 (VRAM)"**, beside this run's **"this run (DRAM)"** rows: a different machine, a
 different memory and a different link (NVLink inside one host, not EFA between nodes), so read them side by side,
 never as one series. `pct_of_peer_copy` compares NIXL with a plain GPU-to-GPU copy of the same bytes in the same
-run."""),
+run.
+
+The rows **"recorded on 1x H100, one GPU (VRAM)"** come from a machine with a single card: both agents on the same
+GPU, as a prefill and a decode worker sharing one GPU would be. Read their `path` column before the numbers: there
+NIXL 0.9.0's UCX sent WRITE through `cuda_ipc` but served READ (the direction vLLM's decode worker pulls the KV cache
+in) by software emulation over TCP, orders of magnitude slower, with every byte still correct. The transport a log
+names matters more than the backend's name."""),
     ("code", "s04.reference_results(ctx)"),
     ("markdown", "The same recorded run against what the two H100s do without NIXL, all in GB/s: a torch peer copy, "
                  "a copy-engine pull in one process, and a CUDA IPC pull between two processes (the path UCX "

@@ -75,7 +75,7 @@ def test_vram_table_labels_recorded_and_dram(local) -> None:
          "verified": True, "transport": "tcp"}], columns=COLUMNS)
     t = s04.reference_results(local)
     assert list(t.columns) == s04_vram.TABLE_COLUMNS
-    assert set(t["source"]) == {"recorded on 2x H100 (VRAM)", "this run (DRAM)"}
+    assert set(t["source"]) == {"recorded on 2x H100 (VRAM)", "recorded on 1x H100, one GPU (VRAM)", "this run (DRAM)"}
     dram = t[t.source == "this run (DRAM)"].iloc[0]
     assert (dram["path"], dram["size"], dram["gbps"]) == ("UCX READ, tcp", "4K", 0.011)
 
@@ -147,3 +147,18 @@ def test_graph_plan_keeps_a_graph_that_is_swept_first_or_fits() -> None:
 
 def test_deploy_plan_is_eks_only(local) -> None:
     assert s04.deploy_plan(local) is None
+
+
+def test_one_gpu_record_rows_say_which_transport_ucx_took() -> None:
+    rows = s04_vram.one_gpu_rows()
+    if not rows:
+        pytest.skip("benchmarks/nixl_vram/one-gpu.json not recorded")
+    by = {(r["path"].split(",")[0], r["size"]): r for r in rows}
+    assert rows[0]["source"] == "recorded on 1x H100, one GPU (VRAM)"
+    assert by[("UCX READ", "256M")]["path"] == "UCX READ, tcp (same GPU, two processes)"
+    assert by[("UCX WRITE", "256M")]["path"] == "UCX WRITE, cuda_ipc (same GPU, two processes)"
+    assert by[("UCX WRITE", "256M")]["gbps"] == 824.0 and all(r["verified"] for r in rows)
+
+
+def test_one_gpu_rows_absent_record(tmp_path) -> None:
+    assert s04_vram.one_gpu_rows(tmp_path / "none.json") == []

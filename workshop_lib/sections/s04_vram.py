@@ -86,6 +86,29 @@ def recorded_rows(df: pd.DataFrame, card: str) -> list[dict[str, Any]]:
             for r in best.itertuples()]
 
 
+ONE_GPU_RECORD = Path(__file__).resolve().parents[2] / "benchmarks" / "nixl_vram" / "one-gpu.json"
+
+
+def one_gpu_rows(path: Path = ONE_GPU_RECORD) -> list[dict[str, Any]]:
+    """The recorded one-GPU run (``benchmarks/nixl_vram/one_gpu.py``: two agents on the same card, UCX READ and
+    WRITE), as rows of :data:`TABLE_COLUMNS`; the transport is what UCX's own lines said. Empty when not recorded."""
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    card = "; ".join(data.get("meta", {}).get("nvidia_smi", [])) or "one GPU"
+    label = f"recorded on 1x {short_card(card)}, one GPU (VRAM)"
+    rows = []
+    for run in data.get("runs", []):
+        for r in run.get("rows", []):
+            copy = r.get("peer_copy_gbps")
+            rows.append({"source": label, "path": f"UCX {run['op']}, {r.get('transport') or '?'} (same GPU, two "
+                         "processes)", "size": size_label(int(r["block_size"]) * int(r.get("batch", 1))),
+                         "gbps": float(f"{float(r['gbps']):.3g}"), "peer_copy_gbps": "" if copy is None else round(copy, 1),
+                         "pct_of_peer_copy": "" if not copy else round(100 * r["gbps"] / copy, 1),
+                         "verified": bool(r.get("verified"))})
+    return rows
+
+
 def transfer_rows(frame: pd.DataFrame, source: str, where: str = "") -> list[dict[str, Any]]:
     """A transfer frame (``bench.nixl.COLUMNS``) as rows of :data:`TABLE_COLUMNS` (``where``: e.g. " (veth)")."""
     rows = []
@@ -122,6 +145,9 @@ def vram_table(ctx: Context) -> pd.DataFrame:
     ref_rows = recorded_rows(rec[0], rec[1]) if rec else []
     ctx.state["vram_recorded"] = rec
     rows += ref_rows
+    one = one_gpu_rows()
+    record("reference_one_gpu_rows", len(one))
+    rows += one
     transfer = ctx.state.get("transfer")
     if transfer is not None:
         where = " between two namespaces" if ctx.state.get("transfer_netns") else ""
