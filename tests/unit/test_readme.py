@@ -31,3 +31,11 @@ def test_makefile_targets_exist(repo_root) -> None:
     text = (repo_root / "Makefile").read_text()
     for target in ("run:", "test:", "lab:", "clean:", "setup:"):
         assert re.search(rf"^{target}", text, re.M), target
+
+
+def test_readme_engine_thresholds_are_the_ones_setup_checks(repo_root) -> None:
+    from workshop_lib.lab import setup as lab_setup
+
+    text = " ".join((repo_root / "README.md").read_text().split())
+    assert f"{lab_setup.ENGINE_MIN_DISK_GIB:.0f} GiB of free disk" in text
+    assert f"{lab_setup.ENGINE_MIN_RAM_GIB:.0f} GiB of free RAM" in text
