@@ -303,7 +303,12 @@ below are the worker parts that make it cross-node and EFA:"""),
              "view.parts[view.parts.service == \"PrefillWorker\"]"),
     ("markdown", """On local the two "nodes" are two network namespaces joined by a virtual Ethernet pair; a NIXL LIBFABRIC
 agent runs in each and one reads the other's memory. No EFA exists here, so libfabric must fall back to TCP: watch
-for it below."""),
+for it below.
+
+On eks, a freshly deployed graph has not connected its workers yet: vLLM's NixlConnector opens the NIXL connection to
+the prefill worker at the first request whose KV cache it pulls. So once the graph is Ready the deploy step sends one
+completion and then a small concurrent batch through the graph's frontend (a port-forward), and only then reads the
+logs; the verification shows how many of those requests were served."""),
     ("code", "print(dgd.command_block(\"deploy\", ctx.cfg, view.name, view.path))\ns03.deploy(ctx)"),
     ("markdown", """## Step 2 · What the logs say, side by side
 

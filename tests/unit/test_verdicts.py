@@ -208,6 +208,21 @@ def test_s03_eks_pass_fail(tmp_path: Path) -> None:
     assert _status(s03_cross_node.verify(ctx))["no OOMKilled worker"] == "FAIL"
 
 
+def test_s03_eks_warm_up_must_have_served(tmp_path: Path) -> None:
+    efa = _fixture("20-doc-expected-efa-handshake-and-backend-lines.log")
+    good = "".join(HANDSHAKE.format(i=i) for i in range(s03_cross_node.EXPECTED_HANDSHAKES)) + efa
+    ctx = _ctx("eks", "03", tmp_path)
+    _s03_state(ctx, {"prefill": _write(tmp_path, "p.log", good), "decode": _write(tmp_path, "d.log", good)})
+    row = "completions before reading handshakes (vLLM's NIXL handshake is lazy)"
+    ctx.state["warmup"] = [{"request": i, "ok": True, "tokens": 16, "error": ""} for i in range(5)]
+    t = s03_cross_node.verify(ctx)
+    assert _status(t)[row] == "PASS" and t.verdict() == "PASS"
+    # one completion of the batch failed: the handshakes read afterwards may not be the whole story -> FAIL
+    ctx.state["warmup"][3] = {"request": 3, "ok": False, "tokens": 0, "error": "frontend: HTTP 503"}
+    t = s03_cross_node.verify(ctx)
+    assert _status(t)[row] == "FAIL" and t.verdict() == "FAIL"
+
+
 def test_s03_local_fallback_expected_and_failures(tmp_path: Path) -> None:
     ctx = _ctx("local", "03", tmp_path)
     pair = _pair(tmp_path, [True, True])

@@ -80,7 +80,11 @@ def deploy(ctx: Context) -> pd.DataFrame:
     loopback when not root). Shows what the target ran (the applied objects, or bandwidth/latency/verified per size)."""
     files = validated(ctx, "cross-node")
     sides = ctx.target.cross_node(files, ctx.work_dir, pair_spec(ctx, BACKEND, netns=use_netns(ctx)))
-    ctx.state.update(side_files=sides.logs, pair=sides.pair, netns=sides.netns, dgds=ctx.target.graphs)
+    ctx.state.update(side_files=sides.logs, pair=sides.pair, netns=sides.netns, dgds=ctx.target.graphs,
+                     warmup=sides.warmup)
+    if sides.warmup is not None:
+        record("warmup_requests", len(sides.warmup))
+        record("warmup_ok", sum(1 for w in sides.warmup if w["ok"]))
     if ctx.target.graphs:
         record("dgds_ready", ctx.target.graphs)
     if sides.pair is not None:
@@ -242,6 +246,13 @@ def verify(ctx: Context) -> CheckTable:
                      f"{int(frame['verified'].sum())}/{len(frame)} sizes", "all sizes",
                      evidence=f"{'two network namespaces (veth)' if ctx.state.get('netns') else 'loopback'}; "
                               f"{frame['gbps'].max():.2f} GB/s best", fix="read the agent logs in the work directory")
+    warm = ctx.state.get("warmup")
+    if warm is not None:
+        ok = sum(1 for w in warm if w["ok"])
+        errors = [w["error"] for w in warm if w["error"]]
+        t.check_true("completions before reading handshakes (vLLM's NIXL handshake is lazy)", ok == len(warm),
+                     f"{ok}/{len(warm)}", "all", evidence=errors[0] if errors else "one, then a concurrent batch",
+                     fix="the graph does not serve yet: read the frontend and decode worker logs (kubectl logs)")
     no_efa = "no EFA device on this machine: libfabric runs its sockets/tcp provider (on a P5 this row fails)"
     for role, d in sides.items():
         t.require(f"{role}: NIXL backend", d.nixl_backend or "none", BACKEND, evidence=_ev(d, "nixl_backend"),

@@ -140,6 +140,9 @@ class Sides:
     table: Any = None  # what the deploy step shows (the applied objects, or the pair's transfer table)
     pair: Any = None
     netns: bool = False
+    # requests sent through the graph's frontend before its logs were read (vLLM's NIXL handshake is lazy): a list of
+    # {"request", "ok", "tokens", "error"}; None where the target sent none (the local pair moves bytes by itself)
+    warmup: list[dict[str, Any]] | None = None
 
 
 class Target(ABC):

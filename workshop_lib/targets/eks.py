@@ -44,6 +44,8 @@ EFA_RESOURCE = "vpc.amazonaws.com/efa"
 GRAPH_LABEL = "nvidia.com/dynamo-graph-deployment-name"
 DGD_API = "nvidia.com/v1alpha1"
 SERVING_LABELS = GRAPH_LABELS
+WARMUP_BATCH = 4  # concurrent completions after the first one, before section 3 reads handshakes
+WARMUP_PROMPT = "In one sentence, what does the KV cache hold?"
 _CLUSTERS: dict[str, Cluster] = {}
 
 
@@ -367,9 +369,36 @@ class EksTarget(Target):
 
     # ------------------------------------------------------------------------------------------ KV transfer
     def cross_node(self, files: list[Any], work_dir: Path, pair_spec: Any) -> Sides:
-        """Deploy the cross-node graph and read its prefill and decode workers' logs."""
+        """Deploy the cross-node graph, send it a warm-up (:meth:`warm_up`), then read its workers' logs."""
         table = self.deploy(files)
-        return Sides(logs=self.log_files(work_dir, ("prefill", "decode")), table=table)
+        warm = self.warm_up(dgd_names(files)[0])
+        return Sides(logs=self.log_files(work_dir, ("prefill", "decode")), table=table, warmup=warm)
+
+    def warm_up(self, graph: str, batch: int = WARMUP_BATCH) -> list[dict[str, Any]]:
+        """One completion, then ``batch`` at once, through the graph's frontend (port-forward).
+
+        vLLM's NixlConnector connects to a remote agent at the first request that needs its KV cache, so a freshly
+        deployed graph has logged no handshake yet; the concurrent batch lets the decode worker pull from several
+        requests at once, as in class. Failures are returned, not raised: the verification shows them.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from workshop_lib.errors import WorkshopError
+        from workshop_lib.lab.chat import chat
+
+        url, model = self.frontend(graph)
+
+        def one(i: int) -> dict[str, Any]:
+            try:
+                res = chat(url, model, f"{WARMUP_PROMPT} ({i})", stream=True, max_tokens=16, timeout=120)
+                return {"request": i, "ok": res.tokens > 0, "tokens": res.tokens, "error": ""}
+            except WorkshopError as exc:
+                return {"request": i, "ok": False, "tokens": 0, "error": str(exc)}
+
+        out = [one(0)]
+        with ThreadPoolExecutor(max_workers=batch) as pool:
+            out += list(pool.map(one, range(1, batch + 1)))
+        return out
 
     def _graphs(self, profiles: dict[str, str]) -> tuple[dict[str, str], dict[str, str], bool, int]:
         from workshop_lib.manifests import render
