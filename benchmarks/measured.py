@@ -28,6 +28,7 @@ README = REPO / "README.md"
 BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
 NO_RECORD = "no record yet"
 MiB = 1 << 20
+GiB = 1 << 30
 
 Row = tuple[str, str, str]  # what, result, where
 
@@ -99,8 +100,11 @@ def _quick(name: str) -> list[dict[str, Any]]:
     cmd = (rec.get("commands") or {}).get(name) if isinstance(rec.get("commands"), dict) else None
     if isinstance(cmd, dict) and isinstance(cmd.get("seconds"), (int, float)):
         rss = cmd.get("peak_rss_tree_bytes")
+        disk = cmd.get("disk_bytes") if isinstance(cmd.get("disk_bytes"), dict) else {}
         out.append({"wall_s": float(cmd["seconds"]), "exit_code": cmd.get("exit_code"), "cpus": rec.get("cpus"),
-                    "rss_mb": rss / MiB if isinstance(rss, (int, float)) and rss else None})
+                    "rss_mb": rss / MiB if isinstance(rss, (int, float)) and rss else None,
+                    "download_bytes": cmd.get("downloaded_bytes"), "disk_total_bytes": disk.get("total"),
+                    "disk_venv_bytes": disk.get("venv"), "when": rec.get("when")})
     for r in _runs(rec, {"test": "make_test", "run": "make_run"}.get(name, name)):
         wall = r.get("wall_s", r.get("ready_s", r.get("seconds")))
         if isinstance(wall, (int, float)):
@@ -120,6 +124,14 @@ def _quick_row(what: str, name: str) -> Row:
         rss = [float(r["rss_mb"]) for r in mine if isinstance(r.get("rss_mb"), (int, float))]
         if rss:
             text += f", peak {_median_or_all(rss, 'MB')} RSS"
+        down = [r["download_bytes"] / GiB for r in mine if isinstance(r.get("download_bytes"), (int, float))]
+        if down:
+            text += f", {_median_or_all([round(d, 2) for d in down], 'GiB')} downloaded (whole machine)"
+        disk = [(r["disk_total_bytes"] / GiB, (r.get("disk_venv_bytes") or 0) / GiB) for r in mine
+                if isinstance(r.get("disk_total_bytes"), (int, float))]
+        if disk:
+            text += (f", disk {' / '.join(f'{d:.1f}' for d, _ in disk)} GiB (of which .venv "
+                     f"{' / '.join(f'{v:.1f}' for _, v in disk)} GiB)")
         parts.append(text)
     text = "; ".join(parts)
     codes = [r.get("exit_code") for r in runs if r.get("exit_code") is not None]

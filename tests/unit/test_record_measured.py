@@ -166,3 +166,20 @@ def test_vram_notes_decide_from_the_numbers(tmp_path: Path, monkeypatch: pytest.
     rec["runs"][0] = run(300.0, 84.9)
     (tmp_path / "results.json").write_text(json.dumps(rec))
     assert "is **not met**" in notes.notes()
+
+
+def test_quickstart_row_reads_time_download_disk_and_exit(tmp_path, monkeypatch) -> None:
+    import json
+
+    import benchmarks.measured as measured
+
+    rec = {"when": "2026-12-07T13:22:00Z", "cpus": 2, "commands": {"test": {
+        "exit_code": 1, "seconds": 1800.4, "downloaded_bytes": 5 << 30, "peak_rss_tree_bytes": 900 << 20,
+        "disk_bytes": {"total": 12 << 30, "venv": 9 << 30, "lab": 3 << 30}}}}
+    (tmp_path / "q.json").write_text(json.dumps(rec))
+    monkeypatch.setattr(measured, "QUICKSTART", tmp_path / "q.json")
+    what, text, _ = measured.make_test_row()
+    assert what.startswith("`make test`")
+    assert "1800 s" in text and "900 MB RSS" in text and "5 GiB downloaded" in text
+    assert "disk 12.0 GiB (of which .venv 9.0 GiB)" in text and "exit code 1 (FAILED)" in text
+    assert measured.make_run_row()[1] == measured.NO_RECORD  # no run recorded: said so, nothing typed
