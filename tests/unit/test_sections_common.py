@@ -65,3 +65,17 @@ def test_widgets_form_types_round_trip() -> None:
     form._controls["PRICE"] = type("W", (), {"value": "cheap"})()
     with pytest.raises(ConfigError, match="PRICE"):
         form.values()
+
+
+def test_start_rejects_a_parameter_that_is_no_field(tmp_path) -> None:
+    """A typo in the parameters cell or in papermill's -p (papermill itself only warns) stops the notebook at start."""
+    import pytest
+
+    from workshop_lib.errors import ConfigError
+    from workshop_lib.sections.common import start
+
+    with pytest.raises(ConfigError) as err:
+        start({"TARGET": "local", "WORK_DIR": str(tmp_path), "KV_BACKND": "UCX"}, "02")
+    assert "KV_BACKND" in str(err.value) and "KV_BACKEND" in str(err.value)
+    ctx = start({"TARGET": "local", "WORK_DIR": str(tmp_path), "KV_BACKEND": "UCX", "ISL": None}, "02")
+    assert ctx.cfg.kv_backend == "UCX"

@@ -94,9 +94,9 @@ def start(params: Mapping[str, Any], section: str) -> Context:
         ConfigError: a parameter that is a config field has a bad value (the message names it and the fix).
     """
     known = set(WorkshopConfig.field_names())
-    # None means "the default" for every config field (e.g. ISL = None: 512 on eks, the sweep's own on local).
-    cfg = WorkshopConfig.from_params({k: v for k, v in params.items() if k.lower() in known and v is not None},
-                                     strict=False)
+    # Every parameter is a config field: a name that is not one (a typo in the cell or in papermill's -p) stops here
+    # with the closest known name. None means "the default" (e.g. ISL = None: 512 on eks, the sweep's own on local).
+    cfg = WorkshopConfig.from_params({k: v for k, v in params.items() if v is not None})
     extra = {k.upper(): v for k, v in params.items() if k.lower() not in known}
     base = cfg.work_dir or extra.get("WORK_DIR") or os.environ.get("WORKSHOP_WORK_DIR") or (REPO / "runs" / "notebooks")
     work = Path(base) / f"{section}-{cfg.target}"
