@@ -124,11 +124,12 @@ def _quick_row(what: str, name: str) -> Row:
         rss = [float(r["rss_mb"]) for r in mine if isinstance(r.get("rss_mb"), (int, float))]
         if rss:
             text += f", peak {_median_or_all(rss, 'MB')} RSS"
-        down = [r["download_bytes"] / GiB for r in mine if isinstance(r.get("download_bytes"), (int, float))]
+        install = name in ("run", "test")  # download and disk describe an install, not a lab start
+        down = [r["download_bytes"] / GiB for r in mine if install and isinstance(r.get("download_bytes"), (int, float))]
         if down:
             text += f", {_median_or_all([round(d, 2) for d in down], 'GiB')} downloaded (whole machine)"
         disk = [(r["disk_total_bytes"] / GiB, (r.get("disk_venv_bytes") or 0) / GiB) for r in mine
-                if isinstance(r.get("disk_total_bytes"), (int, float))]
+                if install and isinstance(r.get("disk_total_bytes"), (int, float))]
         if disk:
             text += (f", disk {' / '.join(f'{d:.1f}' for d, _ in disk)} GiB (of which .venv "
                      f"{' / '.join(f'{v:.1f}' for _, v in disk)} GiB)")

@@ -27,7 +27,9 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-COMMANDS = {"run": ["make", "run"], "test": ["make", "test"]}
+COMMANDS = {"run": ["make", "run"], "test": ["make", "test"], "lab_up": [".venv/bin/workshop", "lab", "up"]}
+# `lab_up` is measured on a set-up clone (the kept `make run` clone, else a new one after an unmeasured `make setup`),
+# from a stopped lab: the serving lab's defaults (real engine, UCX) until ready with its warm-up completion done.
 
 
 def rx_bytes() -> int:
@@ -116,6 +118,18 @@ def write(results: dict) -> None:
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
 
+def _set_up_clone(work: Path, env: dict[str, str]) -> Path:
+    """The kept ``make run`` clone when it is set up, else a new clone after ``make setup`` (not measured)."""
+    kept = work / "kit-run"
+    if (kept / ".venv" / "bin" / "workshop").exists():
+        return kept
+    clone = work / "kit-lab_up"
+    shutil.rmtree(clone, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    subprocess.run(["make", "setup"], cwd=clone, env=env, check=True, stdout=subprocess.DEVNULL)
+    return clone
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         if "quickstart" not in sys.argv[1:]:
@@ -127,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks quickstart")
     ap.add_argument("--only", choices=list(COMMANDS), action="append", help="measure only this command")
     ap.add_argument("--keep", action="store_true", help="keep the clones")
+    ap.add_argument("--merge", action="store_true", help="keep the other commands already in results.json")
     ap.add_argument("--work", type=Path, help="folder for the clones (default: a new temporary folder); put a copy "
                     "of shared/ beside them there and the tests that read ../shared run too")
     args = ap.parse_args(argv)
@@ -141,17 +156,24 @@ def main(argv: list[str] | None = None) -> int:
         "ram_bytes": psutil.virtual_memory().total,
         "commands": {},
     }
+    if args.merge and (HERE / "results.json").exists():
+        results["commands"] = json.loads((HERE / "results.json").read_text()).get("commands", {})
     clones: list[Path] = []
     try:
         for name in args.only or list(COMMANDS):
-            # each command from its own clean clone and an empty pip cache: every wheel is downloaded, nothing reused
-            clone = work / f"kit-{name}"
-            shutil.rmtree(clone, ignore_errors=True)
-            subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-            env["PIP_CACHE_DIR"] = str(work / f"pip-cache-{name}")
+            if name == "lab_up":
+                clone = _set_up_clone(work, env)
+                subprocess.run([str(clone / ".venv/bin/workshop"), "lab", "down"], cwd=clone, capture_output=True)
+            else:
+                # each command from its own clean clone and an empty pip cache: every wheel is downloaded
+                clone = work / f"kit-{name}"
+                shutil.rmtree(clone, ignore_errors=True)
+                subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+                env["PIP_CACHE_DIR"] = str(work / f"pip-cache-{name}")
             clones.append(clone)
             print(f"quickstart: {' '.join(COMMANDS[name])} in {clone} ...", flush=True)
-            results["commands"][name] = measure(name, clone, env)
+            results["commands"][name] = {**measure(name, clone, env), "commit": commit,
+                                         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             print(json.dumps(results["commands"][name], indent=2), flush=True)
         write(results)
     finally:
