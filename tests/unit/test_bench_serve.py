@@ -116,12 +116,16 @@ def test_unreachable_url(transport):
 
 
 def test_ctrl_c_keeps_finished_results(server):
+    # Ctrl-C as a terminal delivers it: SIGINT raising KeyboardInterrupt in the main thread, whatever disposition the
+    # test process inherited (a runner started in the background may have SIGINT ignored) or an earlier test left
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
         res = run_sweep(server.url, "m", [2], requests=10_000, isl=8, osl=TOKENS, progress=False)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert res.meta["interrupted"] is True
     assert len(res.levels) == 1 and 0 < res.levels[0].requests < 10_000
     assert res.levels[0].errors == 0 and all(r.ok for r in res.records)
