@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             for cache in work.glob("pip-cache-*"):
                 shutil.rmtree(cache, ignore_errors=True)
-    return max((r["exit_code"] for r in results["commands"].values()), default=0)
+    # the exit code of what this invocation measured (merged records keep theirs but do not decide it)
+    return max((results["commands"][n]["exit_code"] for n in args.only or list(COMMANDS)), default=0)
 
 
 if __name__ == "__main__":
