@@ -91,7 +91,22 @@ def measure(name: str, clone: Path, env: dict[str, str]) -> dict:
         "peak_rss_tree_bytes": s.peak_tree,
         "peak_machine_used_above_start_bytes": s.peak_used,
         "log": str(log),
+        **({"notebooks": notebook_times(clone)} if name == "run" else {}),
     }
+
+
+def notebook_times(clone: Path) -> list[dict]:
+    """Per notebook of the newest ``workshop run`` in ``clone`` (``runs/<ts>/summary.json``): status, seconds and the
+    verdicts it recorded; [] when there is none."""
+    runs = sorted(clone.glob("runs/*/summary.json"))
+    if not runs:
+        return []
+    out = []
+    for nb in json.loads(runs[-1].read_text()):
+        verdicts = {k: v for k, v in (nb.get("records") or {}).items() if k.startswith("verdict_")}
+        out.append({"notebook": nb.get("notebook"), "status": nb.get("status"), "seconds": nb.get("seconds"),
+                    "verdicts": verdicts})
+    return out
 
 
 def gib(n: int) -> str:
@@ -142,9 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=list(COMMANDS), action="append", help="measure only this command")
     ap.add_argument("--keep", action="store_true", help="keep the clones")
     ap.add_argument("--merge", action="store_true", help="keep the other commands already in results.json")
+    ap.add_argument("--notebooks-from", type=Path, metavar="CLONE",
+                    help="only fill the `make run` record's per-notebook times from CLONE's newest run, then stop")
     ap.add_argument("--work", type=Path, help="folder for the clones (default: a new temporary folder); put a copy "
                     "of shared/ beside them there and the tests that read ../shared run too")
     args = ap.parse_args(argv)
+    if args.notebooks_from:
+        rec = json.loads((HERE / "results.json").read_text())
+        rec["commands"]["run"]["notebooks"] = notebook_times(args.notebooks_from)
+        write(rec)
+        return 0
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     work = args.work or Path(tempfile.mkdtemp(prefix="quickstart-"))
     work.mkdir(parents=True, exist_ok=True)

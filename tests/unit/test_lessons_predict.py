@@ -41,11 +41,23 @@ def test_ask_each_section() -> None:
         predict.ask("05", 1)
 
 
-def test_timing_and_class_mode() -> None:
+def test_timing_and_class_mode(tmp_path, monkeypatch) -> None:
+    import json
+
+    monkeypatch.setattr(timing, "QUICKSTART_RECORD", tmp_path / "none.json")  # no record: the typed basis
     t = timing.timing_table({"02": 1.5})
     assert t.set_index("notebook").loc["02", "local (min, measured)"] == 1.5
     assert t.set_index("notebook").loc["04", "class slot (min)"] == 10
     assert t.set_index("notebook").loc["02", "local, real engine (min)"] == 3.6 and "vllm" in t.attrs["real engine basis"]
+    # a recorded `make run` (benchmarks/quickstart) fills the real-engine column, failed notebooks left out
+    rec = {"cpus": 2, "commands": {"run": {"when": "2026-12-07T13:50:00Z", "notebooks": [
+        {"notebook": "01-cluster-setup", "status": "ok", "seconds": 70.5},
+        {"notebook": "03-cross-node-efa", "status": "failed", "seconds": 9.0}]}}}
+    (tmp_path / "q.json").write_text(json.dumps(rec))
+    monkeypatch.setattr(timing, "QUICKSTART_RECORD", tmp_path / "q.json")
+    t = timing.timing_table().set_index("notebook")
+    assert t.loc["01", "local, real engine (min)"] == 1.2 and t.loc["03", "local, real engine (min)"] == "not timed yet"
+    assert "make run" in timing.timing_table().attrs["real engine basis"]
     assert timing.class_mode("http://a", "http://b").startswith("class mode")
     assert timing.class_mode(None, None).startswith("self-paced")
     assert timing.class_mode(None, None, "local").startswith("local: nothing is deployed")
