@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from workshop_lib import platform, preflight
+from workshop_lib import dynamo_platform, preflight
 from workshop_lib.cluster import Cluster
 from workshop_lib.config import WorkshopConfig
 
@@ -38,7 +38,7 @@ def test_preflight_rows(cluster: Cluster) -> None:
 
 
 def test_platform_status(cluster: Cluster) -> None:
-    df = platform.status(cluster, WorkshopConfig(target="eks"))
+    df = dynamo_platform.status(cluster, WorkshopConfig(target="eks"))
     assert df.iloc[0]["check"] == "Dynamo CRDs"
     print(df.to_string(index=False))
 

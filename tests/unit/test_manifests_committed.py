@@ -8,10 +8,10 @@ from workshop_lib import versions
 from workshop_lib.manifests import render_all
 from workshop_lib.manifests.addons import HF_TOKEN_PLACEHOLDER
 from workshop_lib.manifests.documents import load_documents, load_text, yaml_files
-from workshop_lib.manifests.inspect import containers
 from workshop_lib.manifests.lint import image_problem
 from workshop_lib.manifests.profiles import ALL_COMMAND
 from workshop_lib.manifests.validate import validate_paths
+from workshop_lib.manifests.views import containers
 
 
 @pytest.fixture(scope="module")

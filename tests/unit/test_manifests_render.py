@@ -13,8 +13,8 @@ from workshop_lib.errors import ConfigError, ManifestError
 from workshop_lib.manifests import PROFILES, load_documents, load_text, platform_releases, render, render_all
 from workshop_lib.manifests.dgd import merge
 from workshop_lib.manifests.envaudit import unread_env
-from workshop_lib.manifests.inspect import services
 from workshop_lib.manifests.profiles import graph_backend
+from workshop_lib.manifests.views import services
 
 
 def _dgd(files):

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import shlex
 
-from workshop_lib import platform, preflight
+from workshop_lib import dynamo_platform, preflight
 from workshop_lib.clicmds.config import load
 from workshop_lib.clicmds.preflight import add_cluster_args, format_table
 from workshop_lib.cluster.client import Cluster
@@ -35,14 +35,14 @@ def run_install(args: argparse.Namespace) -> int:
         # Reach the cluster before any Helm install: an unreachable or refusing API server stops here, not after
         # two half-run installs.
         Cluster.connect(args.kubeconfig, args.context)
-    cmds = platform.install(cfg, kubeconfig=args.kubeconfig, context=args.context, dry_run=args.dry_run,
+    cmds = dynamo_platform.install(cfg, kubeconfig=args.kubeconfig, context=args.context, dry_run=args.dry_run,
                             verify=not args.no_wait, timeout_s=args.timeout)
     for argv in cmds:
         print(shlex.join(argv))
     if args.dry_run:
         return 0
     if not args.no_wait:
-        df = platform.status(Cluster.connect(args.kubeconfig, args.context), cfg)
+        df = dynamo_platform.status(Cluster.connect(args.kubeconfig, args.context), cfg)
         print(format_table(df.to_dict(orient="records")))
         return 1 if preflight.failed(df) else 0
     return 0
@@ -50,7 +50,7 @@ def run_install(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(load(args), target="eks")
-    df = platform.status(Cluster.connect(args.kubeconfig, args.context), cfg, with_helm=args.helm,
+    df = dynamo_platform.status(Cluster.connect(args.kubeconfig, args.context), cfg, with_helm=args.helm,
                          kubeconfig=args.kubeconfig, context=args.context)
     rows = df.to_dict(orient="records")
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))

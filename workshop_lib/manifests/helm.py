@@ -1,6 +1,6 @@
 """Section 1: the Dynamo platform as Helm releases (``dynamo-crds``, ``dynamo-platform``) with pinned versions.
 
-``workshop_lib.platform`` runs these commands; :func:`install_script` writes them out so attendees can read them.
+``workshop_lib.dynamo_platform`` runs these commands; :func:`install_script` writes them out so attendees can read them.
 
 Example:
     >>> from workshop_lib.config import WorkshopConfig

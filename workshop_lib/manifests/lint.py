@@ -42,7 +42,7 @@ from workshop_lib.errors import ConfigError
 from workshop_lib.manifests.documents import Doc
 from workshop_lib.manifests.envaudit import unread_env
 from workshop_lib.manifests.findings import Finding, finding
-from workshop_lib.manifests.inspect import EFA_RESOURCE, Service, container_efa, containers, pod_specs, services
+from workshop_lib.manifests.views import EFA_RESOURCE, Service, container_efa, containers, pod_specs, services
 
 MAX_NAME = 45
 PROBE_PORT = "9090"

@@ -24,9 +24,9 @@ from workshop_lib.errors import ConfigError
 from workshop_lib.manifests.crdsource import SchemaSource
 from workshop_lib.manifests.documents import Doc, FieldPath, load_documents, yaml_files
 from workshop_lib.manifests.findings import Finding, finding
-from workshop_lib.manifests.inspect import containers, services
 from workshop_lib.manifests.lint import lint
 from workshop_lib.manifests.schema import load_schema, schema_errors
+from workshop_lib.manifests.views import containers, services
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 DGD_KIND = "DynamoGraphDeployment"

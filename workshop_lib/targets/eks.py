@@ -1,5 +1,5 @@
 """The eks target: a real cluster through the kubeconfig, with :mod:`workshop_lib.cluster` (apply, watch, logs,
-port-forward), :mod:`workshop_lib.platform` (the one Helm runner) and :mod:`workshop_lib.preflight`.
+port-forward), :mod:`workshop_lib.dynamo_platform` (the one Helm runner) and :mod:`workshop_lib.preflight`.
 
 Example:
     >>> from workshop_lib.config import WorkshopConfig
@@ -208,20 +208,20 @@ class EksTarget(Target):
         return preflight_eks(cluster(), self.cfg)
 
     def install_platform(self) -> pd.DataFrame:
-        """``helm upgrade --install`` the CRDs and the platform (:func:`workshop_lib.platform.run_helm`), then watch
-        the platform pods (:func:`workshop_lib.platform.verify_platform`)."""
+        """``helm upgrade --install`` the CRDs and the platform (:func:`workshop_lib.dynamo_platform.run_helm`), then watch
+        the platform pods (:func:`workshop_lib.dynamo_platform.verify_platform`)."""
         import pandas as pd
 
-        from workshop_lib import platform
+        from workshop_lib import dynamo_platform
         from workshop_lib.manifests import platform_releases
 
         rows = []
         for rel in platform_releases(self.cfg):
             argv = rel.command()
-            platform.run_helm(argv)
+            dynamo_platform.run_helm(argv)
             rows.append({"release": rel.name, "chart": rel.chart, "version": rel.version, "namespace": rel.namespace,
                          "command": shlex.join(argv)})
-        platform.verify_platform(cluster(), self.cfg, timeout_s=self.cfg.deploy_timeout_s)
+        dynamo_platform.verify_platform(cluster(), self.cfg, timeout_s=self.cfg.deploy_timeout_s)
         return pd.DataFrame(rows)
 
     def verify_platform(self) -> CheckTable:
@@ -263,12 +263,12 @@ class EksTarget(Target):
                 "the value was not displayed or stored in this notebook")
 
     def uninstall_platform(self) -> list[str]:
-        from workshop_lib import platform
+        from workshop_lib import dynamo_platform
         from workshop_lib.manifests import platform_releases
 
         out = []
         for rel in reversed(platform_releases(self.cfg)):
-            platform.run_helm(["helm", "uninstall", rel.name, "--namespace", rel.namespace, "--ignore-not-found"])
+            dynamo_platform.run_helm(["helm", "uninstall", rel.name, "--namespace", rel.namespace, "--ignore-not-found"])
             out.append(f"uninstalled {rel.name} ({rel.namespace})")
         return out
 

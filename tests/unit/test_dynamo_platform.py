@@ -1,4 +1,4 @@
-"""workshop_lib.platform: helm commands (through a fake ``helm`` on PATH that records its argv) and verification
+"""workshop_lib.dynamo_platform: helm commands (through a fake ``helm`` on PATH that records its argv) and verification
 against the mock API server."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.support.k8s_fixtures import serve_scenario
-from workshop_lib import platform
+from workshop_lib import dynamo_platform
 from workshop_lib.cli import main
 from workshop_lib.config import WorkshopConfig
 from workshop_lib.errors import ClusterTimeout, PlatformError
@@ -56,7 +56,7 @@ def calls(record: Path) -> list[dict]:
 
 def test_dry_run_needs_no_helm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    crds, plat = platform.install(CFG, dry_run=True, context="eks-1")
+    crds, plat = dynamo_platform.install(CFG, dry_run=True, context="eks-1")
     assert crds[:8] == ["helm", "upgrade", "--install", "dynamo-crds",
                         "oci://helm.ngc.nvidia.com/nvidia/ai-dynamo/charts/dynamo-crds", "--version", "0.9.0", "--namespace"]
     assert crds[-2:] == ["--kube-context", "eks-1"]
@@ -68,13 +68,13 @@ def test_dry_run_needs_no_helm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 def test_missing_helm_is_clear(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(PlatformError, match=r"^helm: the helm CLI is not on PATH\. Fix: install Helm 3 \(https://helm.sh"):
-        platform.install(CFG, verify=False)
+        dynamo_platform.install(CFG, verify=False)
 
 
 def test_install_runs_helm_in_order_then_verifies(fake_helm: Path) -> None:
     with serve_scenario("healthy") as s:
-        cmds = platform.install(CFG, kubeconfig=str(s.kubeconfig), timeout_s=10, progress=False)
-        again = platform.install(CFG, kubeconfig=str(s.kubeconfig), timeout_s=10, progress=False)
+        cmds = dynamo_platform.install(CFG, kubeconfig=str(s.kubeconfig), timeout_s=10, progress=False)
+        again = dynamo_platform.install(CFG, kubeconfig=str(s.kubeconfig), timeout_s=10, progress=False)
         assert s.mock.watches("pods")  # verification watched the platform pods
     got = calls(fake_helm)
     assert [c["argv"][:3] for c in got] == [["upgrade", "--install", "dynamo-crds"], ["upgrade", "--install", "dynamo-platform"]] * 2
@@ -91,7 +91,7 @@ def test_install_runs_helm_in_order_then_verifies(fake_helm: Path) -> None:
 def test_helm_failure_has_reason_and_fix(fake_helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HELM_FAIL", "Error: INSTALLATION FAILED: Kubernetes cluster unreachable: Get \"https://x/version\": dial tcp: i/o timeout")
     with pytest.raises(PlatformError) as ei:
-        platform.install(CFG, verify=False)
+        dynamo_platform.install(CFG, verify=False)
     msg = str(ei.value)
     assert msg.startswith("helm release dynamo-crds: Error: INSTALLATION FAILED: Kubernetes cluster unreachable")
     assert "check your kubeconfig/context (workshop preflight)" in msg
@@ -100,7 +100,7 @@ def test_helm_failure_has_reason_and_fix(fake_helm: Path, monkeypatch: pytest.Mo
 
 def test_verify_times_out_without_platform_pods() -> None:
     with serve_scenario("empty") as s, pytest.raises(ClusterTimeout, match="pods in dynamo-system: not ready after 1 s"):
-        platform.verify_platform(s.cluster, CFG, timeout_s=1, progress=False)
+        dynamo_platform.verify_platform(s.cluster, CFG, timeout_s=1, progress=False)
 
 
 def test_status_with_helm_releases(fake_helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,7 +109,7 @@ def test_status_with_helm_releases(fake_helm: Path, monkeypatch: pytest.MonkeyPa
         "dynamo-system": [{"name": "dynamo-platform", "chart": "dynamo-platform-0.7.1", "status": "deployed"}],
     }))
     with serve_scenario("healthy") as s:
-        df = platform.status(s.cluster, CFG, with_helm=True)
+        df = dynamo_platform.status(s.cluster, CFG, with_helm=True)
     r = df.set_index("check")
     assert r.loc["helm release dynamo-crds", "status"] == "PASS"
     assert (r.loc["helm release dynamo-platform", "status"], r.loc["helm release dynamo-platform", "found"]) == (
