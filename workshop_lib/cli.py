@@ -1,6 +1,7 @@
 """The ``workshop`` command.
 
-Subcommands live in ``workshop_lib/clicmds/<name>.py``; each module defines ``register(subparsers)`` which adds its
+Subcommands live in ``workshop_lib/clicmds/<name>.py`` (``platform`` in ``dynamo_platform.py``: no module is named
+like a standard-library one); each module defines ``register(subparsers)`` which adds its
 parser and sets ``func`` (a callable taking the parsed args and returning an exit code). Errors the kit raises on
 purpose (:class:`~workshop_lib.errors.WorkshopError`) are printed on one line, without a traceback.
 """
@@ -29,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "bench": "benchmarks: serving sweep, aiperf interop, NIXL KV-transfer sweep",
     "run": "run the four notebooks headless into runs/<timestamp>/ and print a summary",
 }
+# A subcommand whose module is not named after it (``platform`` would be named like the standard library's).
+MODULES: dict[str, str] = {"platform": "dynamo_platform"}
 
 
 def _chosen(argv: Sequence[str] | None) -> str | None:
@@ -50,10 +53,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         if name != chosen:
             sub.add_parser(name, help=help_text, add_help=False)
             continue
+        module = f"workshop_lib.clicmds.{MODULES.get(name, name)}"
         try:
-            mod = importlib.import_module(f"workshop_lib.clicmds.{name}")
+            mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name == f"workshop_lib.clicmds.{name}":
+            if exc.name == module:
                 continue  # that subcommand is not part of this build
             raise
         mod.register(sub)

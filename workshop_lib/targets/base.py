@@ -7,11 +7,12 @@ here; ``engine``: what serves the requests) and which commands a step correspond
 a learner on either target sees the kubectl/helm or lab command beside the library call.
 
 Two implementations: :class:`~workshop_lib.targets.eks.EksTarget` (a real cluster through the kubeconfig) and
-:class:`~workshop_lib.targets.local.LocalTarget` (the local lab). :func:`for_config` picks one from the config; it is
-the only place that looks at ``cfg.target``.
+:class:`~workshop_lib.targets.local.LocalTarget` (the local lab). :func:`workshop_lib.targets.for_config` picks one
+from the config; it is the only place that looks at ``cfg.target``.
 
 Example:
     >>> from workshop_lib.config import WorkshopConfig
+    >>> from workshop_lib.targets import for_config
     >>> t = for_config(WorkshopConfig(target="local", engine="mocker"))
     >>> t.name, t.efa
     ('local', False)
@@ -269,25 +270,3 @@ class Target(ABC):
     def transfer_sweep(self, backends: tuple[str, ...], sizes: str, iters: int, work_dir: Path) -> pd.DataFrame:
         """Bandwidth by block size per backend (``workshop_lib.bench.nixl.COLUMNS``)."""
 
-
-def for_config(cfg: WorkshopConfig, state: dict[str, Any] | None = None, *, netns: bool = False,
-               urls: dict[str, str] | None = None) -> Target:
-    """The target ``cfg.target`` names (cached in ``state`` under ``"target"`` when given).
-
-    Args:
-        netns: local: run section 3's two "nodes" in two network namespaces (needs root).
-        urls: eks: backend -> frontend URL given as a parameter (swept without deploying).
-    """
-    if state is not None and isinstance(state.get("target"), Target) and state["target"].cfg is cfg:
-        return state["target"]
-    if cfg.target == "eks":
-        from workshop_lib.targets.eks import EksTarget
-
-        target: Target = EksTarget(cfg, urls=urls)
-    else:
-        from workshop_lib.targets.local import LocalTarget
-
-        target = LocalTarget(cfg, netns=netns)
-    if state is not None:
-        state["target"] = target
-    return target
