@@ -237,7 +237,7 @@ class WorkshopConfig:
         for name in _SIZES_FIELDS:
             v = getattr(self, name)
             if v is not None:
-                from workshop_lib.lab.nixl_plan import parse_sizes
+                from workshop_lib.parsing import parse_sizes
 
                 try:
                     parse_sizes(v)

@@ -159,7 +159,8 @@ def completion(ctx: Context, prompt: str, max_tokens: int = 32) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------ NIXL
 def pair_spec(ctx: Context, backend: str, *, netns: bool = False, op: str = "READ") -> Any:
     """The NixlPairSpec of a local pair from the notebook's ``NIXL_SIZES`` and ``NIXL_ITERS``."""
-    from workshop_lib.lab.nixl_pair import NixlPairSpec, parse_sizes
+    from workshop_lib.lab.nixl_pair import NixlPairSpec
+    from workshop_lib.parsing import parse_sizes
 
     sizes = ctx.get("NIXL_SIZES") or LOCAL_PAIR_DEFAULTS["sizes"]
     iters = int(ctx.get("NIXL_ITERS") or LOCAL_PAIR_DEFAULTS["iters"])

@@ -123,7 +123,8 @@ def transfer_rows(frame: pd.DataFrame, source: str, where: str = "") -> list[dic
 def run_vram(ctx: Context, gpus: int) -> pd.DataFrame:
     """UCX READ between two GPUs of this machine (GPU 0 and 1; one GPU: to itself), small sizes, via the lab pair."""
     from workshop_lib.bench.nixl import lab_frame
-    from workshop_lib.lab.nixl_pair import NixlPairSpec, parse_sizes, run_pair
+    from workshop_lib.lab.nixl_pair import NixlPairSpec, run_pair
+    from workshop_lib.parsing import parse_sizes
 
     spec = NixlPairSpec(backend="UCX", op="READ", sizes=parse_sizes(str(ctx.get("VRAM_SIZES") or VRAM_SIZES)),
                         iters=VRAM_ITERS, mem="VRAM", gpus=(0, min(1, gpus - 1)))
