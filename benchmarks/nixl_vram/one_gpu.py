@@ -32,7 +32,7 @@ OPS = ("READ", "WRITE")
 
 def run(out: Path, sizes: str = SIZES, iters: int = 40) -> dict[str, Any]:
     from workshop_lib.lab.nixl_pair import NixlPairSpec, run_pair
-    from workshop_lib.lab.nixl_plan import parse_sizes
+    from workshop_lib.parsing import parse_sizes
 
     data: dict[str, Any] = {"meta": {**_gpu_facts(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                      "gpus": [0, 0], "iters": iters}, "runs": []}
@@ -60,7 +60,7 @@ def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def report(data: dict[str, Any]) -> str:
     """ONE-GPU.md, every figure read from ``data``."""
-    from workshop_lib.lab.nixl_plan import format_size
+    from workshop_lib.parsing import format_size
 
     meta = data["meta"]
     table = rows(data)

@@ -82,7 +82,7 @@ def run(
 ) -> dict[str, Any]:
     from workshop_lib.lab import setup as lab_setup
     from workshop_lib.lab.nixl_pair import NixlPairSpec, run_pair
-    from workshop_lib.lab.nixl_plan import parse_sizes
+    from workshop_lib.parsing import parse_sizes
 
     request_sizes = parse_sizes(sizes)
     results: dict[str, Any] = {"meta": _gpu_facts(), "runs": [], "skipped": []}

@@ -33,7 +33,7 @@ def main() -> int:
         print(f"ucx_knobs: skipped: {reason}")
         return 0
     from workshop_lib.lab.nixl_pair import NixlPairSpec, run_pair
-    from workshop_lib.lab.nixl_plan import parse_sizes
+    from workshop_lib.parsing import parse_sizes
 
     sizes = parse_sizes(sys.argv[1] if len(sys.argv) > 1 else "64M,256M")
     out = []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from workshop_lib.bench.stats import percentile
 from workshop_lib.errors import ConfigError
 from workshop_lib.lab import nixl_cli
 from workshop_lib.lab.nixl_pair import (
@@ -15,18 +16,14 @@ from workshop_lib.lab.nixl_pair import (
     NixlPairResult,
     NixlPairSpec,
     TransferRow,
-    parse_sizes,
 )
 from workshop_lib.lab.nixl_plan import (
     DEFAULT_SIZES,
     IterPolicy,
-    MiB,
-    format_size,
     gbps,
     libfabric_transport,
     parse_gpus,
     pct_of_peer_copy,
-    percentile,
     read_lines,
     region_bytes,
     scan_libfabric,
@@ -34,6 +31,7 @@ from workshop_lib.lab.nixl_plan import (
     split_descriptors,
     ucx_transport_for,
 )
+from workshop_lib.parsing import MiB, format_size, parse_sizes
 
 # ---------------------------------------------------------------------------------------------------------------------
 # sizes

@@ -113,7 +113,8 @@ def sweep_nixl(backends: str | Sequence[str] = ("UCX", "LIBFABRIC"), ops: str | 
     Raises:
         ConfigError: a bad backend, op or size; lab errors from ``run_pair`` pass through.
     """
-    from workshop_lib.lab.nixl_pair import NixlPairSpec, parse_sizes, run_pair
+    from workshop_lib.lab.nixl_pair import NixlPairSpec, run_pair
+    from workshop_lib.parsing import parse_sizes
 
     size_list = parse_sizes(sizes) if isinstance(sizes, str) else [int(s) for s in sizes]
     frames = []

@@ -20,19 +20,21 @@ STAT_KEYS = ("mean", "p50", "p90", "p99")
 METRICS = ("ttft", "itl", "tpot", "e2e", "gap")
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) of already sorted values, linear interpolation; NaN when empty.
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100) of ``values``, linear interpolation between the two nearest ranks (numpy's
+    default); None when there are no values. The one percentile of the kit (serving sweeps and NIXL pair rows).
 
-    >>> percentile([1.0, 2.0, 3.0, 4.0], 50)
-    2.5
+    >>> percentile([4.0, 1.0, 3.0, 2.0], 50), percentile([], 99)
+    (2.5, None)
     """
-    n = len(sorted_values)
+    n = len(values)
     if n == 0:
-        return math.nan
+        return None
+    xs = sorted(values)  # O(n) on sorted input
     pos = (n - 1) * q / 100.0
     lo = int(pos)
     hi = min(lo + 1, n - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 def summarize(values: Iterable[float], ndigits: int = 3) -> dict[str, float]:
@@ -41,7 +43,7 @@ def summarize(values: Iterable[float], ndigits: int = 3) -> dict[str, float]:
     if not vals:
         return {k: math.nan for k in STAT_KEYS}
     out = {"mean": sum(vals) / len(vals)}
-    out.update({f"p{q}": percentile(vals, q) for q in PERCENTILES})
+    out.update({f"p{q}": p for q in PERCENTILES if (p := percentile(vals, q)) is not None})
     return {k: round(v, ndigits) for k, v in out.items()}
 
 

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from workshop_lib import paths
 from workshop_lib.errors import LabError
 
 DEFAULT_NAME = "workshop-tiny-bpe"
@@ -96,12 +96,7 @@ def default_lab_dir() -> Path:
         '/tmp/lab'
         >>> del os.environ["WORKSHOP_LAB_DIR"]
     """
-    env = os.environ.get("WORKSHOP_LAB_DIR")
-    if env:
-        return Path(env).expanduser().resolve()
-    repo = Path(__file__).resolve().parents[2]
-    base = repo if (repo / "pyproject.toml").exists() else Path.cwd()
-    return base / ".lab"
+    return paths.lab_dir()
 
 
 def _pseudo_words(rng: random.Random, n: int) -> list[str]:

@@ -27,7 +27,7 @@ from workshop_lib.errors import ConfigError
 
 
 def _sizes(text: str) -> list[int]:
-    from workshop_lib.lab.nixl_plan import parse_sizes
+    from workshop_lib.parsing import parse_sizes
 
     try:
         return parse_sizes(text)
@@ -145,7 +145,7 @@ def _fmt(v: float | None, spec: str) -> str:
 
 def format_rows(result: Any) -> str:
     """A table: block size, GB/s, p50/p99 latency, verified, transport (and % of peer copy for VRAM)."""
-    from workshop_lib.lab.nixl_plan import format_size
+    from workshop_lib.parsing import format_size
 
     vram = any(r.peer_copy_gbps is not None for r in result.rows)
     head = ["block", "iters", "GB/s", "p50 us", "p99 us", "verified", "transport"]

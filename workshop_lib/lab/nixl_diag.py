@@ -24,7 +24,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 
-from workshop_lib.lab.nixl_plan import format_size
+from workshop_lib.parsing import format_size
 
 REMOTE_OFFSET_0 = "remote-offset-0"
 OFFSET_0_PROVIDERS = ("tcp", "sockets")

@@ -38,28 +38,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workshop_lib.bench.stats import percentile
 from workshop_lib.errors import ConfigError, LabError, LabUnsupported
 from workshop_lib.lab import netns as netns_mod
 from workshop_lib.lab import setup as lab_setup
 from workshop_lib.lab.nixl_diag import diagnose, summary_line, zero_checksum
 from workshop_lib.lab.nixl_plan import (
     DEFAULT_SIZES,
-    GiB,
     IterPolicy,
-    format_size,
     gbps,
     libfabric_transport,
     parse_gpus,
-    parse_size,
-    parse_sizes,
     pct_of_peer_copy,
-    percentile,
     read_lines,
     scan_libfabric,
     scan_ucx_proto_info,
     total_region_bytes,
     ucx_transport_for,
 )
+from workshop_lib.parsing import GiB, format_size, parse_size, parse_sizes
+from workshop_lib.paths import repo_root
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,7 +80,6 @@ MEMS = ("DRAM", "VRAM")
 LOG_KNOBS = {"NIXL_LOG_LEVEL": "INFO", "FI_LOG_LEVEL": "info", "UCX_LOG_LEVEL": "info", "UCX_PROTO_INFO": "y"}
 METADATA_EXCHANGE = "NIXL listener: initiator fetch_remote_metadata + send_local_metadata (both agents listening)"
 MAX_REGION_BYTES = {"DRAM": 4 * GiB, "VRAM": 16 * GiB}  # per side, all sizes together
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WRITE_SETTLE_S = 2.0  # LIBFABRIC/tcp: a WRITE's bytes reach the target's memory ~20 ms after the initiator's DONE
 
 
@@ -248,7 +245,7 @@ class _Agent:
                 stdout=self.logfh,
                 stderr=subprocess.STDOUT,
                 env=env,
-                cwd=str(REPO_ROOT) if (REPO_ROOT / "workshop_lib").is_dir() else None,
+                cwd=str(repo_root()),
                 start_new_session=True,
             )
         finally:
@@ -381,7 +378,7 @@ def _agent_env(spec: NixlPairSpec, role: str, side_dev: str | None) -> tuple[dic
     inherited = {k: v for k, v in base.items() if k.startswith(("UCX_", "FI_", "NIXL_")) and k not in knobs}
     env = {**base, **lab_setup.lab_env(base), **knobs, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
     knobs = {**inherited, **knobs}
-    pp = [str(REPO_ROOT)] if (REPO_ROOT / "workshop_lib").is_dir() else []
+    pp = [str(repo_root())]  # the agent imports workshop_lib from the same place as this process
     pp += [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]
     if pp:
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pp))

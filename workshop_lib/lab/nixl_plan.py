@@ -1,13 +1,12 @@
-"""Pure logic of a NIXL pair run: sizes, iteration counts, descriptor layout, percentages, log scanning.
+"""Pure logic of a NIXL pair run: default sizes, GPU pair, iteration counts, descriptor layout, rates, log scanning.
 
 No processes, no NIXL import: unit-tested on any machine. :mod:`~workshop_lib.lab.nixl_pair` (the parent) and
-:mod:`~workshop_lib.lab.nixl_agent` (the worker) both use it.
+:mod:`~workshop_lib.lab.nixl_agent` (the worker) both use it. Sizes are parsed and written by
+:mod:`workshop_lib.parsing`; percentiles come from :func:`workshop_lib.bench.stats.percentile`.
 
 Example:
-    >>> parse_sizes("4K,1M")
-    [4096, 1048576]
-    >>> parse_sizes("4K..32K")
-    [4096, 8192, 16384, 32768]
+    >>> parse_gpus("0,1"), gbps(2 * 10**9, 1.0)
+    ((0, 1), 2.0)
 """
 
 from __future__ import annotations
@@ -18,77 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workshop_lib.errors import ConfigError
+from workshop_lib.parsing import GiB, KiB, MiB
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
 DEFAULT_SIZES = [4 * KiB, 64 * KiB, 1 * MiB, 16 * MiB, 64 * MiB]
-
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": KiB,
-    "KB": KiB,
-    "KIB": KiB,
-    "M": MiB,
-    "MB": MiB,
-    "MIB": MiB,
-    "G": GiB,
-    "GB": GiB,
-    "GIB": GiB,
-}
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
-
-
-def parse_size(token: str, where: str = "--sizes") -> int:
-    """``"4K"`` -> 4096. Units K, M, G (powers of 1024; KB, KiB and B also accepted)."""
-    m = _SIZE_RE.match(token)
-    unit = m.group(2).upper() if m else ""
-    if not m or unit not in _UNITS:
-        raise ConfigError(where, f"{token.strip()!r} is not a size", "write e.g. 4K,64K,1M or 4K..64M (units K, M, G)")
-    value = int(m.group(1)) * _UNITS[unit]
-    if value <= 0:
-        raise ConfigError(where, f"{token.strip()!r} is zero", "sizes are positive byte counts, e.g. 4K")
-    return value
-
-
-def format_size(n: int) -> str:
-    """4096 -> ``"4K"``; 1536 -> ``"1536"`` (exact, shortest unit)."""
-    for unit, mult in (("G", GiB), ("M", MiB), ("K", KiB)):
-        if n % mult == 0:
-            return f"{n // mult}{unit}"
-    return str(n)
-
-
-def parse_sizes(text: str) -> list[int]:
-    """``"4K,64K,1M"`` or ``"4K..64M"`` (every power of two from 4K to 64M), or both mixed, in order, deduplicated.
-
-    Raises :class:`ConfigError` naming the bad token.
-    """
-    if not text or not text.strip():
-        raise ConfigError("--sizes", "no sizes given", "write e.g. 4K,64K,1M or 4K..64M")
-    out: list[int] = []
-    for token in text.split(","):
-        if not token.strip():
-            raise ConfigError("--sizes", f"empty item in {text!r}", "separate sizes with single commas")
-        if ".." in token:
-            lo_t, _, hi_t = token.partition("..")
-            lo, hi = parse_size(lo_t), parse_size(hi_t)
-            if lo & (lo - 1):
-                raise ConfigError(
-                    "--sizes",
-                    f"{lo_t.strip()!r} in {token.strip()!r} is not a power of two",
-                    "ranges run over powers of two, e.g. 4K..64M",
-                )
-            if hi < lo:
-                raise ConfigError("--sizes", f"range {token.strip()!r} runs backwards", "write the smaller size first")
-            n = lo
-            while n <= hi:
-                out.append(n)
-                n *= 2
-        else:
-            out.append(parse_size(token))
-    return list(dict.fromkeys(out))
 
 
 def parse_gpus(text: str) -> tuple[int, int]:
@@ -151,19 +82,6 @@ def pct_of_peer_copy(value_gbps: float | None, peer_gbps: float | None) -> float
     if value_gbps is None or not peer_gbps:
         return None
     return 100.0 * value_gbps / peer_gbps
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Linear-interpolated percentile (``q`` in 0..100), None for no values."""
-    if not values:
-        return None
-    xs = sorted(values)
-    if len(xs) == 1:
-        return xs[0]
-    pos = (len(xs) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workshop_lib.errors import BenchError
-from workshop_lib.lab.nixl_plan import format_size
+from workshop_lib.parsing import format_size
+from workshop_lib.paths import repo_root
 
 if TYPE_CHECKING:
     import pandas as pd
 
-REPO = Path(__file__).resolve().parents[2]
-RECORDED = REPO / "benchmarks" / "nixl_vram" / "results.json"
+RECORDED = repo_root() / "benchmarks" / "nixl_vram" / "results.json"
 
 # How a request of ``size`` bytes is driven: split into ``split`` KV blocks per request, ``inflight`` requests at once.
 MODES: dict[str, dict[str, int]] = {
