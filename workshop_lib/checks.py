@@ -23,6 +23,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from workshop_lib import table
+from workshop_lib.table import cell, clip
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from pandas.io.formats.style import Styler
@@ -32,34 +35,10 @@ NO_EVIDENCE = "NO EVIDENCE"  # the verdict of a table with no judged row (empty 
 STATUSES = (PASS, WARN, FAIL, INFO, EXPECTED)
 VERDICTS = (PASS, EXPECTED, WARN, FAIL, NO_EVIDENCE)
 COLUMNS = ("check", "status", "found", "expected", "evidence", "fix")
-_COLOURS = {PASS: "#d4edda", WARN: "#fff3cd", FAIL: "#f8d7da", INFO: "#e2e3e5", EXPECTED: "#d6e4f0"}
 # The worst row wins: FAIL over WARN over EXPECTED over PASS; INFO rows do not judge.
 _RANK = {INFO: 0, PASS: 1, EXPECTED: 2, WARN: 3, FAIL: 4}
 EXPECTED_NOTE = "expected on local"  # how an EXPECTED row reads: a lesson outcome of the local lab, not the kit failing
 EVIDENCE_WIDTH = 160  # characters of an evidence line kept (log lines can be very long)
-
-
-def _text(value: Any) -> str:
-    """A table cell as text: None -> '', lists joined with ', ', floats without noise."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple, set)):
-        return ", ".join(_text(v) for v in value)
-    return str(value)
-
-
-def _clip(text: str, width: int = EVIDENCE_WIDTH) -> str:
-    """One line, at most ``width`` characters (``...`` marks a cut).
-
-    >>> _clip("a\\nb", 10)
-    'a b'
-    >>> _clip("x" * 12, 8)
-    'xxxxx...'
-    """
-    one = " ".join(text.split())
-    return one if len(one) <= width else one[: width - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +78,9 @@ class CheckTable:
         row = Check(
             check=check,
             status=status,
-            found=_text(found),
-            expected=_text(expected),
-            evidence=_clip(_text(evidence)),
+            found=cell(found),
+            expected=cell(expected),
+            evidence=clip(cell(evidence), EVIDENCE_WIDTH),
             fix=fix if status in (WARN, FAIL, EXPECTED) else "",
         )
         self.rows.append(row)
@@ -111,7 +90,7 @@ class CheckTable:
         self, check: str, found: Any, expected: Any, *, evidence: Any = "", fix: str = "", warn: bool = False
     ) -> Check:
         """PASS when ``found == expected`` (as text, case-insensitive), else FAIL (or WARN with ``warn=True``)."""
-        ok = _text(found).strip().lower() == _text(expected).strip().lower()
+        ok = cell(found).strip().lower() == cell(expected).strip().lower()
         return self.add(check, PASS if ok else (WARN if warn else FAIL), found, expected, evidence, fix)
 
     expect = require
@@ -128,8 +107,8 @@ class CheckTable:
     ) -> Check:
         """PASS when ``found >= minimum`` (None counts as missing: FAIL/WARN)."""
         ok = found is not None and found >= minimum
-        shown = "missing" if found is None else f"{_text(found)}{unit}"
-        return self.add(check, PASS if ok else (WARN if warn else FAIL), shown, f">= {_text(minimum)}{unit}", evidence, fix)
+        shown = "missing" if found is None else f"{cell(found)}{unit}"
+        return self.add(check, PASS if ok else (WARN if warn else FAIL), shown, f">= {cell(minimum)}{unit}", evidence, fix)
 
     def expected_here(self, check: str, found: Any, expected: Any, *, why: str, evidence: Any = "") -> Check:
         """An EXPECTED row: the outcome the lesson predicts on this target (e.g. ``tcp-fallback`` with no EFA), which
@@ -207,39 +186,32 @@ class CheckTable:
         """Rows as plain dicts (for :func:`workshop_lib.record.record`)."""
         return [asdict(r) for r in self.rows]
 
-    def to_frame(self) -> pd.DataFrame:
-        """Rows as a DataFrame with the :data:`COLUMNS` columns."""
-        import pandas as pd
+    def to_frame(self, columns: Iterable[str] = COLUMNS) -> pd.DataFrame:
+        """Rows as a DataFrame with the :data:`COLUMNS` columns (or the ``columns`` given)."""
+        return table.frame(self.rows, list(columns))
 
-        return pd.DataFrame(self.to_records(), columns=list(COLUMNS))
+    def caption(self) -> str:
+        """``title: VERDICT (3 pass, 1 warn, 0 fail)``; empty without a title."""
+        return f"{self.title}: {self.verdict()} ({_count_text(self.counts())})" if self.title else ""
 
     def styled(self) -> Styler:
-        """A pandas Styler: status cells coloured, evidence in a monospace font, no index."""
-        frame = self.to_frame()
+        """A pandas Styler (:func:`workshop_lib.table.styled`): status cells coloured, evidence monospace, no index."""
+        return table.styled(self.to_frame(), caption=self.caption())
 
-        def colour(v: str) -> str:
-            return f"background-color: {_COLOURS.get(v, '')}; font-weight: bold" if v in _COLOURS else ""
+    def to_text(self, width: int = table.WIDTH) -> str:
+        """A plain-text table for terminals and logs (:func:`workshop_lib.table.text`); long cells clipped to ``width``."""
+        return table.text(self.rows, COLUMNS, title=f"{self.title}: {self.verdict()}" if self.title else "", width=width)
 
-        sty = frame.style.map(colour, subset=["status"]).hide(axis="index")
-        sty = sty.set_properties(subset=["evidence"], **{"font-family": "monospace", "font-size": "0.85em"})
-        sty = sty.set_properties(**{"text-align": "left", "white-space": "pre-wrap"})
-        if self.title:
-            c = self.counts()
-            sty = sty.set_caption(f"{self.title}: {self.verdict()} ({_count_text(c)})")
-        return sty
+    def to_json(self) -> str:
+        """The rows as JSON (:func:`workshop_lib.table.to_json`)."""
+        return table.to_json(self.rows, COLUMNS)
 
-    def to_text(self, width: int = 60) -> str:
-        """A plain-text table for terminals and logs; long cells are clipped to ``width``."""
-        header = list(COLUMNS)
-        body = [[_clip(v, width) for v in (r.check, r.status, r.found, r.expected, r.evidence, r.fix)] for r in self.rows]
-        widths = [max([len(h)] + [len(row[i]) for row in body]) for i, h in enumerate(header)]
-        lines = []
-        if self.title:
-            lines.append(f"{self.title}: {self.verdict()}")
-        lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-        lines.append("  ".join("-" * w for w in widths))
-        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in body]
-        return "\n".join(lines)
+    def render(self, fmt: str = "text") -> str:
+        """The table as ``text``, ``html`` or ``json`` (:data:`workshop_lib.table.FORMATS`)."""
+        if fmt == "html":
+            return self._repr_html_()
+        return self.to_json() if fmt == "json" else table.render(self.rows, COLUMNS, fmt, title=(
+            f"{self.title}: {self.verdict()}" if self.title else ""))
 
     def __str__(self) -> str:
         return self.to_text()

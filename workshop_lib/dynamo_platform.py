@@ -24,12 +24,13 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from workshop_lib.checks import Check
 from workshop_lib.cluster.client import Cluster
 from workshop_lib.cluster.wait import wait_for_pods
 from workshop_lib.config import WorkshopConfig
 from workshop_lib.errors import PlatformError
 from workshop_lib.manifests.helm import HelmRelease, platform_releases
-from workshop_lib.preflight import PLATFORM_PODS, Row, Snapshot, check_crds, check_platform, to_frame
+from workshop_lib.preflight import PLATFORM_PODS, Snapshot, check_crds, check_platform, to_frame
 
 HELM_INSTALL_HINT = ("install Helm 3 (https://helm.sh/docs/intro/install/, e.g. "
                      "curl -fsSL https://raw.githubusercontent.com/helm/helm/main/scripts/get-helm-3 | bash) "
@@ -154,18 +155,18 @@ def helm_releases(namespaces: list[str], *, kubeconfig: str | None = None, conte
     return out
 
 
-def release_rows(releases: dict[str, dict[str, Any]], cfg: WorkshopConfig) -> list[Row]:
+def release_rows(releases: dict[str, dict[str, Any]], cfg: WorkshopConfig) -> list[Check]:
     """One row per workshop release: deployed at the pinned chart version?"""
     rows = []
     for rel in platform_releases(cfg):
         want = f"{rel.chart.rsplit('/', 1)[-1]}-{rel.version}"
         e = releases.get(rel.name)
         if e is None:
-            rows.append(Row(f"helm release {rel.name}", "FAIL", "not installed", want, "workshop platform install"))
+            rows.append(Check(f"helm release {rel.name}", "FAIL", "not installed", want, fix="workshop platform install"))
             continue
         ok = e.get("chart") == want and e.get("status") == "deployed"
-        rows.append(Row(f"helm release {rel.name}", "PASS" if ok else "FAIL", f"{e.get('chart')} {e.get('status')}", want,
-                        "" if ok else "workshop platform install (upgrades to the pinned chart)"))
+        rows.append(Check(f"helm release {rel.name}", "PASS" if ok else "FAIL", f"{e.get('chart')} {e.get('status')}", want,
+                        fix="" if ok else "workshop platform install (upgrades to the pinned chart)"))
     return rows
 
 

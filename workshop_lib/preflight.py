@@ -16,18 +16,20 @@ import os
 import platform as _platform
 import sys
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from workshop_lib import versions
+from workshop_lib import table, versions
+from workshop_lib.checks import FAIL, INFO, PASS, WARN, Check
 from workshop_lib.cluster.client import Cluster
 from workshop_lib.cluster.diagnose import ready_counts
 from workshop_lib.config import INSTANCE_TYPES, WorkshopConfig, parse_quantity
 from workshop_lib.errors import ClusterError
 
-PASS, WARN, FAIL, INFO = "PASS", "WARN", "FAIL", "INFO"  # INFO: a manual check the API cannot see (does not judge)
+# Rows are workshop_lib.checks.Check (INFO: a manual check the API cannot see, it does not judge); preflight's table
+# shows them without the evidence column.
 COLUMNS = ["check", "status", "found", "expected", "fix"]
 INSTANCE_LABEL = "node.kubernetes.io/instance-type"
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -42,17 +44,6 @@ PLATFORM_PODS = {
 }
 INSTALL_FIX = "workshop platform install"
 SIDE_CHANNEL_PORT = 5600  # vLLM 0.14.1 envs.py VLLM_NIXL_SIDE_CHANNEL_PORT default (the kit does not change it)
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One preflight verdict."""
-
-    check: str
-    status: str
-    found: str
-    expected: str
-    fix: str = ""
 
 
 @dataclass
@@ -72,9 +63,9 @@ class Snapshot:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def to_frame(rows: list[Row]) -> pd.DataFrame:
-    """Rows as a DataFrame with columns ``check, status, found, expected, fix``."""
-    return pd.DataFrame([asdict(r) for r in rows], columns=COLUMNS)
+def to_frame(rows: list[Check]) -> pd.DataFrame:
+    """Rows as a DataFrame with columns ``check, status, found, expected, fix`` (:func:`workshop_lib.table.frame`)."""
+    return table.frame(rows, COLUMNS)
 
 
 # ------------------------------------------------------------------------------------------------ reading (edge)
@@ -122,152 +113,152 @@ def _name(o: dict[str, Any]) -> str:
     return str(o["metadata"]["name"])
 
 
-def check_reachable(s: Snapshot) -> Row:
+def check_reachable(s: Snapshot) -> Check:
     minor = s.version.split(".")[1] if s.version.count(".") >= 1 else "0"
     ok = minor.isdigit() and int(minor) >= 27
-    return Row("cluster reachable", PASS if ok else WARN, f"{s.version} at {s.host} (context {s.context})",
-               "Kubernetes >= 1.27", "" if ok else "upgrade the cluster: Dynamo 0.9.0 is tested on recent EKS versions")
+    return Check("cluster reachable", PASS if ok else WARN, f"{s.version} at {s.host} (context {s.context})",
+               "Kubernetes >= 1.27", fix="" if ok else "upgrade the cluster: Dynamo 0.9.0 is tested on recent EKS versions")
 
 
-def check_gpu_nodes(s: Snapshot, cfg: WorkshopConfig) -> list[Row]:
+def check_gpu_nodes(s: Snapshot, cfg: WorkshopConfig) -> list[Check]:
     if "nodes" in s.errors:
-        return [Row("GPU nodes", FAIL, "cannot list nodes", "list nodes", s.errors["nodes"])]
+        return [Check("GPU nodes", FAIL, "cannot list nodes", "list nodes", fix=s.errors["nodes"])]
     gpus = gpu_nodes(s.nodes)
     types = Counter((n["metadata"]["labels"]).get(INSTANCE_LABEL) for n in gpus)
     found = ", ".join(f"{c} x {t}" for t, c in sorted(types.items())) or "none"
     exp = f">= 2 x {cfg.instance_type} ({INSTANCE_TYPES[cfg.instance_type].gpus} GPU, {INSTANCE_TYPES[cfg.instance_type].efa} EFA each)"
     rows = []
     if not gpus:
-        rows.append(Row("GPU nodes", FAIL, found, exp,
-                        f"add a GPU node group with {cfg.instance_type} (label {INSTANCE_LABEL})"))
+        rows.append(Check("GPU nodes", FAIL, found, exp,
+                        fix=f"add a GPU node group with {cfg.instance_type} (label {INSTANCE_LABEL})"))
     elif types.get(cfg.instance_type, 0) < 2:
-        rows.append(Row("GPU nodes", WARN, found, exp, f"the cross-node section needs two {cfg.instance_type} nodes; "
+        rows.append(Check("GPU nodes", WARN, found, exp, fix=f"the cross-node section needs two {cfg.instance_type} nodes; "
                         "set instance_type to the type you have, or scale the node group to 2"))
     else:
-        rows.append(Row("GPU nodes", PASS, found, exp))
+        rows.append(Check("GPU nodes", PASS, found, exp))
     for n in gpus:
         it = INSTANCE_TYPES[n["metadata"]["labels"][INSTANCE_LABEL]]
         g, e, hp = _alloc(n, GPU_RESOURCE), _alloc(n, EFA_RESOURCE), _alloc(n, "hugepages-2Mi")
         name = _name(n)
         if not g:
-            rows.append(Row(f"{GPU_RESOURCE} on {name}", FAIL, "not allocatable", str(it.gpus),
-                            "install the NVIDIA device plugin / GPU operator on the GPU nodes"))
+            rows.append(Check(f"{GPU_RESOURCE} on {name}", FAIL, "not allocatable", str(it.gpus),
+                            fix="install the NVIDIA device plugin / GPU operator on the GPU nodes"))
         else:
-            rows.append(Row(f"{GPU_RESOURCE} on {name}", PASS if g >= it.gpus else WARN, f"{g:.0f}", str(it.gpus),
-                            "" if g >= it.gpus else "some GPUs are unhealthy or not advertised: check the device plugin pod on this node"))
+            rows.append(Check(f"{GPU_RESOURCE} on {name}", PASS if g >= it.gpus else WARN, f"{g:.0f}", str(it.gpus),
+                            fix="" if g >= it.gpus else "some GPUs are unhealthy or not advertised: check the device plugin pod on this node"))
         if e is None:
-            rows.append(Row(f"{EFA_RESOURCE} on {name}", FAIL, "not allocatable", str(it.efa),
-                            "install the EFA device plugin (chart aws-efa-k8s-device-plugin v0.5.6, image v0.5.4) and launch the node "
+            rows.append(Check(f"{EFA_RESOURCE} on {name}", FAIL, "not allocatable", str(it.efa),
+                            fix="install the EFA device plugin (chart aws-efa-k8s-device-plugin v0.5.6, image v0.5.4) and launch the node "
                             "group with EFA interfaces enabled"))
         else:
-            rows.append(Row(f"{EFA_RESOURCE} on {name}", PASS if e >= it.efa else WARN, f"{e:.0f}", str(it.efa),
-                            "" if e >= it.efa else f"{it.name} has {it.efa} EFA devices: launch the node group with all "
+            rows.append(Check(f"{EFA_RESOURCE} on {name}", PASS if e >= it.efa else WARN, f"{e:.0f}", str(it.efa),
+                            fix="" if e >= it.efa else f"{it.name} has {it.efa} EFA devices: launch the node group with all "
                             "EFA interfaces (or set efa_per_worker to what is there)"))
         need = parse_quantity(cfg.hugepages_2mi, "hugepages_2mi")
         have = hp or 0.0
-        rows.append(Row(f"hugepages-2Mi on {name}", PASS if have >= need else FAIL, f"{have / 2**20:.0f}Mi",
-                        f">= {cfg.hugepages_2mi}", "" if have >= need else
+        rows.append(Check(f"hugepages-2Mi on {name}", PASS if have >= need else FAIL, f"{have / 2**20:.0f}Mi",
+                        f">= {cfg.hugepages_2mi}", fix="" if have >= need else
                         "pre-allocate 2Mi hugepages in the node group's user data (sysctl vm.nr_hugepages) and "
                         "restart kubelet, or lower hugepages_2mi"))
     return rows
 
 
-def check_same_az(s: Snapshot, cfg: WorkshopConfig) -> Row:
+def check_same_az(s: Snapshot, cfg: WorkshopConfig) -> Check:
     zones = Counter((n["metadata"].get("labels") or {}).get(ZONE_LABEL, "?") for n in gpu_nodes(s.nodes)
                     if n["metadata"]["labels"].get(INSTANCE_LABEL) == cfg.instance_type)
     found = ", ".join(f"{z}: {c}" for z, c in sorted(zones.items())) or "no GPU nodes"
     ok = any(c >= 2 for c in zones.values())
-    return Row("two GPU nodes in one AZ", PASS if ok else FAIL, found, f">= 2 x {cfg.instance_type} in one zone",
-               "" if ok else "EFA does not cross availability zones: put both GPU nodes in one AZ (node group subnets)")
+    return Check("two GPU nodes in one AZ", PASS if ok else FAIL, found, f">= 2 x {cfg.instance_type} in one zone",
+               fix="" if ok else "EFA does not cross availability zones: put both GPU nodes in one AZ (node group subnets)")
 
 
-def check_daemonset(s: Snapshot, label: str, needle: str, n_gpu: int, fix: str) -> Row:
+def check_daemonset(s: Snapshot, label: str, needle: str, n_gpu: int, fix: str) -> Check:
     if "daemonsets" in s.errors:
-        return Row(label, FAIL, "cannot list DaemonSets", "list daemonsets", s.errors["daemonsets"])
+        return Check(label, FAIL, "cannot list DaemonSets", "list daemonsets", fix=s.errors["daemonsets"])
     ds = [d for d in s.daemonsets if needle in _name(d)]
     if not ds:
-        return Row(label, FAIL, "not installed", f"ready on all {n_gpu} GPU nodes", fix)
+        return Check(label, FAIL, "not installed", f"ready on all {n_gpu} GPU nodes", fix=fix)
     d = ds[0]
     st = d.get("status") or {}
     ready, desired = int(st.get("numberReady", 0)), int(st.get("desiredNumberScheduled", 0))
     found = f"{d['metadata'].get('namespace')}/{_name(d)} {ready}/{desired} ready"
     ok = ready == desired and ready >= n_gpu
-    return Row(label, PASS if ok else FAIL, found, f"ready on all {n_gpu} GPU nodes",
-               "" if ok else f"kubectl -n {d['metadata'].get('namespace')} describe ds {_name(d)}: its pods are not "
+    return Check(label, PASS if ok else FAIL, found, f"ready on all {n_gpu} GPU nodes",
+               fix="" if ok else f"kubectl -n {d['metadata'].get('namespace')} describe ds {_name(d)}: its pods are not "
                "running on every GPU node (tolerations, nodeSelector, image pull)")
 
 
-def check_crds(s: Snapshot) -> Row:
+def check_crds(s: Snapshot) -> Check:
     want = versions.chart_version("dynamo-crds")
     if "crds" in s.errors:
-        return Row("Dynamo CRDs", FAIL, "cannot list CRDs", f"dynamo-crds {want}", s.errors["crds"])
+        return Check("Dynamo CRDs", FAIL, "cannot list CRDs", f"dynamo-crds {want}", fix=s.errors["crds"])
     crd = next((c for c in s.crds if _name(c) == DGD_CRD), None)
     if crd is None:
-        return Row("Dynamo CRDs", FAIL, f"{DGD_CRD} missing", f"dynamo-crds {want}", INSTALL_FIX)
+        return Check("Dynamo CRDs", FAIL, f"{DGD_CRD} missing", f"dynamo-crds {want}", fix=INSTALL_FIX)
     chart = (crd["metadata"].get("labels") or {}).get("helm.sh/chart", "")
     if not chart:
-        return Row("Dynamo CRDs", WARN, f"{DGD_CRD} present, chart version unknown", f"dynamo-crds {want}",
-                   f"reinstall with {INSTALL_FIX} so the version is recorded (helm.sh/chart label)")
+        return Check("Dynamo CRDs", WARN, f"{DGD_CRD} present, chart version unknown", f"dynamo-crds {want}",
+                   fix=f"reinstall with {INSTALL_FIX} so the version is recorded (helm.sh/chart label)")
     found = chart.removeprefix("dynamo-crds-")
     ok = found == want
-    return Row("Dynamo CRDs", PASS if ok else FAIL, f"dynamo-crds {found}", f"dynamo-crds {want}",
-               "" if ok else f"upgrade: {INSTALL_FIX} (installs dynamo-crds {want})")
+    return Check("Dynamo CRDs", PASS if ok else FAIL, f"dynamo-crds {found}", f"dynamo-crds {want}",
+               fix="" if ok else f"upgrade: {INSTALL_FIX} (installs dynamo-crds {want})")
 
 
-def check_platform(s: Snapshot, cfg: WorkshopConfig) -> list[Row]:
+def check_platform(s: Snapshot, cfg: WorkshopConfig) -> list[Check]:
     if "platform" in s.errors:
-        return [Row("platform pods", FAIL, "cannot list pods", f"pods in {cfg.platform_namespace}", s.errors["platform"])]
+        return [Check("platform pods", FAIL, "cannot list pods", f"pods in {cfg.platform_namespace}", fix=s.errors["platform"])]
     rows = []
     for prefix, containers in PLATFORM_PODS.items():
         pod = next((p for p in s.platform_pods if _name(p).startswith(prefix)), None)
         label = f"platform pod {prefix.rstrip('-')}{'-*' if prefix.endswith('-') else ''}"
         if pod is None:
-            rows.append(Row(label, FAIL, "missing", f"{containers}/{containers} Ready in {cfg.platform_namespace}", INSTALL_FIX))
+            rows.append(Check(label, FAIL, "missing", f"{containers}/{containers} Ready in {cfg.platform_namespace}", fix=INSTALL_FIX))
             continue
         r, t = ready_counts(pod)
         ok = r == containers == t
-        rows.append(Row(label, PASS if ok else FAIL, f"{_name(pod)} {r}/{t}", f"{containers}/{containers}",
-                        "" if ok else f"kubectl -n {cfg.platform_namespace} describe pod {_name(pod)}; then {INSTALL_FIX}"))
+        rows.append(Check(label, PASS if ok else FAIL, f"{_name(pod)} {r}/{t}", f"{containers}/{containers}",
+                        fix="" if ok else f"kubectl -n {cfg.platform_namespace} describe pod {_name(pod)}; then {INSTALL_FIX}"))
     return rows
 
 
-def check_hf_secret(s: Snapshot, cfg: WorkshopConfig) -> Row:
+def check_hf_secret(s: Snapshot, cfg: WorkshopConfig) -> Check:
     label = f"secret {cfg.namespace}/{cfg.hf_token_secret}"
     create = (f"kubectl -n {cfg.namespace} create secret generic {cfg.hf_token_secret} "
               '--from-literal=HF_TOKEN="$HF_TOKEN"')
     if "secret" in s.errors:
-        return Row(label, FAIL, "cannot read", "key HF_TOKEN", s.errors["secret"])
+        return Check(label, FAIL, "cannot read", "key HF_TOKEN", fix=s.errors["secret"])
     if s.secret_keys is None:
-        return Row(label, FAIL, "missing", "key HF_TOKEN", create)
+        return Check(label, FAIL, "missing", "key HF_TOKEN", fix=create)
     keys = ", ".join(s.secret_keys) or "no keys"
     if "HF_TOKEN" in s.secret_keys:
-        return Row(label, PASS, f"keys: {keys} (values not read out)", "key HF_TOKEN")
+        return Check(label, PASS, f"keys: {keys} (values not read out)", "key HF_TOKEN")
     if "token" in s.secret_keys:
-        return Row(label, FAIL, f"keys: {keys}", "key HF_TOKEN",
-                   "the key must be HF_TOKEN: a key named 'token' is not picked up and model download fails with "
+        return Check(label, FAIL, f"keys: {keys}", "key HF_TOKEN",
+                   fix="the key must be HF_TOKEN: a key named 'token' is not picked up and model download fails with "
                    f"HTTP 401. Delete the secret and re-create it: {create}")
-    return Row(label, FAIL, f"keys: {keys}", "key HF_TOKEN", f"re-create it: {create}")
+    return Check(label, FAIL, f"keys: {keys}", "key HF_TOKEN", fix=f"re-create it: {create}")
 
 
 # ------------------------------------------------------------------------------------------------ issue 19: what the class needs
-def check_worker_image(cfg: WorkshopConfig) -> Row:
+def check_worker_image(cfg: WorkshopConfig) -> Check:
     """LIBFABRIC needs an image with libfabric: the stock 0.9.0 runtime images have none (FACTS.md, stock images)."""
     from workshop_lib.manifests.lint import EFA_IMAGE_FIX  # noqa: PLC0415 - the one wording of the fix
 
     image = str(cfg.worker_image)
     label = "worker image for NIXL " + cfg.kv_backend
     if cfg.kv_backend != "LIBFABRIC":
-        return Row(label, PASS, image, "UCX is in every runtime image")
+        return Check(label, PASS, image, "UCX is in every runtime image")
     expected = "an image built with EFA (libfabric + hwloc + the NIXL LIBFABRIC plugin)"
     if versions.stock_runtime_without_libfabric(image) or versions.is_efa_placeholder(image):
         why = "placeholder" if versions.is_efa_placeholder(image) else "stock image: no libfabric in its runtime stage"
-        return Row(label, FAIL, f"{image} ({why})", expected, EFA_IMAGE_FIX)
+        return Check(label, FAIL, f"{image} ({why})", expected, fix=EFA_IMAGE_FIX)
     if cfg.framework == "trtllm":
         from workshop_lib.manifests.lint import TRTLLM_UCX_ONLY  # noqa: PLC0415
 
-        return Row(label, WARN, f"{image} (TRT-LLM)", expected, f"{TRTLLM_UCX_ONLY}; prefer UCX with TRT-LLM, or vLLM for "
+        return Check(label, WARN, f"{image} (TRT-LLM)", expected, fix=f"{TRTLLM_UCX_ONLY}; prefer UCX with TRT-LLM, or vLLM for "
                    "LIBFABRIC, and check the worker log for 'NixlTransferAgent::NixlTransferAgent using NIXL backend: LIBFABRIC'")
-    return Row(label, PASS, image, expected)
+    return Check(label, PASS, image, expected)
 
 
 def _selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
@@ -336,23 +327,23 @@ def side_channel_blockers(policies: list[dict[str, Any]], labels: dict[str, str]
     return out
 
 
-def check_network_policy(s: Snapshot, cfg: WorkshopConfig) -> Row:
+def check_network_policy(s: Snapshot, cfg: WorkshopConfig) -> Check:
     """No NetworkPolicy in the workshop namespace may stop the vLLM NIXL side channel between the worker pods."""
     from workshop_lib.manifests.dgd import LABEL_COMPONENT, LABEL_GRAPH, dgd_name  # noqa: PLC0415
 
     port = SIDE_CHANNEL_PORT
     label = f"NetworkPolicy vs NIXL side channel (TCP {port})"
     if "netpol" in s.errors:
-        return Row(label, WARN, "cannot list NetworkPolicies", "worker pods reach each other", s.errors["netpol"])
+        return Check(label, WARN, "cannot list NetworkPolicies", "worker pods reach each other", fix=s.errors["netpol"])
     if not s.network_policies:
-        return Row(label, PASS, f"no NetworkPolicy in {cfg.namespace}", "worker pods reach each other")
+        return Check(label, PASS, f"no NetworkPolicy in {cfg.namespace}", "worker pods reach each other")
     labels = {LABEL_COMPONENT: "worker", LABEL_GRAPH: dgd_name(cfg, "cross-node")}
     blocked = side_channel_blockers(s.network_policies, labels, port)
     found = f"{len(s.network_policies)} polic{'y' if len(s.network_policies) == 1 else 'ies'}"
     if not blocked:
-        return Row(label, PASS, f"{found}; TCP {port} between workers allowed", "worker pods reach each other")
-    return Row(label, FAIL, f"{found}; blocks {' and '.join(blocked)}", "worker pods reach each other",
-               f"allow TCP {port} (VLLM_NIXL_SIDE_CHANNEL_PORT, vLLM 0.14.1 default) between pods labelled "
+        return Check(label, PASS, f"{found}; TCP {port} between workers allowed", "worker pods reach each other")
+    return Check(label, FAIL, f"{found}; blocks {' and '.join(blocked)}", "worker pods reach each other",
+               fix=f"allow TCP {port} (VLLM_NIXL_SIDE_CHANNEL_PORT, vLLM 0.14.1 default) between pods labelled "
                f"{LABEL_COMPONENT}=worker in {cfg.namespace}, ingress and egress: without it decode never gets the "
                "prefill worker's NIXL metadata")
 
@@ -373,19 +364,19 @@ def _host_infiniband_users(workloads: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def check_host_infiniband(s: Snapshot, cfg: WorkshopConfig) -> Row:
+def check_host_infiniband(s: Snapshot, cfg: WorkshopConfig) -> Check:
     label = "worker pods mounting host /dev/infiniband"
     if "workloads" in s.errors:
-        return Row(label, WARN, "cannot list DGDs/pods", "none", s.errors["workloads"])
+        return Check(label, WARN, "cannot list DGDs/pods", "none", fix=s.errors["workloads"])
     users = _host_infiniband_users(s.workloads)
     if not users:
-        return Row(label, PASS, f"none of {len(s.workloads)} DGDs/pods in {cfg.namespace}", "none")
-    return Row(label, WARN, ", ".join(users), "none",
-               "remove the hostPath /dev/infiniband volume: it shows the container every RDMA device of the node and "
+        return Check(label, PASS, f"none of {len(s.workloads)} DGDs/pods in {cfg.namespace}", "none")
+    return Check(label, WARN, ", ".join(users), "none",
+               fix="remove the hostPath /dev/infiniband volume: it shows the container every RDMA device of the node and "
                f"can hide the EFA devices the pod was given; request {EFA_RESOURCE} instead")
 
 
-def manual_checks(s: Snapshot, cfg: WorkshopConfig) -> list[Row]:
+def manual_checks(s: Snapshot, cfg: WorkshopConfig) -> list[Check]:
     """What the Kubernetes API cannot see, as INFO rows whose fix is the AWS CLI command to run (AWS EFA user guide)."""
     nodes = [_name(n) for n in gpu_nodes(s.nodes)
              if (n["metadata"].get("labels") or {}).get(INSTANCE_LABEL) == cfg.instance_type] or ["<gpu-node-1>", "<gpu-node-2>"]
@@ -399,14 +390,14 @@ def manual_checks(s: Snapshot, cfg: WorkshopConfig) -> list[Row]:
           " --query \"Reservations[].Instances[].[PrivateDnsName,Placement.GroupName,Placement.AvailabilityZone]\""
           " --output table")
     return [
-        Row("manual: EFA security group allows itself", INFO, "not visible to the Kubernetes API",
-            "the EFA interfaces' security group has an inbound and an outbound rule for all traffic from/to itself", sg),
-        Row("manual: GPU nodes in one cluster placement group", INFO, "not visible to the Kubernetes API",
-            f"{len(nodes)} x {cfg.instance_type} share one placement group and AZ", pg),
+        Check("manual: EFA security group allows itself", INFO, "not visible to the Kubernetes API",
+            "the EFA interfaces' security group has an inbound and an outbound rule for all traffic from/to itself", fix=sg),
+        Check("manual: GPU nodes in one cluster placement group", INFO, "not visible to the Kubernetes API",
+            f"{len(nodes)} x {cfg.instance_type} share one placement group and AZ", fix=pg),
     ]
 
 
-def judge(s: Snapshot, cfg: WorkshopConfig) -> list[Row]:
+def judge(s: Snapshot, cfg: WorkshopConfig) -> list[Check]:
     """All EKS verdicts for a snapshot (pure)."""
     n_gpu = max(len(gpu_nodes(s.nodes)), 1)
     return [
@@ -434,24 +425,24 @@ def preflight_eks(cluster: Cluster, cfg: WorkshopConfig) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------ local target
-def local_rows() -> list[Row]:
+def local_rows() -> list[Check]:
     """The local lab's prerequisites: Linux, Python, cores, and ``workshop_lib.lab.setup.status()`` when present."""
     rows = [
-        Row("operating system", PASS if sys.platform == "linux" else FAIL, f"{_platform.system()} {_platform.release()}",
-            "Linux", "" if sys.platform == "linux" else "run the local lab on Linux (a VM or container works)"),
-        Row("python", PASS if sys.version_info >= (3, 11) else FAIL, _platform.python_version(), ">= 3.11",
-            "" if sys.version_info >= (3, 11) else "use Python 3.11 or newer (make PYTHON=python3.11 setup)"),
+        Check("operating system", PASS if sys.platform == "linux" else FAIL, f"{_platform.system()} {_platform.release()}",
+            "Linux", fix="" if sys.platform == "linux" else "run the local lab on Linux (a VM or container works)"),
+        Check("python", PASS if sys.version_info >= (3, 11) else FAIL, _platform.python_version(), ">= 3.11",
+            fix="" if sys.version_info >= (3, 11) else "use Python 3.11 or newer (make PYTHON=python3.11 setup)"),
     ]
     cores = os.cpu_count() or 1
-    rows.append(Row("CPU cores", PASS if cores >= 2 else WARN, str(cores), ">= 2",
-                    "" if cores >= 2 else "the lab runs on one core, slowly"))
+    rows.append(Check("CPU cores", PASS if cores >= 2 else WARN, str(cores), ">= 2",
+                    fix="" if cores >= 2 else "the lab runs on one core, slowly"))
     from workshop_lib.lab import setup as lab_setup
 
     for item in lab_setup.status():
         # libfabric is optional: without it the LIBFABRIC lessons say so and the UCX path still runs
         missing = WARN if item.name in lab_setup.OPTIONAL_ITEMS else FAIL
-        rows.append(Row(str(item.name), PASS if item.ok else missing, str(item.found), str(item.expected),
-                        "" if item.ok else str(item.fix)))
+        rows.append(Check(str(item.name), PASS if item.ok else missing, str(item.found), str(item.expected),
+                        fix="" if item.ok else str(item.fix)))
     return rows
 
 

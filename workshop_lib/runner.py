@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from workshop_lib import record as record_mod
+from workshop_lib import table
 from workshop_lib.errors import NotebookError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -342,13 +343,8 @@ def run_notebooks(
 
 
 def format_summary(results: Sequence[NotebookRun]) -> str:
-    """A plain-text table: notebook, status, seconds, key verdicts."""
-    rows = [("notebook", "status", "seconds", "key verdicts")]
-    rows += [(r.notebook, r.status.upper(), f"{r.seconds:.0f}", r.verdicts() or (r.error or "")) for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = []
-    for j, row in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=False)) + "  " + row[3])
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 12)
-    return "\n".join(lines)
+    """A plain-text table (:func:`workshop_lib.table.text`): notebook, status, seconds, key verdicts."""
+    rows = [{"notebook": r.notebook, "status": r.status.upper(), "seconds": f"{r.seconds:.0f}",
+             "verdicts": r.verdicts() or (r.error or "")} for r in results]
+    return table.text(rows, ["notebook", "status", "seconds", "verdicts"], width=None,
+                      headers={"verdicts": "key verdicts"})

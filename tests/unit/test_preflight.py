@@ -12,6 +12,7 @@ from tests.support import k8s_objects
 from tests.support.k8s_fixtures import serve_scenario
 from tests.support.scenarios import build
 from workshop_lib import preflight
+from workshop_lib.checks import Check
 from workshop_lib.cli import main
 from workshop_lib.config import WorkshopConfig
 
@@ -202,4 +203,4 @@ def test_manual_checks_name_the_nodes_and_the_aws_commands() -> None:
     assert sg["status"] == pg["status"] == "INFO"
     assert "Values=gpu-node-1,gpu-node-2" in sg["fix"] and "InterfaceType=='efa'" in sg["fix"]
     assert "aws ec2 describe-security-groups" in sg["fix"] and "Placement.GroupName" in pg["fix"]
-    assert not preflight.failed(preflight.to_frame([preflight.Row(**{k: v for k, v in sg.items()})]))
+    assert not preflight.failed(preflight.to_frame([Check(**{k: v for k, v in sg.items()})]))

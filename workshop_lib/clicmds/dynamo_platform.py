@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shlex
 
 from workshop_lib import dynamo_platform, preflight
 from workshop_lib.clicmds.config import load
-from workshop_lib.clicmds.preflight import add_cluster_args, format_table
+from workshop_lib.clicmds.preflight import add_cluster_args, show
 from workshop_lib.cluster.client import Cluster
 
 
@@ -43,7 +42,7 @@ def run_install(args: argparse.Namespace) -> int:
         return 0
     if not args.no_wait:
         df = dynamo_platform.status(Cluster.connect(args.kubeconfig, args.context), cfg)
-        print(format_table(df.to_dict(orient="records")))
+        print(show(df))
         return 1 if preflight.failed(df) else 0
     return 0
 
@@ -52,6 +51,5 @@ def run_status(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(load(args), target="eks")
     df = dynamo_platform.status(Cluster.connect(args.kubeconfig, args.context), cfg, with_helm=args.helm,
                          kubeconfig=args.kubeconfig, context=args.context)
-    rows = df.to_dict(orient="records")
-    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    print(show(df, args.json))
     return 1 if preflight.failed(df) else 0

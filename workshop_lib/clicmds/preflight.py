@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+from typing import Any
 
-from workshop_lib import preflight
+from workshop_lib import preflight, table
 from workshop_lib.clicmds.config import load
 
 
@@ -26,21 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def format_table(rows: list[dict[str, str]]) -> str:
-    """A fixed-width table: status, check, found, expected, then the fix on its own line for non-PASS rows."""
-    w_check = max([len("check"), *(len(r["check"]) for r in rows)])
-    w_found = min(max([len("found"), *(len(r["found"]) for r in rows)]), 60)
-    lines = [f"{'status':<6}  {'check':<{w_check}}  {'found':<{w_found}}  expected"]
-    for r in rows:
-        lines.append(f"{r['status']:<6}  {r['check']:<{w_check}}  {r['found']:<{w_found}}  {r['expected']}")
-        if r["status"] != preflight.PASS and r["fix"]:
-            lines.append(f"{'':<6}  {'':<{w_check}}  fix: {r['fix']}")
-    return "\n".join(lines)
+SHOWN = ["status", "check", "found", "expected"]  # the text table's columns; the fix goes under its row
+
+
+def show(rows: Any, as_json: bool = False) -> str:
+    """Preflight (or platform) rows for the terminal through :mod:`workshop_lib.table`: JSON objects, or a text table
+    of status, check, found, expected with each fix on its own line (cells never clipped: a verdict shows in full)."""
+    return table.to_json(rows) if as_json else table.text(rows, SHOWN, width=None, below="fix")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(load(args), target=args.target)
     df = preflight.run(args.target, cfg, kubeconfig=args.kubeconfig, context=args.context)
-    rows = df.to_dict(orient="records")
-    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    print(show(df, args.json))
     return 1 if preflight.failed(df) else 0

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from workshop_lib import versions
+from workshop_lib import table, versions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,16 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rows = [p for p in versions.table() if args.kind is None or p.kind == args.kind]
+    columns = ["kind", "name", "version", "note"]
     if args.json:
-        print(json.dumps([{"kind": p.kind, "name": p.name, "version": p.version, "note": p.note} for p in rows], indent=2))
+        print(table.to_json(rows, columns))
         return 0
-    w_kind = max(len("kind"), *(len(p.kind) for p in rows))
-    w_name = max(len("name"), *(len(p.name) for p in rows))
-    w_ver = max(len("version"), *(len(p.version) for p in rows))
-    print(f"{'kind':<{w_kind}}  {'name':<{w_name}}  {'version':<{w_ver}}  note")
-    print(f"{'-' * w_kind}  {'-' * w_name}  {'-' * w_ver}  ----")
-    for p in rows:
-        print(f"{p.kind:<{w_kind}}  {p.name:<{w_name}}  {p.version:<{w_ver}}  {p.note}")
+    print(table.text(rows, columns, width=None))
     bad = versions.check_no_latest()
     if bad:
         print(f"UNPINNED: {', '.join(bad)}")
