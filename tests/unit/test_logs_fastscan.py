@@ -121,3 +121,49 @@ def test_unique_request_lines_mixed_in_same_diagnosis(fixtures_dir: Path, tmp_pa
     for chunk in (8 << 20, 16384):
         fast, ref = _both(p, chunk)
         assert fast == ref
+
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+
+
+def _redraw(line: bytes, rng: random.Random) -> bytes:
+    """Every digit and hex letter of addresses/uuids drawn again, as the benchmark's big log does."""
+    line = re.sub(rb"0x[0-9a-f]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                  lambda m: bytes(rng.choice(b"0123456789abcdef") if c not in b"x-" else c for c in m.group()), line)
+    return re.sub(rb"\d", lambda m: str(rng.randrange(10)).encode(), line)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_corpus_redrawn_like_the_benchmark_same_diagnosis(tmp_path: Path, seed: int) -> None:
+    """In the repo (no ../shared needed): the corpus's lines drawn at random with every digit re-drawn, so version,
+    provider (``sm2`` -> ``sm7``), error code (``-61`` -> ``-37``), rail and device values all vary."""
+    rng = random.Random(seed)
+    pool = [x for p in sorted(CORPUS.glob("*/*.log")) for x in p.read_bytes().splitlines() if x.strip()]
+    lines = [_redraw(rng.choice(pool), rng) if rng.random() < 0.9 else rng.choice(pool) for _ in range(20000)]
+    p = tmp_path / "redrawn.log"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    for chunk in (8 << 20, 65536):
+        fast, ref = _both(p, chunk)
+        assert fast == ref
+
+
+def test_generalised_rules_match_a_superset_at_the_same_place() -> None:
+    """The shape test's premise, on every corpus line: a rule that matches a line's message has its generalised
+    regex matching too, and the generalised regex matches the line's shape at the same span."""
+    from workshop_lib.logs import patterns as P
+    from workshop_lib.logs.parser import strip_prefixes, to_text
+    from workshop_lib.logs.shapes import NORM, PROBES
+
+    rules = [*P.RULES_BY_PRIORITY, None, None]
+    checked = 0
+    for p in sorted(CORPUS.glob("*/*.log")):
+        for raw in p.read_bytes().splitlines():
+            msg = strip_prefixes(to_text(raw))[0]
+            norm = strip_prefixes(to_text(raw.translate(NORM)))[0]
+            for rule, probe in zip(rules, PROBES, strict=True):
+                g, gn = probe.regex.search(msg), probe.regex.search(norm)
+                assert (g is None) == (gn is None) and (g is None or g.span() == gn.span()), (rule, raw)
+                if rule is not None and rule.regex.search(msg):
+                    assert g is not None, (rule.event, raw)
+                    checked += 1
+    assert checked > 300

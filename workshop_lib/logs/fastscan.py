@@ -48,119 +48,14 @@ from operator import add, is_, not_
 from pathlib import Path
 
 from workshop_lib.logs import patterns as P
-from workshop_lib.logs.parser import TEXT_MAX, Event, _strip_prefixes, classify, to_text
+from workshop_lib.logs.parser import TEXT_MAX, Event, classify, strip_prefixes, to_text
 from workshop_lib.logs.scan import FileScan
+from workshop_lib.logs.shapes import NORM, candidate_anyway, header_ok, libfabric_fields, message_key, shape_is_safe
 
 CACHE_MAX = 1 << 16  # entries per cache level; a full cache is cleared (constant memory)
 SEEN_MAX = 1 << 16
-_DIGITS = bytes(range(48, 58))
-_NORM = bytes.maketrans(_DIGITS, b"0" * 10)
-_NEG, _SENS, _UNC = object(), object(), object()  # no key / digit-sensitive shape / uncacheable message
-
-
-def _digit_sensitive_triggers() -> tuple[bytes, ...]:
-    """Substrings that make a shape digit-sensitive (derived from the rules, so new rules are covered): the keys of
-    rules with a literal digit (``Exit Code: 137``, ``returned -61``, ``v1 connector``) or a captured count,
-    provider or backend, plus the words before the digit-bearing prefilter keys (``returned -61``,
-    ``with code 137``)."""
-    out: set[str] = {"returned -", "with code"}
-    for r in P.RULES:
-        pat = r.regex.pattern.replace("\\d", "")
-        pat = re.sub(r"\{\d+(?:,\d*)?\}|\(\?P<\w+>|\(\?P=\w+\)", "", pat)  # {m,n} and group names: not text
-        if re.search(r"[0-9]", pat) or set(r.regex.groupindex) & P.VALUE_GROUPS:
-            out.add(r.key)
-    return tuple(sorted(x.encode() for x in out))
-
-
-SENSITIVE: tuple[bytes, ...] = _digit_sensitive_triggers()
+_NEG, _UNC = object(), object()  # no key or no event / uncacheable message
 _KEYS = P.SCAN_KEYS_BYTES
-_LIBFABRIC = next(f.regex for f in P.FORMATS if f.name == "libfabric")
-
-
-def shape_is_safe(norm: bytes) -> bool:
-    """True when every line with this digit-normalised shape classifies the same way (see module docstring).
-
-    Line formats only test digits as ``\\d``/``\\w`` (shape), so what can differ is: a rule that captures a
-    number/provider/backend or has a literal digit (:data:`SENSITIVE`), the libfabric header's provider and level
-    fields, and whether the line is a candidate at all when its only prefilter keys are ``E0``/``E1``/``F0``/``F1``.
-    UCX transport names only matter through their class (``rc_*``, ``tcp``, ``cuda_ipc``...), which has no digit.
-
-    Example:
-        >>> shape_is_safe(b"I0000 00:00:00.000000 0 a.cpp:0] HANDSHAKE received from peer with explicit fi_addr 0")
-        True
-        >>> shape_is_safe(b"I0000 00:00:00.000000 0 a.cpp:0] Discovered 0 EFA devices")
-        False
-    """
-    if any(k in norm for k in SENSITIVE):
-        return False
-    if not _candidate_anyway(norm):
-        return False
-    if b"libfabric:" in norm:
-        msg, _, _ = _strip_prefixes(norm.decode("utf-8", errors="replace"))
-        m = _LIBFABRIC.match(msg)
-        if m and ("0" in m["prov"] or "0" in m["lvl"]):
-            return False
-    return True
-
-
-def message_key(line: bytes) -> tuple[bytes, int]:
-    """``(key, cut)``: the header ``line[:cut]`` digit-normalised, the message after it exact.
-
-    Example:
-        >>> message_key(b"I1207 19:34:40.291955 1302 b.cpp:601] Serialized 1 data rail endpoints")[0]
-        b'I1000 00:00:00.000000 0000 b.cpp:000] Serialized 1 data rail endpoints'
-    """
-    c0 = line[:1]
-    cut = 0
-    if c0 == b"[" and line.startswith(b"[pod/"):
-        cut = line.find(b"] ") + 2
-        c0 = line[cut:cut + 1]
-    if c0 == b"(":  # vLLM process tag: (EngineCore_DP0 pid=594)
-        end = line.find(b") ", cut)
-        if end > 0:
-            cut = end + 2
-            c0 = line[cut:cut + 1]
-    if c0 in b"IWEFD" and c0 and line[cut + 1:cut + 2].isdigit():  # abseil
-        end = line.find(b"]", cut)
-        cut = end + 1 if end > 0 else cut
-    elif c0 == b"[" and line[cut + 1:cut + 2].isdigit():  # UCX / SGLang / TRT-LLM bracketed timestamp
-        end = line.find(b"]", cut)
-        if end > 0:
-            cut = end + 1
-            if line.startswith(b" [", cut):
-                end = line.find(b"]", cut)
-                cut = end + 1 if end > 0 else cut
-    elif line.startswith(b"libfabric:", cut):
-        p1 = line.find(b":", cut + 10)
-        p2 = line.find(b":", p1 + 1) if p1 > 0 else -1
-        cut = p2 + 2 if p2 > 0 and line.startswith(b"::", p2) else (p1 + 1 if p1 > 0 else cut)
-    elif c0.isdigit():  # leading timestamp (NIXL Python, Rust tracing, Python logging, nixlbench rows)
-        cut = len(line) - len(line[cut:].lstrip(b"0123456789-:.,TZ+ "))
-    elif c0.isalpha():  # vLLM: INFO 11-25 02:39:44 [file.py:800]
-        sp = line.find(b" ", cut, cut + 10)
-        if sp > 0 and line[sp + 1:sp + 2].isdigit():
-            end = line.find(b"]", sp)
-            cut = end + 1 if end > 0 else cut
-    if cut <= 0:
-        return line, 0
-    return line[:2] + line[2:cut].translate(_NORM) + line[cut:], cut
-
-
-def _header_ok(line: bytes, cut: int) -> bool:
-    """True when ``line[:cut]`` is a header fully consumed by a prefix strip or line format, with no digit that
-    can matter (ASCII, no prefilter key with a digit, the libfabric provider and the message after ``cut``)."""
-    head = line[:cut]
-    if not head.isascii() or b"\x1b" in line or re.search(rb"[EF]\d|returned -|with code", head[1:]):
-        return False
-    text = to_text(line)
-    msg, _, _ = _strip_prefixes(text)
-    off = len(text) - len(msg)
-    for fmt in P.FORMATS:
-        m = fmt.regex.match(msg)
-        if m:
-            starts = [m.start("msg")] + ([m.start("prov"), m.start("lvl")] if fmt.name == "libfabric" else [])
-            return all(off + s >= cut for s in starts)
-    return False
 
 
 class LazyEvent:
@@ -174,7 +69,7 @@ class LazyEvent:
     @property
     def text(self) -> str:
         if self._text is None:
-            msg, _, _ = _strip_prefixes(to_text(self.raw))
+            msg, _, _ = strip_prefixes(to_text(self.raw))
             self._text = msg.strip()[:TEXT_MAX]
         return self._text
 
@@ -251,14 +146,6 @@ def _has_key(b: bytes) -> bool:
     return _KEY_RE.search(b) is not None
 
 
-def _candidate_anyway(norm: bytes) -> bool:
-    """False when the shape may or may not pass the prefilter depending on its digits (its only keys are
-    ``E0``/``E1``/``F0``/``F1``, which normalise to ``E0``/``F0``)."""
-    if b"E0" not in norm and b"F0" not in norm:
-        return True
-    return _has_key(norm.replace(b"E0", b"E\x00").replace(b"F0", b"F\x00"))
-
-
 def _template(raw: bytes, source: str) -> object:
     """Classify one line in full: a :class:`_Template`, or ``_NEG`` when it has no key or no event."""
     if not _has_key(raw):
@@ -288,8 +175,23 @@ def _keyed(norms: list[bytes]) -> set[int]:
     return hit
 
 
-def _cut_of(line: bytes) -> int:
-    return message_key(line)[1]
+class _Cut:
+    """The shape cache's value for a digit-sensitive shape: its lines are looked up by message key (the header
+    ``line[:cut]`` digit-normalised, the rest exact, plus the exact ``kept`` fields of the header)."""
+
+    __slots__ = ("cut", "kept")
+
+    def __init__(self, cut: int, kept: tuple[tuple[int, int], ...]) -> None:
+        self.cut, self.kept = cut, kept
+
+    def key(self, raw: bytes, norm: bytes) -> bytes:
+        cut = self.cut
+        if cut <= 2:
+            return raw
+        key = raw[:2] + norm[2:cut] + raw[cut:]
+        for a, b in self.kept:
+            key += b"\x00" + raw[a:b]
+        return key
 
 
 def _new_shape(norm: bytes, raw: bytes, source: str) -> object:
@@ -297,10 +199,11 @@ def _new_shape(norm: bytes, raw: bytes, source: str) -> object:
     ``int``) when the line is digit-sensitive and must be looked up by message."""
     if b"0" not in norm or shape_is_safe(norm):  # no digit at all: the shape is the line itself
         return _template(raw, source)
-    cut = _cut_of(raw)
-    if cut > 0 and b"0" not in norm[cut:] and _candidate_anyway(norm) and _header_ok(raw, cut):
+    cut = message_key(raw)[1]
+    kept = libfabric_fields(raw, cut)
+    if cut > 0 and not kept and b"0" not in norm[cut:] and candidate_anyway(norm) and header_ok(raw, cut):
         return _template(raw, source)  # digits only in a validated header: every line of the shape is the same
-    return cut
+    return _Cut(cut, kept)
 
 
 def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int], shape: dict, mcache: dict,
@@ -322,10 +225,10 @@ def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int
             v = shape[norm] = _new_shape(norm, block[starts[i]:starts[i + 1] - 1], source)
         vals[i] = v
     get = mcache.get
-    for i in compress(range(n), map(is_, map(type, vals), repeat(int))):
-        cut = vals[i]
+    for i in compress(range(n), map(is_, map(type, vals), repeat(_Cut))):
+        c = vals[i]
         raw = block[starts[i]:starts[i + 1] - 1]
-        key = raw[:2] + norm_lines[i][2:cut] + raw[cut:] if cut > 2 else raw
+        key = c.key(raw, norm_lines[i])
         v = get(key)
         if v is None:
             v = _template(raw, source)
@@ -335,7 +238,7 @@ def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int
                 hk = ("hok", norm_lines[i])
                 ok = shape.get(hk)
                 if ok is None:
-                    ok = shape[hk] = _header_ok(raw, cut)
+                    ok = shape[hk] = header_ok(raw, c.cut, c.kept)
                 mcache[key] = v if ok else _UNC
         elif v is _UNC:  # the header did not validate: the exact line is the key (a tuple: its own namespace)
             v = get((raw,)) or _template(raw, source)
@@ -361,7 +264,7 @@ def feed_file(path: str | Path, accs: Sequence, chunk: int = 8 << 20, max_line: 
     seen: list[set] = [set() for _ in accs]
     base = 0
     for block in scan.chunks(count=False):
-        norm_lines = block.translate(_NORM).split(b"\n")
+        norm_lines = block.translate(NORM).split(b"\n")
         norm_lines.pop()  # the block ends with a newline
         if len(block) > max_line and max(map(len, norm_lines)) > max_line:  # cut over-long lines like FileScan
             block = b"".join(x[:max_line] + b"\n" for x in block.split(b"\n")[:-1])

@@ -84,7 +84,7 @@ def to_text(raw: str | bytes) -> str:
     return raw.rstrip("\r\n")
 
 
-def _strip_prefixes(text: str) -> tuple[str, str | None, str | None]:
+def strip_prefixes(text: str) -> tuple[str, str | None, str | None]:
     if "\x1b" in text:
         text = P.ANSI_RE.sub("", text)
     pod = container = None
@@ -131,7 +131,7 @@ def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>", prefi
     text = to_text(raw)
     if not text.strip() or text.startswith(COMMENT_PREFIXES):
         return None
-    msg, pod, container = _strip_prefixes(text)
+    msg, pod, container = strip_prefixes(text)
     ev = Event(source=source, line=line_no, text=msg.strip()[:TEXT_MAX], pod=pod, container=container)
     recognised = False
     for fmt in P.FORMATS:
@@ -168,14 +168,14 @@ def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>", prefi
     return ev if (recognised or matched) else None
 
 
-_PLUGIN_NAME = re.compile(r"libplugin_(\w+)\.so|plugin '(\w+)'")
+PLUGIN_NAME_RE = re.compile(r"libplugin_(\w+)\.so|plugin '(\w+)'")
 
 
 def _optional_plugin(ev: Event, msg: str) -> None:
     """NIXL 0.9.0 tries every plugin it ships and logs, at INFO, those that cannot load here (GDS without cuFile,
     GPUNETIO without DOCA...). That is only a failure when the plugin is the backend the agent uses: the diagnosis
     decides once it knows the backend, so the line becomes ``nixl.plugin_load_failed`` instead of an error."""
-    m = _PLUGIN_NAME.search(msg)
+    m = PLUGIN_NAME_RE.search(msg)
     if m and "ailed to load plugin" in msg:
         ev.event, ev.code, ev.level, ev.error = "nixl.plugin_load_failed", None, "INFO", None
         ev.backend = (m.group(1) or m.group(2)).upper()

@@ -1,0 +1,237 @@
+"""Line shapes: when can two lines that differ only in their digits share one classification?
+
+A line's *shape* is the line with every digit replaced by ``0`` (``bytes.translate``, C speed). The fast scanner
+(:mod:`workshop_lib.logs.fastscan`) classifies a shape once and reuses the answer for every line of that shape when
+:func:`shape_is_safe` says the digits cannot change the outcome. That is decided exactly, per shape, from the rules
+themselves (new rules are covered without a list to keep up to date):
+
+- Every line format, prefix and rule is first *generalised* (:func:`generalize`): each literal digit becomes ``\\d``
+  and a lookaround that names digits (``(?!61\\b)``) is dropped, so the generalised regex matches a superset of lines
+  and tests digits only as a class. Such a regex takes the same path on a line and on its shape, so running it on the
+  shape tells where it would match on every line of that shape.
+- A shape is unsafe when a rule that is not digit-uniform (its regex changed when generalised: ``Exit Code: 137``,
+  ``returned -61``, ``psm3``) can match it, when a rule that can match it captures a value (devices, rails, provider,
+  backend, version, metric...) at a place holding a digit, when the libfabric header's provider or level field holds a
+  digit (``sm2`` and ``sm7`` are other providers), when a plugin name holds one, or when the line is a prefilter
+  candidate only for some digits (its only keys are ``E0``/``E1``/``F0``/``F1``/``with code 137``).
+
+An unsafe shape is looked up by *message* instead (:func:`message_key`): the header digit-normalised, the message
+exact; :func:`header_ok` checks once per shape that the header really is a header (consumed by a prefix or a line
+format, with no field that matters).
+
+Example:
+    >>> shape_is_safe(b"I0000 00:00:00.000000 0 a.cpp:0] HANDSHAKE received from peer with explicit fi_addr 0")
+    True
+    >>> shape_is_safe(b"I0000 00:00:00.000000 0 a.cpp:0] Discovered 0 EFA devices")
+    False
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from workshop_lib.logs import patterns as P
+from workshop_lib.logs.parser import PLUGIN_NAME_RE, strip_prefixes, to_text
+
+DIGITS = bytes(range(48, 58))
+NORM = bytes.maketrans(DIGITS, b"0" * 10)  # every digit to "0": a line's shape
+
+
+def generalize(pattern: str) -> str:
+    """``pattern`` with each literal digit as ``\\d`` and each lookaround that holds a digit dropped (a superset).
+
+    Character classes, ``{m,n}`` quantifiers and group names are kept as written.
+
+    Example:
+        >>> generalize(r"Exit Code:\\s+137\\b"), generalize(r"returned (?P<e>-(?!61\\b)\\d+)")
+        ('Exit Code:\\\\s+\\\\d\\\\d\\\\d\\\\b', 'returned (?P<e>-\\\\d+)')
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            k = 4 if pattern[i + 1:i + 2] == "x" else 2  # \x1b: its hex digits are not text
+            out.append(pattern[i:i + k])
+            i += k
+        elif pattern.startswith(("(?P<", "(?P="), i):
+            j = pattern.index(">" if pattern[i + 3] == "<" else ")", i)
+            out.append(pattern[i:j + 1])
+            i = j + 1
+        elif pattern.startswith(("(?!", "(?=", "(?<!", "(?<="), i):
+            j = _group_end(pattern, i)
+            body = pattern[i:j + 1]
+            if not re.search(r"[0-9]|\\d", re.sub(r"\{\d+(?:,\d*)?\}", "", body)):
+                out.append(body)
+            i = j + 1
+        elif c == "{":
+            j = pattern.index("}", i)
+            out.append(pattern[i:j + 1])
+            i = j + 1
+        elif c == "[":
+            j = i + 1 + (pattern[i + 1] == "^")
+            j += pattern[j] == "]"
+            while pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            out.append(pattern[i:j + 1])
+            i = j + 1
+        else:
+            out.append(r"\d" if c.isdigit() else c)
+            i += 1
+    return "".join(out)
+
+
+def _group_end(pattern: str, i: int) -> int:
+    depth, j = 0, i
+    while True:
+        if pattern[j] == "\\":
+            j += 2
+            continue
+        depth += {"(": 1, ")": -1}.get(pattern[j], 0)
+        if depth == 0:
+            return j
+        j += 1
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A rule seen from a shape: its key (digit-normalised), generalised regex, whether generalising changed it and
+    the groups whose digits matter."""
+
+    key: str
+    regex: re.Pattern[str]
+    uniform: bool
+    groups: tuple[str | int, ...]
+
+
+def _probe(key: str, rx: re.Pattern[str], groups: tuple[str | int, ...]) -> Probe:
+    g = generalize(rx.pattern)
+    return Probe(key.translate(str.maketrans("123456789", "0" * 9)), re.compile(g, rx.flags), g == rx.pattern, groups)
+
+
+PROBES: tuple[Probe, ...] = (
+    *(_probe(r.key, r.regex, tuple(sorted(set(r.regex.groupindex) & P.VALUE_GROUPS))) for r in P.RULES_BY_PRIORITY),
+    _probe("", P.BENIGN_RE, ()),
+    _probe("", PLUGIN_NAME_RE, (1, 2)),
+)
+_FORMATS = tuple((f.name, re.compile(generalize(f.regex.pattern), f.regex.flags)) for f in P.FORMATS)
+assert all(g.pattern == f.regex.pattern for (_, g), f in zip(_FORMATS, P.FORMATS, strict=True)), "formats: \\d only"
+for _rx in (P.KUBECTL_PREFIX_RE, P.STERN_PREFIX_RE, P.PROC_PREFIX_RE, P.ANSI_RE, P.UCX_TL_RE):
+    assert generalize(_rx.pattern) == _rx.pattern, f"prefix regex tests a literal digit: {_rx.pattern}"
+
+_DIGIT_KEYS = tuple(sorted({k.translate(NORM) for k in P.SCAN_KEYS_BYTES if re.search(rb"\d", k)}))
+FREE_KEY_RE = re.compile(b"|".join(re.escape(k) for k in P.SCAN_KEYS_BYTES if not re.search(rb"\d", k)))
+
+
+def candidate_anyway(norm: bytes) -> bool:
+    """False when lines of this shape may or may not pass the prefilter depending on their digits (the only keys
+    in it have a digit: ``E0``/``E1``/``F0``/``F1``, ``with code 137``)."""
+    if not any(k in norm for k in _DIGIT_KEYS):
+        return True
+    return FREE_KEY_RE.search(norm) is not None
+
+
+def shape_is_safe(norm: bytes) -> bool:
+    """True when every line with this digit-normalised shape classifies the same way (see the module docstring)."""
+    if not candidate_anyway(norm):
+        return False
+    msg, _, _ = strip_prefixes(to_text(norm))
+    for name, fmt in _FORMATS:
+        m = fmt.match(msg)
+        if m:
+            if name == "libfabric" and ("0" in m["prov"] or "0" in m["lvl"]):
+                return False
+            msg = m["msg"] or ""
+            break
+    for pr in PROBES:
+        if pr.key in msg:
+            m = pr.regex.search(msg)
+            if m and (not pr.uniform or any("0" in (m.group(g) or "") for g in pr.groups)):
+                return False
+    return True
+
+
+def message_key(line: bytes) -> tuple[bytes, int]:
+    """``(key, cut)``: the header ``line[:cut]`` digit-normalised, the message after it exact.
+
+    Example:
+        >>> message_key(b"I1207 19:34:40.291955 1302 b.cpp:601] Serialized 1 data rail endpoints")[0]
+        b'I1000 00:00:00.000000 0000 b.cpp:000] Serialized 1 data rail endpoints'
+    """
+    c0 = line[:1]
+    cut = 0
+    if c0 == b"[" and line.startswith(b"[pod/"):
+        cut = line.find(b"] ") + 2
+        c0 = line[cut:cut + 1]
+    if c0 == b"(":  # vLLM process tag: (EngineCore_DP0 pid=594)
+        end = line.find(b") ", cut)
+        if end > 0:
+            cut = end + 2
+            c0 = line[cut:cut + 1]
+    if c0 in b"IWEFD" and c0 and line[cut + 1:cut + 2].isdigit():  # abseil
+        end = line.find(b"]", cut)
+        cut = end + 1 if end > 0 else cut
+    elif c0 == b"[" and line[cut + 1:cut + 2].isdigit():  # UCX / SGLang / TRT-LLM bracketed timestamp
+        end = line.find(b"]", cut)
+        if end > 0:
+            cut = end + 1
+            if line.startswith(b" [", cut):
+                end = line.find(b"]", cut)
+                cut = end + 1 if end > 0 else cut
+    elif line.startswith(b"libfabric:", cut):
+        m = _LIBFABRIC_HEAD.match(line, cut)
+        if m:  # the whole header; its provider and level fields are kept exact (see libfabric_fields)
+            cut = m.end()
+        else:
+            p1 = line.find(b":", cut + 10)
+            p2 = line.find(b":", p1 + 1) if p1 > 0 else -1
+            cut = p2 + 2 if p2 > 0 and line.startswith(b"::", p2) else (p1 + 1 if p1 > 0 else cut)
+    elif c0.isdigit():  # leading timestamp (NIXL Python, Rust tracing, Python logging, nixlbench rows)
+        cut = len(line) - len(line[cut:].lstrip(b"0123456789-:.,TZ+ "))
+    elif c0.isalpha():  # vLLM: INFO 11-25 02:39:44 [file.py:800]
+        sp = line.find(b" ", cut, cut + 10)
+        if sp > 0 and line[sp + 1:sp + 2].isdigit():
+            end = line.find(b"]", sp)
+            cut = end + 1 if end > 0 else cut
+    if cut <= 0:
+        return line, 0
+    return line[:2] + line[2:cut].translate(NORM) + line[cut:], cut
+
+
+_LIBFABRIC_HEAD = re.compile(rb"libfabric:\d+:(?:\d+::)?([\w;-]+):\w+:\w+\(\):\d+<(\w+)> ?")
+
+
+def libfabric_fields(line: bytes, cut: int) -> tuple[tuple[int, int], ...]:
+    """The spans of the provider and level fields when ``line[:cut]`` ends with a whole libfabric header (they are
+    part of a message key, exact), else ``()``.
+
+    Example:
+        >>> line = b"libfabric:7:1700000000::sm2:core:ofi_check_info():512<info> Unsupported capabilities"
+        >>> message_key(line)[1], libfabric_fields(line, message_key(line)[1])
+        (60, ((24, 27), (54, 58)))
+    """
+    i = line.rfind(b"libfabric:", 0, cut)
+    m = _LIBFABRIC_HEAD.match(line, i) if i >= 0 else None
+    return (m.span(1), m.span(2)) if m and m.end() == cut else ()
+
+
+def header_ok(line: bytes, cut: int, kept: tuple[tuple[int, int], ...] = ()) -> bool:
+    """True when ``line[:cut]`` is a header fully consumed by a prefix strip or line format, with no digit that
+    can matter (ASCII, no prefilter key with a digit, the libfabric provider and the message after ``cut``);
+    ``kept`` are the spans of the libfabric provider and level fields when the key holds them exact."""
+    head = line[:cut]
+    if not head.isascii() or b"\x1b" in line or re.search(rb"[EF]\d|returned -|with code", head[1:]):
+        return False
+    text = to_text(line)
+    msg, _, _ = strip_prefixes(text)
+    off = len(text) - len(msg)
+    for fmt in P.FORMATS:
+        m = fmt.regex.match(msg)
+        if m:
+            if fmt.name == "libfabric" and kept:
+                return off + m.start("msg") >= cut and kept == tuple(
+                    (off + m.start(g), off + m.end(g)) for g in ("prov", "lvl"))
+            starts = [m.start("msg")] + ([m.start("prov"), m.start("lvl")] if fmt.name == "libfabric" else [])
+            return all(off + s >= cut for s in starts)
+    return False
