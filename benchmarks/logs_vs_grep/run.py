@@ -81,9 +81,9 @@ def build_log(dest: Path, size_mb: int, seed: int = 20261207) -> tuple[int, int]
 # The previous implementation's path, kept in the library as the reference: every candidate line classified in full.
 BASELINE = """
 import json, sys
-from workshop_lib.logs.diagnose import Accumulator, _feed_uncached
+from workshop_lib.logs.diagnose import Accumulator, feed_uncached
 acc = Accumulator()
-name, n = _feed_uncached(sys.argv[1], [acc])
+name, n = feed_uncached(sys.argv[1], [acc])
 print(json.dumps(acc.diagnosis([name], n).to_dict()))
 """
 

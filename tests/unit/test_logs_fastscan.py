@@ -15,14 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workshop_lib.logs.diagnose import Accumulator, _feed_uncached, diagnose_files
+from workshop_lib.logs.diagnose import Accumulator, diagnose_files, feed_uncached
 from workshop_lib.logs.fastscan import feed_file, message_key, shape_is_safe
 
 
 def _both(path: Path, chunk: int = 8 << 20) -> tuple[dict, dict]:
     fast, ref = Accumulator(), Accumulator()
     n_fast = feed_file(path, [fast], chunk=chunk)
-    name, n_ref = _feed_uncached(path, [ref])
+    name, n_ref = feed_uncached(path, [ref])
     return _view(fast.diagnosis([name], n_fast)), _view(ref.diagnosis([name], n_ref))
 
 
@@ -79,7 +79,7 @@ def test_two_files_and_combined_match_reference(fixtures_dir: Path) -> None:
     ref = Accumulator()
     total = 0
     for p in paths:
-        total += _feed_uncached(p, [ref])[1]
+        total += feed_uncached(p, [ref])[1]
     assert md.combined.to_dict() == ref.diagnosis([str(p) for p in paths], total).to_dict()
 
 

@@ -20,13 +20,13 @@ order of "first seen" / "last seen" evidence. Per block, a template that every a
 whose repeats only count (COUNT), add to a known error's count (ERR) or move "last seen" evidence (REF) is applied
 in bulk: its count for the block, plus its last occurrence visited in line order. Everything else (new templates,
 generic error lines, which group into tracebacks by adjacency, and the rest) goes through
-:meth:`~workshop_lib.logs.diagnose.Accumulator.add` line by line. ``tests/unit/test_logs_fastscan.py`` checks that
-the result equals the uncached path (``diagnose._feed_uncached``) on every fixture and on random mixes with other
+:meth:`~workshop_lib.logs.accumulator.Accumulator.add` line by line. ``tests/unit/test_logs_fastscan.py`` checks that
+the result equals the uncached path (``diagnose.feed_uncached``) on every fixture and on random mixes with other
 digits. Memory: one block, the caches (bounded, cleared when full) and capped evidence.
 
 Example:
     >>> import tempfile, os
-    >>> from workshop_lib.logs.diagnose import Accumulator
+    >>> from workshop_lib.logs.accumulator import Accumulator
     >>> with tempfile.NamedTemporaryFile("wb", delete=False) as f:
     ...     _ = f.write(b"I1207 19:34:40.1 1 a.cpp:1] HANDSHAKE received from peer with explicit fi_addr 1\\n" * 3)
     >>> acc = Accumulator()
@@ -48,6 +48,7 @@ from operator import add, is_, not_
 from pathlib import Path
 
 from workshop_lib.logs import patterns as P
+from workshop_lib.logs.accumulator import EXPLICIT_BACKEND, STRONG_PROVIDER
 from workshop_lib.logs.parser import TEXT_MAX, Event, classify, strip_prefixes, to_text
 from workshop_lib.logs.scan import FileScan
 from workshop_lib.logs.shapes import NORM, candidate_anyway, header_ok, libfabric_fields, message_key, shape_is_safe
@@ -92,12 +93,10 @@ class _Template:
     __slots__ = ("ev", "kind", "event", "explicit", "strong", "weak", "handshake", "backend", "provider", "code")
 
     def __init__(self, ev: Event) -> None:
-        from workshop_lib.logs.diagnose import _EXPLICIT_BACKEND, _STRONG_PROVIDER
-
         e = ev.event
         self.ev, self.event, self.code = ev, (None if e == "line" else e), ev.code
-        self.explicit = bool(e in _EXPLICIT_BACKEND and ev.backend)
-        self.strong = bool(e in _STRONG_PROVIDER and ev.provider and not (e == "nixl.efa_devices" and not ev.devices))
+        self.explicit = bool(e in EXPLICIT_BACKEND and ev.backend)
+        self.strong = bool(e in STRONG_PROVIDER and ev.provider and not (e == "nixl.efa_devices" and not ev.devices))
         self.weak = bool(not self.strong and ev.provider and ev.component == "libfabric" and e not in (
             "libfabric.provider_rejected", "libfabric.efa_caps_unsupported", "benign"))
         self.handshake = e == "efa.handshake"
@@ -125,9 +124,9 @@ def _repeat(t: _Template, acc: object, no: int, raw: bytes, source: str) -> bool
             return False
         entry.count += 1
         entry.last_line = no
-        acc._last_generic = None
+        acc.last_generic = None
     elif kind == GEN:
-        last = acc._last_generic
+        last = acc.last_generic
         if last is None or last.last_line + 1 != no or last.ev.source != source:
             return False
         last.count += 1

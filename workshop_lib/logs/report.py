@@ -9,8 +9,8 @@ Example:
 
 from __future__ import annotations
 
-from workshop_lib.logs.diagnose import Diagnosis, MultiDiagnosis
 from workshop_lib.logs.nixlbench import NixlbenchResult
+from workshop_lib.logs.result import Diagnosis, MultiDiagnosis
 
 EXIT_CODES = {"efa-rdma": 0, "ucx": 0, "unknown": 0, "error": 3, "tcp-fallback": 4}
 
