@@ -10,10 +10,12 @@ import threading
 
 import pytest
 
-from workshop_lib.bench.serve import _SSE, SweepResult, parse_concurrency, request_body, run_sweep
+from workshop_lib.bench.client import RecordReader, request_body
+from workshop_lib.bench.serve import SweepResult, run_sweep
 from workshop_lib.bench.stats import RequestRecord, percentile, summarize
 from workshop_lib.bench.testserver import spawned_server
 from workshop_lib.errors import ConfigError
+from workshop_lib.parsing import parse_concurrency
 
 TTFT_S, ITL_S, TOKENS = 0.03, 0.004, 8
 
@@ -144,7 +146,7 @@ def test_bad_arguments_raise_config_error(kwargs, field):
 
 def test_sse_reader_handles_split_events_crlf_and_comments():
     rec = RequestRecord(1, 0, 0)
-    sse = _SSE(rec)
+    sse = RecordReader(rec)
     stream = (b': keep-alive\r\n\r\ndata: {"choices":[{"delta":{"role":"assistant","content":""}}]}\r\n\r\n'
               b'data: {"choices":[{"delta":{"content":"a"}}]}\n\nevent: x\ndata: {"choices":[{"text": "b"}]}\n\n'
               b'data: {"choices":[],"usage":{"completion_tokens":2}}\n\ndata: [DONE]\n\n')
@@ -159,7 +161,7 @@ def test_helpers():
     assert parse_concurrency("1,5, 10") == [1, 5, 10]
     with pytest.raises(ConfigError):
         parse_concurrency("1,x")
-    body = json.loads(request_body("chat", "m", "hi", 3))
+    body = request_body("m", "hi", max_tokens=3)
     assert body["stream_options"] == {"include_usage": True} and body["messages"][0]["content"] == "hi"
     assert percentile([1.0, 2.0, 3.0, 4.0], 90) == pytest.approx(3.7)
     assert summarize([]) == {"mean": pytest.approx(float("nan"), nan_ok=True), "p50": pytest.approx(float("nan"), nan_ok=True),

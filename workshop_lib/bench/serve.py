@@ -6,9 +6,8 @@ event carrying output text (``time.perf_counter_ns`` taken when the bytes arrive
 TPOT and end-to-end latency follow; output tokens come from ``usage`` (asked for with
 ``stream_options.include_usage``) or, when the server sends none, from the count of text events.
 
-The client is built to stay cheap in CPU, so that at high concurrency it measures the server and not itself: it reads
-raw bytes (``aiter_raw``), splits SSE events itself, recognises text events with one regular-expression search and
-parses JSON only for the first event, ``usage`` and ``error`` events; it uses uvloop when installed.
+The requests go through the kit's one streaming client, :mod:`workshop_lib.bench.client` (its sessions and its
+cheap SSE reader); this module runs the levels, on uvloop when installed, and summarises them.
 
 Failures never stop a sweep: an unreachable URL, an HTTP 4xx/5xx, a stream cut before ``data: [DONE]``, a ``data:``
 line that is not JSON and an SSE error event are each counted as an error with a reason. Ctrl-C keeps every finished
@@ -26,7 +25,6 @@ import datetime as _dt
 import json
 import math
 import platform
-import re
 import socket
 import sys
 import threading
@@ -38,220 +36,23 @@ from typing import Any
 
 import httpx
 
+from workshop_lib.bench.client import (
+    TRANSPORTS,
+    HttpxSession,
+    RawSession,
+    encode_body,
+    endpoint_url,
+    make_sessions,
+    request_body,
+)
 from workshop_lib.bench.prompts import build_prompts
-from workshop_lib.bench.rawhttp import RawConnection, StreamCut
 from workshop_lib.bench.stats import LevelSummary, RequestRecord, summarize, summarize_level
 from workshop_lib.errors import ConfigError
 
-ENDPOINTS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
-_TEXT = re.compile(rb'"(?:content|text|reasoning_content)"\s*:\s*"(?!")')
-_USAGE_NULL = re.compile(rb'"usage"\s*:\s*null')
 ITL_DEFINITION = ("itl_ms: per request, the mean gap between its text events, (last - first) / (events - 1), then "
                   "mean/percentiles over requests (comparable with aiperf's ITL); tpot_ms: per request (last - first) "
                   "/ (output tokens - 1); gap_ms: every single gap between consecutive text events (servers that "
                   "send several events in one write show gaps near 0)")
-
-
-# ---------------------------------------------------------------------------------------------------- request bodies
-def request_body(endpoint: str, model: str, prompt: str, osl: int, extra: dict[str, Any] | None = None) -> bytes:
-    """The JSON body of one streaming request (``stream_options.include_usage`` on).
-
-    >>> json.loads(request_body("completions", "m", "hi", 4))["max_tokens"]
-    4
-    """
-    body: dict[str, Any] = {"model": model, "max_tokens": osl, "stream": True, "stream_options": {"include_usage": True}}
-    if endpoint == "chat":
-        body["messages"] = [{"role": "user", "content": prompt}]
-    else:
-        body["prompt"] = prompt
-    body.update(extra or {})
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-def endpoint_url(url: str, endpoint: str) -> str:
-    """``url`` plus the route of ``endpoint`` (``chat`` or ``completions``) unless ``url`` already names one."""
-    if endpoint not in ENDPOINTS:
-        raise ConfigError("endpoint", f"{endpoint!r} is not an endpoint", "use chat or completions")
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError("url", f"{url!r} is not an http(s) URL", "use e.g. http://127.0.0.1:8000")
-    u = url.rstrip("/")
-    return u if u.endswith(tuple(ENDPOINTS.values())) else u + ENDPOINTS[endpoint]
-
-
-# ---------------------------------------------------------------------------------------------------- SSE handling
-class _SSE:
-    """Incremental SSE reader: feed it raw bytes with their arrival time; it fills a :class:`RequestRecord`."""
-
-    __slots__ = ("rec", "buf", "done", "first")
-
-    def __init__(self, rec: RequestRecord) -> None:
-        self.rec, self.buf, self.done, self.first = rec, b"", False, True
-
-    def feed(self, data: bytes, now_ns: int) -> None:
-        buf = self.buf + data if self.buf else data
-        if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n")
-        start = 0
-        while (end := buf.find(b"\n\n", start)) >= 0:
-            ev = buf[start:end]
-            start = end + 2
-            if ev.startswith(b"data:") and b"\n" not in ev:
-                self._data(ev[5:].strip(), now_ns)
-            else:
-                for line in ev.split(b"\n"):
-                    if line.startswith(b"data:"):
-                        self._data(line[5:].strip(), now_ns)
-            if self.rec.error is not None:
-                return
-        self.buf = buf[start:]
-
-    def _data(self, p: bytes, now_ns: int) -> None:
-        rec = self.rec
-        if self.done or rec.error is not None:
-            return
-        if p == b"[DONE]":
-            self.done = True
-            return
-        if not (p.startswith(b"{") and p.endswith(b"}")):
-            rec.error, rec.reason = "non_json", f"data line is not JSON: {p[:80]!r}"
-            return
-        obj = None
-        if self.first or b'"error"' in p or (b'"usage"' in p and not _USAGE_NULL.search(p)):
-            self.first = False
-            try:
-                obj = json.loads(p)
-            except ValueError:
-                rec.error, rec.reason = "non_json", f"data line is not valid JSON: {p[:80]!r}"
-                return
-            if not isinstance(obj, dict):
-                rec.error, rec.reason = "non_json", f"data line is not a JSON object: {p[:80]!r}"
-                return
-            if obj.get("error"):
-                err = obj["error"]
-                rec.error = "error_event"
-                rec.reason = str(err.get("message", err) if isinstance(err, dict) else err)[:200]
-                return
-            usage = obj.get("usage")
-            if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-                rec.output_tokens, rec.tokens_from_usage = usage["completion_tokens"], True
-        if _TEXT.search(p):
-            rec.chunk_ns.append(now_ns)
-
-
-def _finish(rec: RequestRecord, sse: _SSE) -> None:
-    """Close a record: cut streams, empty answers and the token count when the server sent no usage."""
-    rec.end_ns = rec.end_ns or time.perf_counter_ns()
-    if rec.error is None:
-        if not sse.done:
-            rec.error, rec.reason = "stream_cut", f"stream ended without data: [DONE] after {len(rec.chunk_ns)} text events"
-        elif not rec.chunk_ns:
-            rec.error, rec.reason = "no_tokens", "the stream finished without any output text"
-        elif not rec.tokens_from_usage:
-            rec.output_tokens = len(rec.chunk_ns)
-
-
-class HttpxSession:
-    """One worker's connection through httpx (any URL, https included)."""
-
-    def __init__(self, timeout_s: float, verify: Any = True) -> None:
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
-        self.client = httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False, verify=verify)
-
-    async def send(self, url: str, body: bytes, rec: RequestRecord) -> None:
-        """Send one streaming request and fill ``rec``; never raises for server or network failures."""
-        sse = _SSE(rec)
-        try:
-            async with self.client.stream("POST", url, content=body, headers=_HEADERS) as resp:
-                rec.status = resp.status_code
-                if resp.status_code >= 400:
-                    text = (await resp.aread())[:300].decode("utf-8", "replace")
-                    rec.error, rec.reason = f"http_{resp.status_code}", text.strip() or resp.reason_phrase
-                    return
-                async for data in resp.aiter_raw():
-                    sse.feed(data, time.perf_counter_ns())
-                    if rec.error is not None:
-                        return
-        except httpx.ConnectError as exc:
-            rec.error, rec.reason = "connect_error", f"cannot connect to {url}: {exc}"
-        except httpx.TimeoutException as exc:
-            rec.error, rec.reason = "timeout", f"{type(exc).__name__} after {len(rec.chunk_ns)} text events"
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            rec.error, rec.reason = "stream_cut", f"{type(exc).__name__}: {exc} after {len(rec.chunk_ns)} text events"
-        except httpx.HTTPError as exc:
-            rec.error, rec.reason = "http_error", f"{type(exc).__name__}: {exc}"
-        finally:
-            rec.end_ns = time.perf_counter_ns()
-            _finish(rec, sse)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
-class RawSession:
-    """One worker's keep-alive connection through :mod:`workshop_lib.bench.rawhttp` (``http://`` only)."""
-
-    def __init__(self, url: str, timeout_s: float) -> None:
-        u = httpx.URL(url)
-        self.path = u.raw_path.decode() or "/"
-        self.conn = RawConnection(u.host, u.port or 80)
-        self.timeout_s = timeout_s
-
-    async def send(self, url: str, body: bytes, rec: RequestRecord) -> None:
-        """Send one streaming request and fill ``rec``; never raises for server or network failures."""
-        sse = _SSE(rec)
-        err_body: list[bytes] = []
-
-        def on_status(code: int, reason: bytes) -> None:
-            rec.status = code
-
-        def on_data(data: bytes, now: int) -> None:
-            if rec.status is not None and rec.status >= 400:
-                err_body.append(data)
-            elif rec.error is None:
-                sse.feed(data, now)
-
-        try:
-            await self.conn.request(self.path, body, on_status, on_data, self.timeout_s, min(10.0, self.timeout_s))
-            if rec.status is not None and rec.status >= 400:
-                text = b"".join(err_body)[:300].decode("utf-8", "replace").strip()
-                rec.error, rec.reason = f"http_{rec.status}", text or f"HTTP {rec.status}"
-        except StreamCut as exc:
-            rec.error, rec.reason = "stream_cut", f"{exc} after {len(rec.chunk_ns)} text events"
-        except TimeoutError:
-            rec.error, rec.reason = "timeout", f"no complete response within {self.timeout_s:g} s " \
-                f"after {len(rec.chunk_ns)} text events"
-        except OSError as exc:
-            kind = "connect_error" if rec.status is None else "stream_cut"
-            rec.error, rec.reason = kind, f"cannot connect to {url}: {exc}" if rec.status is None else str(exc)
-        finally:
-            rec.end_ns = time.perf_counter_ns()
-            _finish(rec, sse)
-
-    async def aclose(self) -> None:
-        self.conn.close()
-
-
-_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
-TRANSPORTS = ("auto", "raw", "httpx")
-
-
-def make_sessions(n: int, url: str, timeout_s: float, transport: str = "auto") -> list[HttpxSession | RawSession]:
-    """``n`` single-connection sessions. ``auto`` picks the raw client for ``http://`` and httpx for ``https://``.
-
-    One connection per session on purpose: httpx's pool scans every connection on every event, so one shared pool of
-    ``n`` connections costs O(n) CPU per streamed token (it made the client the bottleneck at 64 streams).
-    """
-    if transport not in TRANSPORTS:
-        raise ConfigError("transport", f"{transport!r} is not a client transport", f"use one of {', '.join(TRANSPORTS)}")
-    if transport == "raw" or (transport == "auto" and url.startswith("http://")):
-        if not url.startswith("http://"):
-            raise ConfigError("transport", "the raw client speaks plain http:// only", "use transport httpx for https")
-        return [RawSession(url, timeout_s) for _ in range(n)]
-    import ssl
-
-    ctx = ssl.create_default_context()
-    return [HttpxSession(timeout_s, ctx) for _ in range(n)]
 
 
 # ---------------------------------------------------------------------------------------------------- sweep
@@ -350,6 +151,10 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def _body(endpoint: str, model: str, prompt: str, osl: int, extra: dict[str, Any] | None) -> bytes:
+    return encode_body(request_body(model, prompt, max_tokens=osl, endpoint=endpoint, extra=extra))
+
+
 async def _run_level(sessions: Sequence[HttpxSession | RawSession], url: str, conc: int, bodies: Sequence[bytes],
                      out: list[RequestRecord], on_done: Callable[[], None]) -> None:
     """Run ``len(bodies)`` requests with exactly ``conc`` in flight (one worker per session); records go to ``out``."""
@@ -382,9 +187,9 @@ async def _sweep(res: SweepResult, url: str, model: str, concurrency: Sequence[i
                 if warmup:
                     prompts = build_prompts(warmup, isl, tokenizer, seed=10_000 + level)
                     await _run_level(clients, target, conc,
-                                     [request_body(endpoint, model, p, osl, extra) for p in prompts], [], lambda: None)
+                                     [_body(endpoint, model, p, osl, extra) for p in prompts], [], lambda: None)
                 prompts = build_prompts(requests, isl, tokenizer, seed=level)
-                bodies = [request_body(endpoint, model, p, osl, extra) for p in prompts]
+                bodies = [_body(endpoint, model, p, osl, extra) for p in prompts]
                 recs: list[RequestRecord] = []
                 t0 = time.perf_counter()
                 res.meta["_current"] = (conc, recs, t0)
@@ -499,24 +304,6 @@ def run_sweep(url: str, model: str, concurrency: Sequence[int], requests: int, i
 
 async def _await(task: asyncio.Task[None]) -> None:
     await task
-
-
-def parse_concurrency(text: str) -> list[int]:
-    """``"1,5,10"`` -> ``[1, 5, 10]``.
-
-    Raises:
-        ConfigError: an item is not a positive integer.
-
-    >>> parse_concurrency("1, 5,10")
-    [1, 5, 10]
-    """
-    try:
-        out = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError("--concurrency", f"{text!r} is not a list of integers", "use e.g. 1,5,10,20") from None
-    if not out or min(out) <= 0:
-        raise ConfigError("--concurrency", f"{text!r} must hold positive integers", "use e.g. 1,5,10,20")
-    return out
 
 
 if __name__ == "__main__":  # pragma: no cover
