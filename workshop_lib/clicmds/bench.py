@@ -1,17 +1,17 @@
-"""``workshop bench``: serving sweeps, the equivalent aiperf command, aiperf result files, NIXL KV-transfer sweeps.
+"""``workshop bench``: serving sweeps, the equivalent aiperf command, aiperf result files.
+
+The NIXL pair runs from one command, ``workshop lab nixl`` (:mod:`workshop_lib.lab.nixl_cli`); sweeps over backends
+and operations are :func:`workshop_lib.bench.nixl.sweep_nixl`.
 
 Examples:
     workshop bench serve --url http://127.0.0.1:8000 --model M --concurrency 1,5,10,20 --requests 100 --json out.json
     workshop bench aiperf-cmd --url http://127.0.0.1:8000 --model M --concurrency 10
     workshop bench aiperf DIR [DIR...]
-    workshop bench nixl --backend UCX,LIBFABRIC --op READ,WRITE --sizes 4K..64M --json kv.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from pathlib import Path
 
@@ -22,7 +22,7 @@ _SHOW = ["concurrency", "requests", "errors", "ttft_p50_ms", "ttft_p99_ms", "itl
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks: serving sweep, aiperf interop, NIXL KV-transfer sweep")
+    p = sub.add_parser("bench", help="benchmarks: serving sweep, aiperf interop")
     bsub = p.add_subparsers(dest="bench_command", metavar="BENCH")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -62,22 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--csv", dest="csv_out")
     r.set_defaults(func=_aiperf_read)
 
-    n = bsub.add_parser("nixl", help="KV-transfer bandwidth sweep with the lab's NIXL agent pair")
-    n.add_argument("--backend", default="UCX,LIBFABRIC")
-    n.add_argument("--op", default="READ,WRITE")
-    n.add_argument("--sizes", default="4K..64M", help="e.g. 4K..64M (powers of two) or 4K,1M,64M")
-    n.add_argument("--mem", choices=["DRAM", "VRAM"], default="DRAM")
-    n.add_argument("--netns", action="store_true", help="two network namespaces joined by a veth pair (root)")
-    n.add_argument("--ucx-tls", help="e.g. tcp (same-host UCX otherwise uses a kernel memory copy)")
-    n.add_argument("--iters", type=int, default=0, help="iterations per size (0: automatic)")
-    n.add_argument("--batch", type=int, default=1)
-    n.add_argument("--inflight", type=int, default=1)
-    n.add_argument("--log-dir", help="agents' logs (default: the lab's run directory)")
-    n.add_argument("--json", dest="json_out")
-    n.add_argument("--csv", dest="csv_out")
-    n.add_argument("--quiet", action="store_true")
-    n.set_defaults(func=_nixl)
-
 
 def _print_frame(df, cols: list[str] | None = None) -> None:
     import pandas as pd
@@ -88,7 +72,8 @@ def _print_frame(df, cols: list[str] | None = None) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from workshop_lib.bench.serve import parse_concurrency, run_sweep
+    from workshop_lib.bench.serve import run_sweep
+    from workshop_lib.parsing import parse_concurrency
 
     res = run_sweep(args.url, args.model, parse_concurrency(args.concurrency), args.requests, isl=args.isl,
                     osl=args.osl, endpoint=args.endpoint, warmup=args.warmup, progress=not args.quiet,
@@ -117,7 +102,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _aiperf_cmd(args: argparse.Namespace) -> int:
     from workshop_lib.bench.aiperf import aiperf_command, shell_line
-    from workshop_lib.bench.serve import endpoint_url, parse_concurrency
+    from workshop_lib.bench.client import endpoint_url
+    from workshop_lib.parsing import parse_concurrency
 
     endpoint_url(args.url, args.endpoint)  # the same URL/endpoint check as `bench serve`
     for c in parse_concurrency(args.concurrency):
@@ -134,23 +120,4 @@ def _aiperf_read(args: argparse.Namespace) -> int:
     if args.csv_out:
         df.to_csv(args.csv_out, index=False)
     _print_frame(df, _SHOW)
-    return 0
-
-
-def _nixl(args: argparse.Namespace) -> int:
-    from workshop_lib.bench.nixl import bandwidth_table, sweep_nixl
-
-    df = sweep_nixl(args.backend, args.op, args.sizes, mem=args.mem, netns=args.netns, iters=args.iters,
-                    ucx_tls=args.ucx_tls, batch=args.batch, inflight=args.inflight, log_dir=args.log_dir,
-                    progress=not args.quiet)
-    if args.json_out:
-        rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-                for r in df.to_dict("records")]
-        Path(args.json_out).write_text(json.dumps({"rows": rows}, indent=2, default=str) + "\n")
-    if args.csv_out:
-        df.to_csv(args.csv_out, index=False)
-    print(bandwidth_table(df).to_string())
-    if not df["verified"].all():
-        print("WARNING: some transfers did not verify (checksum mismatch): see the agents' logs", file=sys.stderr)
-        return 1
     return 0
