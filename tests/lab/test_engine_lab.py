@@ -20,9 +20,9 @@ import psutil
 import pytest
 
 from tests.lab.conftest import lab_binaries_or_skip
+from workshop_lib.bench.client import chat
 from workshop_lib.errors import LabError
 from workshop_lib.lab import setup as lab_setup
-from workshop_lib.lab.chat import chat
 from workshop_lib.lab.serving import Lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]

@@ -144,8 +144,8 @@ def test_platform_install_reaches_the_cluster_before_helm(tmp_path: Path, monkey
 
 
 def test_frontend_404_hint_is_target_neutral() -> None:
+    from workshop_lib.bench.client import chat
     from workshop_lib.bench.testserver import running_server
-    from workshop_lib.lab.chat import chat
 
     with running_server(ttft_s=0.0, itl_s=0.0, tokens=2) as srv:
         url = f"http://127.0.0.1:{srv.port}"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from workshop_lib.bench.client import parse_sse_line, request_body
 from workshop_lib.clicmds.lab import format_status
 from workshop_lib.lab import procs
-from workshop_lib.lab.chat import parse_sse_line, request_body
 from workshop_lib.lab.serving import LabStatus, ProcStatus
 from workshop_lib.lab.stack import DEFAULT_PORTS, NAMES, lab_env, plan
 

@@ -65,7 +65,7 @@ def split(ttft_s: float, d: dict[str, float]) -> dict[str, float]:
 
 def ttft_breakdown(lab: Any = None, n: int = 8, max_tokens: int = 8) -> list[dict[str, Any]]:
     """Send ``n`` streamed chat requests one by one to the running real-engine lab; one record per request."""
-    from workshop_lib.lab.chat import chat
+    from workshop_lib.bench.client import chat
     from workshop_lib.lab.serving import Lab
 
     lab = lab or Lab()
