@@ -24,11 +24,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from workshop_lib.errors import ConfigError
+from workshop_lib.k8s import INSTANCE_LABEL
 
 if TYPE_CHECKING:  # pragma: no cover
     from workshop_lib.config import WorkshopConfig
 
-GPU_NODE_LABEL = "node.kubernetes.io/instance-type"
+GPU_NODE_LABEL = INSTANCE_LABEL
 WORKSHOP_MINUTES = 60  # the four sections: 15 + 15 + 20 + 10
 
 

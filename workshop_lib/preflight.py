@@ -27,15 +27,11 @@ from workshop_lib.cluster.client import Cluster
 from workshop_lib.cluster.diagnose import ready_counts
 from workshop_lib.config import INSTANCE_TYPES, WorkshopConfig, parse_quantity
 from workshop_lib.errors import ClusterError
+from workshop_lib.k8s import DGD_API, DGD_CRD, DGD_KIND, EFA_RESOURCE, GPU_RESOURCE, INSTANCE_LABEL, ZONE_LABEL
 
 # Rows are workshop_lib.checks.Check (INFO: a manual check the API cannot see, it does not judge); preflight's table
 # shows them without the evidence column.
 COLUMNS = ["check", "status", "found", "expected", "fix"]
-INSTANCE_LABEL = "node.kubernetes.io/instance-type"
-ZONE_LABEL = "topology.kubernetes.io/zone"
-EFA_RESOURCE = "vpc.amazonaws.com/efa"
-GPU_RESOURCE = "nvidia.com/gpu"
-DGD_CRD = "dynamographdeployments.nvidia.com"
 # Expected platform pods: name prefix -> containers (FACTS.md, "Cluster setup").
 PLATFORM_PODS = {
     "dynamo-platform-dynamo-operator-controller-manager-": 2,
@@ -91,7 +87,7 @@ def snapshot(cluster: Cluster, cfg: WorkshopConfig) -> Snapshot:
 
     s.secret_keys = read("secret", secret_keys)
     s.network_policies = read("netpol", lambda: cluster.list("networking.k8s.io/v1", "NetworkPolicy", cfg.namespace)) or []
-    dgds = read("dgds", lambda: cluster.list("nvidia.com/v1alpha1", "DynamoGraphDeployment", cfg.namespace)) or []
+    dgds = read("dgds", lambda: cluster.list(DGD_API, DGD_KIND, cfg.namespace)) or []
     s.errors.pop("dgds", None)  # no DGD kind means no CRDs: the Dynamo CRDs row says so
     pods = read("workloads", lambda: cluster.list("v1", "Pod", cfg.namespace)) or []
     s.workloads = [*dgds, *pods]
@@ -351,7 +347,7 @@ def check_network_policy(s: Snapshot, cfg: WorkshopConfig) -> Check:
 def _host_infiniband_users(workloads: list[dict[str, Any]]) -> list[str]:
     out = []
     for w in workloads:
-        if w.get("kind") == "DynamoGraphDeployment":
+        if w.get("kind") == DGD_KIND:
             specs = [(f"{_name(w)}/{n}", (svc or {}).get("extraPodSpec") or {})
                      for n, svc in ((w.get("spec") or {}).get("services") or {}).items()]
         else:

@@ -20,14 +20,15 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from workshop_lib.config import FRAMEWORKS, INSTANCE_TYPES, KV_BACKENDS, TARGETS
 from workshop_lib.errors import ConfigError
 
-# Parameters shown as drop-downs, with their choices.
+# Parameters shown as drop-downs, with their choices (the lists live in workshop_lib.config, which validates them).
 CHOICES: dict[str, tuple[str, ...]] = {
-    "TARGET": ("local", "eks"),
-    "FRAMEWORK": ("vllm", "trtllm"),
-    "KV_BACKEND": ("LIBFABRIC", "UCX"),
-    "INSTANCE_TYPE": ("p5.48xlarge", "p5en.48xlarge", "p4d.24xlarge", "p6-b200.48xlarge"),
+    "TARGET": TARGETS,
+    "FRAMEWORK": FRAMEWORKS,
+    "KV_BACKEND": KV_BACKENDS,
+    "INSTANCE_TYPE": tuple(INSTANCE_TYPES),
 }
 HIDDEN = ("HF_TOKEN",)  # never shown in a form (the token comes from the environment or getpass)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from workshop_lib import preflight, table
 from workshop_lib.clicmds.config import load
+from workshop_lib.config import TARGETS
 
 
 def add_cluster_args(p: argparse.ArgumentParser) -> None:
@@ -20,7 +21,7 @@ def add_cluster_args(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("preflight", help="check the cluster (or this machine) is ready for the workshop")
-    p.add_argument("--target", choices=["eks", "local"], default="eks", help="what to check (default: eks)")
+    p.add_argument("--target", choices=TARGETS, default="eks", help="what to check (default: eks)")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     add_cluster_args(p)
     p.set_defaults(func=run)

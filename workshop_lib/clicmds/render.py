@@ -52,7 +52,12 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--set {unknown[0]}", "unknown config field", f"use one of {', '.join(sorted(fields))}")
         files = render_all(WorkshopConfig.from_params({**cfg.to_dict(), **sets}) if sets else cfg)
     else:
-        files = render(cfg, args.profile, sets)
+        try:
+            files = render(cfg, args.profile, sets)
+        except ConfigError as exc:
+            if exc.where != "profile":
+                raise
+            raise ConfigError("--profile", exc.problem, exc.fix) from None  # the library names the field; the CLI its flag
     if args.out is None:
         for f in files:
             sys.stdout.write(f"# ---- {f.path}\n{f.text}")

@@ -6,7 +6,7 @@ import argparse
 import ast
 import sys
 
-from workshop_lib.config import WorkshopConfig
+from workshop_lib.config import TARGETS, WorkshopConfig
 from workshop_lib.errors import ConfigError
 from workshop_lib.runner import format_summary, run_notebooks
 
@@ -21,7 +21,7 @@ def _value(text: str) -> object:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the four notebooks headless into runs/<timestamp>/ and print a summary")
-    p.add_argument("--target", choices=["local", "eks"], default="local")
+    p.add_argument("--target", choices=TARGETS, default="local")
     p.add_argument(
         "-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"), default=[],
         help="notebook parameter (repeatable), e.g. -p KV_BACKEND UCX -p PREFILL_NODE ip-10-0-1-12",

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from workshop_lib.k8s import DGD_KIND
+
 RANK: dict[str, int] = {
     "CustomResourceDefinition": 0,
     "Namespace": 1,
@@ -32,7 +34,7 @@ RANK: dict[str, int] = {
     "StatefulSet": 8,
     "Job": 8,
     "Pod": 8,
-    "DynamoGraphDeployment": 9,
+    DGD_KIND: 9,
 }
 DEFAULT_RANK = 8  # unknown kinds go with the workloads
 

@@ -19,10 +19,11 @@ from tqdm.auto import tqdm
 from workshop_lib.cluster.client import MANAGED_BY, MANAGED_BY_VALUE, Cluster, describe
 from workshop_lib.cluster.order import sort_for_apply, sort_for_delete
 from workshop_lib.errors import ClusterError
+from workshop_lib.k8s import DGD_API, DGD_KIND
 
 # Kinds the workshop creates in its namespace, swept by label (apiVersion, kind).
 SWEPT_KINDS: list[tuple[str, str]] = [
-    ("nvidia.com/v1alpha1", "DynamoGraphDeployment"),
+    (DGD_API, DGD_KIND),
     ("batch/v1", "Job"),
     ("apps/v1", "Deployment"),
     ("v1", "Pod"),

@@ -23,9 +23,8 @@ from tqdm.auto import tqdm
 from workshop_lib.cluster.client import Cluster
 from workshop_lib.cluster.diagnose import Problem, dgd_ready, event_problem, pod_problems, pod_ready
 from workshop_lib.errors import ClusterError, ClusterTimeout
+from workshop_lib.k8s import DGD_API, DGD_KIND
 
-DGD_API = "nvidia.com/v1alpha1"
-DGD_KIND = "DynamoGraphDeployment"
 DGD_LABEL = "nvidia.com/dynamo-graph-deployment-name"
 
 

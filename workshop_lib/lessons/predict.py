@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from workshop_lib.k8s import EFA_RESOURCE
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
@@ -80,7 +82,7 @@ def grade(prediction: Any, measured: Any, *, question: str = "", unit: str = "",
 # ------------------------------------------------------------------------------------------------ measured answers
 def efa_requested(view_parts: pd.DataFrame) -> int | None:
     """EFA devices one worker requests, from :func:`workshop_lib.lessons.dgd.annotate` rows."""
-    rows = view_parts[view_parts["part"].str.endswith("vpc.amazonaws.com/efa")]
+    rows = view_parts[view_parts["part"].str.endswith(EFA_RESOURCE)]
     return int(rows["value"].iloc[0]) if len(rows) else None
 
 

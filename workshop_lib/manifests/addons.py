@@ -15,11 +15,12 @@ from typing import Any
 
 from workshop_lib import versions
 from workshop_lib.config import WorkshopConfig
+from workshop_lib.k8s import EFA_RESOURCE, GPU_RESOURCE, INSTANCE_LABEL
 
 HF_TOKEN_KEY = "HF_TOKEN"  # a key named `token` is not picked up (HTTP 401), FACTS.md "Cluster setup"
 HF_TOKEN_PLACEHOLDER = "REPLACE_WITH_YOUR_HF_TOKEN"
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-EFA_TOLERATION = {"key": "vpc.amazonaws.com/efa", "operator": "Exists", "effect": "NoSchedule"}
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+EFA_TOLERATION = {"key": EFA_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
 
 def namespace(cfg: WorkshopConfig) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def hf_secret_template(cfg: WorkshopConfig) -> dict[str, Any]:
 
 def _gpu_node_affinity(cfg: WorkshopConfig) -> dict[str, Any]:
     return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": [cfg.instance_type]}]}
+        {"matchExpressions": [{"key": INSTANCE_LABEL, "operator": "In", "values": [cfg.instance_type]}]}
     ]}}}
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from workshop_lib import versions
 from workshop_lib.config import WorkshopConfig
+from workshop_lib.k8s import GPU_RESOURCE, INSTANCE_LABEL
 from workshop_lib.manifests.dgd import EFA_ENV, EFA_RESOURCE, env, worker_image
 
 CONCURRENCY = (1, 5, 10, 20)
@@ -106,7 +107,7 @@ def nixlbench_pods(cfg: WorkshopConfig, seg_type: str = "VRAM") -> list[dict[str
     table), so the target starts ``TARGET_DELAY_S`` later to make the pod named ``initiator`` rank 0.
     """
     run = f"nixlbench-{cfg.kv_backend.lower()}-{seg_type.lower()}"
-    gpus = {"nvidia.com/gpu": "1"} if seg_type == "VRAM" else {}
+    gpus = {GPU_RESOURCE: "1"} if seg_type == "VRAM" else {}
     res = {EFA_RESOURCE: str(cfg.efa_devices), "hugepages-2Mi": cfg.hugepages_2mi, "memory": cfg.worker_memory,
            "cpu": cfg.worker_cpu, **gpus}
     pods = []
@@ -117,7 +118,7 @@ def nixlbench_pods(cfg: WorkshopConfig, seg_type: str = "VRAM") -> list[dict[str
             "metadata": {"name": f"{run}-{role}", "namespace": cfg.namespace, "labels": {LABEL_NIXLBENCH: run}},
             "spec": {
                 "restartPolicy": "Never",
-                "nodeSelector": {"node.kubernetes.io/instance-type": cfg.instance_type},
+                "nodeSelector": {INSTANCE_LABEL: cfg.instance_type},
                 "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
                     {"labelSelector": {"matchLabels": {LABEL_NIXLBENCH: run}}, "topologyKey": "kubernetes.io/hostname"}]}},
                 "containers": [{

@@ -32,6 +32,7 @@ import yaml
 
 from workshop_lib import versions
 from workshop_lib.errors import ClusterError, ManifestError
+from workshop_lib.k8s import DGD_KIND
 from workshop_lib.manifests.schema import DGD_CRD_NAME, crd_from_cluster, crd_schema, load_schema, prepare
 
 KIT_SCHEMA = Path(__file__).resolve().parent / "data" / f"dgd-schema-{versions.DYNAMO}.yaml"
@@ -107,7 +108,7 @@ def kit_dgds() -> list[dict[str, Any]]:
         cfg = WorkshopConfig(framework=fw, prefill_node="a", decode_node="b")
         files += render(cfg, "cross-node", {"layout": "multi"}) + render(cfg, "cross-node")
         files += render(WorkshopConfig(framework=fw), "single-node", {"kv_backend": "LIBFABRIC"})
-    return [d for f in files for d in f.docs if isinstance(d, dict) and d.get("kind") == "DynamoGraphDeployment"]
+    return [d for f in files for d in f.docs if isinstance(d, dict) and d.get("kind") == DGD_KIND]
 
 
 def kit_schema_from_crd(crd: dict[str, Any]) -> dict[str, Any]:

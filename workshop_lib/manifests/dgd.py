@@ -8,6 +8,7 @@ of one availability zone). The NIXL backend is chosen through the mechanism each
 
 Example:
     >>> from workshop_lib.config import WorkshopConfig
+from workshop_lib.k8s import DGD_API, DGD_KIND, EFA_RESOURCE, INSTANCE_LABEL, ZONE_LABEL
     >>> dgd = base_dgd(WorkshopConfig(), "single-node")
     >>> sorted(dgd["spec"]["services"])
     ['DecodeWorker', 'Frontend', 'PrefillWorker']
@@ -21,13 +22,11 @@ from typing import Any
 
 from workshop_lib import versions
 from workshop_lib.config import WorkshopConfig
+from workshop_lib.k8s import DGD_API, DGD_KIND, EFA_RESOURCE, INSTANCE_LABEL, ZONE_LABEL
 from workshop_lib.manifests.documents import dump_yaml
 
-DGD_API = "nvidia.com/v1alpha1"
-DGD_KIND = "DynamoGraphDeployment"
 FRONTEND, PREFILL, DECODE = "Frontend", "PrefillWorker", "DecodeWorker"
 WORKERS = (PREFILL, DECODE)
-EFA_RESOURCE = "vpc.amazonaws.com/efa"
 ENGINE_MOUNT = "/opt/workshop/engine"
 # Pod labels the Dynamo operator puts on every pod of a graph (used by the placement overlay).
 LABEL_GRAPH = "nvidia.com/dynamo-graph-deployment-name"
@@ -241,7 +240,7 @@ def cross_node_overlay(cfg: WorkshopConfig, name: str) -> dict[str, Any]:
     services: dict[str, Any] = {}
     selector = {"matchLabels": {LABEL_GRAPH: name, LABEL_COMPONENT: "worker"}}
     for svc, node in ((PREFILL, cfg.prefill_node), (DECODE, cfg.decode_node)):
-        pod: dict[str, Any] = {"nodeSelector": {"node.kubernetes.io/instance-type": cfg.instance_type}}
+        pod: dict[str, Any] = {"nodeSelector": {INSTANCE_LABEL: cfg.instance_type}}
         if cfg.prefill_node and cfg.decode_node:
             pod["nodeSelector"]["kubernetes.io/hostname"] = node
         else:
@@ -249,7 +248,7 @@ def cross_node_overlay(cfg: WorkshopConfig, name: str) -> dict[str, Any]:
                 "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
                     {"labelSelector": selector, "topologyKey": "kubernetes.io/hostname"}]},
                 "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-                    {"labelSelector": selector, "topologyKey": "topology.kubernetes.io/zone"}]},
+                    {"labelSelector": selector, "topologyKey": ZONE_LABEL}]},
             }
         services[svc] = {"extraPodSpec": copy.deepcopy(pod)}
     return {"spec": {"services": services}}

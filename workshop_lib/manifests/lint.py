@@ -39,6 +39,7 @@ from typing import Any
 from workshop_lib import versions
 from workshop_lib.config import LIBFABRIC_MIN_MEMORY, parse_quantity
 from workshop_lib.errors import ConfigError
+from workshop_lib.k8s import DGD_KIND, INSTANCE_LABEL
 from workshop_lib.manifests.documents import Doc
 from workshop_lib.manifests.envaudit import unread_env
 from workshop_lib.manifests.findings import Finding, finding
@@ -70,7 +71,7 @@ def _bytes(value: str) -> float | None:
 
 
 def _p5_like(svc: Service) -> bool:
-    inst = (svc.pod.get("nodeSelector") or {}).get("node.kubernetes.io/instance-type")
+    inst = (svc.pod.get("nodeSelector") or {}).get(INSTANCE_LABEL)
     return inst == "p5.48xlarge" if inst else svc.quantity(EFA_RESOURCE) is not None
 
 
@@ -99,7 +100,7 @@ def _container_env(c: dict[str, Any]) -> dict[str, tuple[int, str | None]]:
 def rule_unread_env(docs: list[Doc]) -> Iterable[Finding]:
     """WL002: every env var :mod:`~workshop_lib.manifests.envaudit` lists as not read by the pinned stack."""
     for doc in docs:
-        if doc.kind == "DynamoGraphDeployment":
+        if doc.kind == DGD_KIND:
             for svc in services(doc):
                 env = svc.env()
                 for u in unread_env({k: v[1] or "" for k, v in env.items()}, svc.framework or None):
@@ -113,7 +114,7 @@ def rule_unread_env(docs: list[Doc]) -> Iterable[Finding]:
 
 def _libfabric_containers(doc: Doc) -> Iterable[tuple[tuple, dict[str, Any], str]]:
     """``(path, container, framework)`` of every container that moves data with NIXL LIBFABRIC."""
-    if doc.kind == "DynamoGraphDeployment":
+    if doc.kind == DGD_KIND:
         for svc in services(doc):
             if svc.role or svc.spec.get("componentType") == "worker":
                 if svc.kv_backend == "LIBFABRIC":
@@ -277,7 +278,7 @@ def rule_efa_privileged(docs: list[Doc]) -> Iterable[Finding]:
         for svc in services(doc):
             if (efa := svc.quantity(EFA_RESOURCE)) and not svc.privileged:
                 yield finding(doc, "WL005", "error", efa[0], f"{svc.name} requests {efa[1]} EFA devices but is not privileged", fix)
-        if doc.kind != "DynamoGraphDeployment":
+        if doc.kind != DGD_KIND:
             for path, c, _ in containers(doc):
                 if container_efa(c) and not (c.get("securityContext") or {}).get("privileged"):
                     yield finding(doc, "WL005", "error", path, f"container {c.get('name', '?')} requests EFA but is not privileged", fix)

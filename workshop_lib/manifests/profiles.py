@@ -177,7 +177,7 @@ def get_profile(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise ConfigError("--profile", f"unknown profile {name!r}", f"use one of {', '.join(PROFILES)}") from None
+        raise ConfigError("profile", f"unknown profile {name!r}", f"use one of {', '.join(PROFILES)}") from None
 
 
 def render(cfg: WorkshopConfig, profile: str, sets: dict[str, str] | None = None, command: str | None = None) -> list[RenderedFile]:

@@ -22,8 +22,9 @@ import jsonschema
 import yaml
 
 from workshop_lib.errors import ClusterError, ManifestError
+from workshop_lib.k8s import DGD_CRD
 
-DGD_CRD_NAME = "dynamographdeployments.nvidia.com"
+DGD_CRD_NAME = DGD_CRD
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,11 @@ def crd_schema(crd: dict[str, Any], version: str = "v1alpha1") -> dict[str, Any]
     if crd.get("kind") != "CustomResourceDefinition":
         if crd.get("type") == "object" and "properties" in crd:
             return crd
-        raise ManifestError("--crd", "not a CustomResourceDefinition or an openAPIV3Schema", "pass the DGD CRD yaml")
+        raise ManifestError("crd", "not a CustomResourceDefinition or an openAPIV3Schema", "pass the DGD CRD yaml")
     for v in crd.get("spec", {}).get("versions", []):
         if v.get("name") == version:
             return v["schema"]["openAPIV3Schema"]
-    raise ManifestError("--crd", f"the CRD has no version {version!r}", "pass the Dynamo 0.9.0 DynamoGraphDeployment CRD")
+    raise ManifestError("crd", f"the CRD has no version {version!r}", "pass the Dynamo 0.9.0 DynamoGraphDeployment CRD")
 
 
 @lru_cache(maxsize=4)

@@ -21,6 +21,7 @@ from typing import Any
 
 from workshop_lib.config import parse_quantity
 from workshop_lib.errors import ConfigError
+from workshop_lib.k8s import DGD_KIND
 from workshop_lib.manifests.crdsource import SchemaSource
 from workshop_lib.manifests.documents import Doc, FieldPath, load_documents, yaml_files
 from workshop_lib.manifests.findings import Finding, finding
@@ -29,7 +30,6 @@ from workshop_lib.manifests.schema import load_schema, schema_errors
 from workshop_lib.manifests.views import containers, services
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-DGD_KIND = "DynamoGraphDeployment"
 
 
 def _structure(doc: Doc) -> Iterable[Finding]:

@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from workshop_lib.k8s import DGD_KIND, EFA_RESOURCE
 from workshop_lib.manifests.documents import Doc, FieldPath
 
-EFA_RESOURCE = "vpc.amazonaws.com/efa"
 POD_TEMPLATE_KINDS = {"Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job"}
 
 
@@ -40,7 +40,7 @@ def pod_specs(doc: Doc) -> list[tuple[FieldPath, dict[str, Any]]]:
         paths = [("spec", "template", "spec")]
     elif kind == "CronJob":
         paths = [("spec", "jobTemplate", "spec", "template", "spec")]
-    elif kind == "DynamoGraphDeployment":
+    elif kind == DGD_KIND:
         services = _get(d, "spec", "services") or {}
         paths = [("spec", "services", s, "extraPodSpec") for s in services if isinstance(services, dict)]
     else:
@@ -161,7 +161,7 @@ class Service:
 
 def services(doc: Doc) -> list[Service]:
     """The services of a DynamoGraphDeployment (empty for other kinds)."""
-    if doc.kind != "DynamoGraphDeployment":
+    if doc.kind != DGD_KIND:
         return []
     svcs = _get(doc.data, "spec", "services")
     return [Service(doc, str(n), s) for n, s in svcs.items() if isinstance(s, dict)] if isinstance(svcs, dict) else []

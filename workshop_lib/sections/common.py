@@ -2,7 +2,7 @@
 
 Example:
     >>> ctx = start({"TARGET": "local", "REQUESTS": 8, "TEARDOWN": False}, section="02")
-    >>> ctx.cfg.target, ctx.target.name, ctx.extra["REQUESTS"]
+    >>> ctx.cfg.target, ctx.target.name, ctx.cfg.requests
     ('local', 'local', 8)
 """
 
@@ -58,7 +58,7 @@ class Context:
         """Where this notebook's graph runs (:mod:`workshop_lib.targets`); every step goes through it."""
         from workshop_lib.targets import for_config
 
-        urls = {be: str(self.get(f"{be}_URL")) for be in ("UCX", "LIBFABRIC") if self.get(f"{be}_URL")}
+        urls = {be: url for be, url in (("UCX", self.cfg.ucx_url), ("LIBFABRIC", self.cfg.libfabric_url)) if url}
         return for_config(self.cfg, self.state, netns=use_netns(self), urls=urls)
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -72,8 +72,8 @@ class Context:
 
 def use_netns(ctx: Context) -> bool:
     """``NETNS`` when given, else True when running as root (two network namespaces need root)."""
-    want = ctx.get("NETNS")
-    return bool(want) if want is not None else os.geteuid() == 0
+    want = ctx.cfg.netns
+    return want if want is not None else os.geteuid() == 0
 
 
 def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workshop_lib.checks import CheckTable
-from workshop_lib.config import WorkshopConfig
+from workshop_lib.config import PROFILES, WorkshopConfig
 from workshop_lib.record import record
 from workshop_lib.sections.common import Context, record_checks
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-PROFILES = ("platform", "single-node", "cross-node", "bench")
 
 
 # ------------------------------------------------------------------------------------------------ prerequisites

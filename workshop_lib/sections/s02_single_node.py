@@ -125,8 +125,8 @@ def first_line(path: Path, *needles: str) -> str | None:
 def frontend(ctx: Context) -> tuple[str, str]:
     """(URL, model id) of the frontend: ``FRONTEND_URL`` when given, else the target's (the lab's URL, or a
     port-forward to the DGD's ``<dgd>-frontend`` Service)."""
-    if ctx.get("FRONTEND_URL"):
-        return str(ctx.get("FRONTEND_URL")), ctx.cfg.model
+    if ctx.cfg.frontend_url:
+        return ctx.cfg.frontend_url, ctx.cfg.model
     return ctx.target.frontend()
 
 
@@ -162,8 +162,8 @@ def pair_spec(ctx: Context, backend: str, *, netns: bool = False, op: str = "REA
     from workshop_lib.lab.nixl_pair import NixlPairSpec
     from workshop_lib.parsing import parse_sizes
 
-    sizes = ctx.get("NIXL_SIZES") or LOCAL_PAIR_DEFAULTS["sizes"]
-    iters = int(ctx.get("NIXL_ITERS") or LOCAL_PAIR_DEFAULTS["iters"])
+    sizes = ctx.cfg.nixl_sizes or LOCAL_PAIR_DEFAULTS["sizes"]
+    iters = int(ctx.cfg.nixl_iters or LOCAL_PAIR_DEFAULTS["iters"])
     return NixlPairSpec(backend=backend, op=op, sizes=parse_sizes(sizes) if isinstance(sizes, str) else list(sizes),
                         iters=iters, netns=netns)
 

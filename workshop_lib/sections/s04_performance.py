@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from workshop_lib.bench import published
 from workshop_lib.checks import CheckTable
+from workshop_lib.config import KV_BACKENDS
 from workshop_lib.plots import (
     EKS_LABELS,
     FigureInfo,
@@ -35,23 +36,21 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from matplotlib.figure import Figure
 
-BACKENDS = ("UCX", "LIBFABRIC")
+BACKENDS = KV_BACKENDS  # both NIXL backends, UCX first (the baseline)
 SEED_MODELS = {"Qwen/Qwen3-0.6B": "Qwen3-0.6B", "Qwen/Qwen2.5-7B-Instruct": "Qwen2.5-7B", "Qwen/Qwen2.5-7B": "Qwen2.5-7B"}
 
 
 def knobs(ctx: Context) -> dict[str, Any]:
     """The sweep settings: notebook parameters where given, else the target's defaults (small on local)."""
     d = ctx.target.sweep_defaults
-    conc = ctx.get("CONCURRENCY") or d["concurrency"]
-    if isinstance(conc, str):
-        conc = [int(c) for c in conc.replace(" ", "").split(",") if c]
+    cfg, given = ctx.cfg, ctx.params  # typed config fields; ISL/OSL fall back to the target's only when not given
     return {
-        "concurrency": [int(c) for c in conc],
-        "requests": int(ctx.get("REQUESTS") or d["requests"]),
-        "isl": int(ctx.get("ISL") or d["isl"]),
-        "osl": int(ctx.get("OSL") or d["osl"]),
-        "sizes": ctx.get("NIXL_SIZES") or d["sizes"],
-        "iters": int(ctx.get("NIXL_ITERS") or d["iters"]),
+        "concurrency": [int(c) for c in (cfg.concurrency or d["concurrency"])],
+        "requests": int(cfg.requests or d["requests"]),
+        "isl": int(cfg.isl if given.get("ISL") is not None else d["isl"]),
+        "osl": int(cfg.osl if given.get("OSL") is not None else d["osl"]),
+        "sizes": cfg.nixl_sizes or d["sizes"],
+        "iters": int(cfg.nixl_iters or d["iters"]),
     }
 
 

@@ -126,7 +126,7 @@ def run_vram(ctx: Context, gpus: int) -> pd.DataFrame:
     from workshop_lib.lab.nixl_pair import NixlPairSpec, run_pair
     from workshop_lib.parsing import parse_sizes
 
-    spec = NixlPairSpec(backend="UCX", op="READ", sizes=parse_sizes(str(ctx.get("VRAM_SIZES") or VRAM_SIZES)),
+    spec = NixlPairSpec(backend="UCX", op="READ", sizes=parse_sizes(str(ctx.cfg.vram_sizes or VRAM_SIZES)),
                         iters=VRAM_ITERS, mem="VRAM", gpus=(0, min(1, gpus - 1)))
     return lab_frame(run_pair(spec, ctx.work_dir / "transfer-vram"))
 

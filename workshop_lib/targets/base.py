@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from workshop_lib.checks import CheckTable
 from workshop_lib.config import WorkshopConfig
+from workshop_lib.k8s import DGD_KIND
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-DGD_KIND = "DynamoGraphDeployment"
 ROLES = ("frontend", "prefill", "decode")
 # The DGD service of each role in the kit's graphs (workshop_lib.manifests); the pods carry it as their component.
 ROLE_SERVICES = {"frontend": "Frontend", "prefill": "PrefillWorker", "decode": "DecodeWorker"}

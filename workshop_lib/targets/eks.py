@@ -22,6 +22,7 @@ from workshop_lib.checks import CheckTable
 from workshop_lib.config import INSTANCE_TYPES, WorkshopConfig
 from workshop_lib.cost import gpu_node_starts as _starts
 from workshop_lib.errors import ConfigError
+from workshop_lib.k8s import DGD_API, EFA_RESOURCE, INSTANCE_LABEL
 from workshop_lib.targets.base import (
     DGD_KIND,
     GRAPH_LABELS,
@@ -39,10 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from workshop_lib.cluster import Cluster
 
-INSTANCE_LABEL = "node.kubernetes.io/instance-type"
-EFA_RESOURCE = "vpc.amazonaws.com/efa"
 GRAPH_LABEL = "nvidia.com/dynamo-graph-deployment-name"
-DGD_API = "nvidia.com/v1alpha1"
 SERVING_LABELS = GRAPH_LABELS
 WARMUP_BATCH = 4  # concurrent completions after the first one, before section 3 reads handshakes
 WARMUP_PROMPT = "In one sentence, what does the KV cache hold?"
