@@ -14,17 +14,22 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from workshop_lib.config import FRAMEWORKS, INSTANCE_TYPES, KV_BACKENDS
+
+# The drop-down choices named in the parameters cell come from workshop_lib.config (which validates them).
+_INSTANCES = " | ".join(f"{t.name} ({t.efa} EFA)" if i == 0 else t.name for i, t in enumerate(INSTANCE_TYPES.values()))
+
 HERE = Path(__file__).resolve().parent
 Cell = tuple[str, str] | tuple[str, str, list[str]]
 
 # Parameters every notebook shares (papermill overrides any of them; names map to WorkshopConfig fields).
-COMMON_PARAMS = '''TARGET = "local"              # "local": the lab on this machine; "eks": your cluster via kubeconfig
+COMMON_PARAMS = f'''TARGET = "local"              # "local": the lab on this machine; "eks": your cluster via kubeconfig
 NAMESPACE = "dynamo-workshop"    # where the workshop's DynamoGraphDeployments go (eks)
 PLATFORM_NAMESPACE = "dynamo-system"
 MODEL = "Qwen/Qwen3-0.6B"       # eks: the model the workers serve (local serves the lab's offline tokenizer model)
-FRAMEWORK = "vllm"              # vllm | trtllm
-KV_BACKEND = "LIBFABRIC"        # LIBFABRIC | UCX: the NIXL backend that moves the KV cache
-INSTANCE_TYPE = "p5.48xlarge"   # p5.48xlarge (32 EFA) | p5en.48xlarge | p4d.24xlarge | p6-b200.48xlarge
+FRAMEWORK = "vllm"              # {" | ".join(FRAMEWORKS)}
+KV_BACKEND = "LIBFABRIC"        # {" | ".join(sorted(KV_BACKENDS))}: the NIXL backend that moves the KV cache
+INSTANCE_TYPE = "p5.48xlarge"   # {_INSTANCES}
 PREFILL_NODE = None             # eks: node name for the prefill worker (None: anti-affinity picks)
 DECODE_NODE = None              # eks: node name for the decode worker
 WORKER_IMAGE = None             # eks: an image built with EFA (needed for LIBFABRIC; None: a placeholder that FAILs)
