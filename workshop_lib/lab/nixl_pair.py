@@ -17,7 +17,11 @@ With ``netns=True`` each agent runs in its own network namespace joined by a vet
 cross a network interface; otherwise everything stays on loopback (UCX still prefers CMA, a kernel memory copy,
 unless ``ucx_tls="tcp"``).
 
+The processes (readiness checks, placement, environment, the handle on each agent) live in
+:mod:`workshop_lib.lab.nixl_launch`; this module holds the spec, the rows and the run's conversation.
+
 Example:
+    >>> from workshop_lib.parsing import parse_sizes
     >>> res = run_pair(NixlPairSpec(backend="UCX", op="READ", sizes=parse_sizes("4K,1M")))   # doctest: +SKIP
     >>> res.to_frame()[["block_size", "gbps", "verified", "transport"]]                      # doctest: +SKIP
 """
@@ -25,30 +29,32 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import select
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workshop_lib.bench.stats import percentile
-from workshop_lib.errors import ConfigError, LabError, LabUnsupported
-from workshop_lib.lab import netns as netns_mod
+from workshop_lib.errors import ConfigError
 from workshop_lib.lab import setup as lab_setup
 from workshop_lib.lab.nixl_diag import diagnose, summary_line, zero_checksum
+from workshop_lib.lab.nixl_launch import (
+    AgentDied,
+    AgentProcess,
+    agent_env,
+    check_ready,
+    default_log_dir,
+    free_port,
+    placement,
+)
 from workshop_lib.lab.nixl_plan import (
     DEFAULT_SIZES,
     IterPolicy,
     gbps,
     libfabric_transport,
-    parse_gpus,
     pct_of_peer_copy,
     read_lines,
     scan_libfabric,
@@ -56,8 +62,7 @@ from workshop_lib.lab.nixl_plan import (
     total_region_bytes,
     ucx_transport_for,
 )
-from workshop_lib.parsing import GiB, format_size, parse_size, parse_sizes
-from workshop_lib.paths import repo_root
+from workshop_lib.parsing import GiB, format_size
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,9 +72,6 @@ __all__ = [
     "NixlPairResult",
     "TransferRow",
     "ROW_COLUMNS",
-    "parse_sizes",
-    "parse_size",
-    "parse_gpus",
     "run_pair",
     "AgentDied",
 ]
@@ -77,7 +79,6 @@ __all__ = [
 BACKENDS = ("UCX", "LIBFABRIC")
 OPS = ("READ", "WRITE")
 MEMS = ("DRAM", "VRAM")
-LOG_KNOBS = {"NIXL_LOG_LEVEL": "INFO", "FI_LOG_LEVEL": "info", "UCX_LOG_LEVEL": "info", "UCX_PROTO_INFO": "y"}
 METADATA_EXCHANGE = "NIXL listener: initiator fetch_remote_metadata + send_local_metadata (both agents listening)"
 MAX_REGION_BYTES = {"DRAM": 4 * GiB, "VRAM": 16 * GiB}  # per side, all sizes together
 WRITE_SETTLE_S = 2.0  # LIBFABRIC/tcp: a WRITE's bytes reach the target's memory ~20 ms after the initiator's DONE
@@ -196,248 +197,6 @@ class NixlPairResult:
         return bool(self.rows) and all(r.verified for r in self.rows)
 
 
-class AgentDied(LabError):
-    """A NIXL agent process exited or failed during a pair run (carries the tail of its log)."""
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Processes
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def log_tail(path: Path, lines: int = 25) -> str:
-    """The last ``lines`` lines of a log (reads at most the last 64 KiB)."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 65536))
-            data = fh.read().decode(errors="replace")
-    except OSError as exc:
-        return f"(log unreadable: {exc})"
-    return "\n".join(data.splitlines()[-lines:])
-
-
-class _Agent:
-    """The parent's handle on one agent process: its control socket, its log, and a kill that always works."""
-
-    def __init__(self, role: str, cmd_prefix: list[str], env: dict[str, str], log: Path) -> None:
-        self.role = role
-        self.log = log
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock = parent_sock
-        self.buf = b""
-        fd = child_sock.fileno()
-        cmd = [*cmd_prefix, sys.executable, "-m", "workshop_lib.lab.nixl_agent", "--role", role, "--ctl-fd", str(fd)]
-        self.logfh = log.open("ab", buffering=0)
-        self.logfh.write(f"# workshop lab nixl {role}: {' '.join(cmd)}\n".encode())
-        try:
-            self.proc = subprocess.Popen(
-                cmd,
-                pass_fds=(fd,),
-                stdin=subprocess.DEVNULL,
-                stdout=self.logfh,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=str(repo_root()),
-                start_new_session=True,
-            )
-        finally:
-            child_sock.close()
-
-    def send(self, **obj: Any) -> None:
-        try:
-            self.sock.sendall(json.dumps(obj).encode() + b"\n")
-        except OSError:
-            self._died(f"could not send {obj.get('cmd')!r}")
-
-    def _died(self, what: str, peers: tuple[_Agent, ...] = ()) -> None:
-        # When this agent failed because its peer died (a remote disconnect), the dead peer is the news.
-        for other in peers:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                other.proc.wait(timeout=1.0)
-            if other.proc.poll() is not None:
-                other._died(f"{what.replace('it reported', f'the {self.role} then reported')}")
-        rc = self.proc.poll()
-        if rc is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                rc = self.proc.wait(timeout=2)
-        how = (
-            "is still running"
-            if rc is None
-            else (f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}")
-        )
-        raise AgentDied(
-            f"nixl {self.role}",
-            f"the agent {how} ({what}); log {self.log}, last lines:\n{log_tail(self.log)}",
-            "read the log above; `workshop lab setup --check` shows missing pieces",
-        )
-
-    def expect(self, event: str, timeout: float, watch: tuple[_Agent, ...] = ()) -> dict[str, Any]:
-        """Wait for ``event`` from the agent; raise :class:`AgentDied` on exit, error or timeout.
-
-        The agents in ``watch`` (the peer) are checked too: a dead peer is reported at once, not as a timeout.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n" in self.buf:
-                line, _, self.buf = self.buf.partition(b"\n")
-                msg = json.loads(line)
-                if msg.get("event") == "error":
-                    self._died(f"it reported {msg.get('error')}", watch)
-                if msg.get("event") == event:
-                    return msg
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self._died(f"no {event!r} within {timeout:.0f} s")
-            ready, _, _ = select.select([self.sock], [], [], min(left, 0.2))
-            if ready:
-                chunk = self.sock.recv(1 << 20)
-                if not chunk:
-                    self._died(f"control channel closed while waiting for {event!r}")
-                self.buf += chunk
-            elif self.proc.poll() is not None:
-                self._died(f"while waiting for {event!r}")
-            for other in watch:
-                if other.proc.poll() is not None:
-                    other._died(f"while the {self.role} was waiting for {event!r}")
-
-    def kill(self) -> None:
-        """SIGKILL the agent's whole process group and reap it (safe to call twice)."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
-        with contextlib.suppress(OSError):
-            self.sock.close()
-        with contextlib.suppress(OSError):
-            self.logfh.close()
-
-
-def _check_ready(spec: NixlPairSpec) -> dict[str, Any]:
-    """Refuse early, with one line, what cannot run here; returns facts for ``meta``."""
-    lab_setup.require_linux()
-    facts: dict[str, Any] = {}
-    if spec.mem == "VRAM":
-        facts.update(_check_gpus(spec.gpus))
-    if spec.netns:
-        netns_mod.require_netns_support()
-    items = {i.name: i for i in lab_setup.status()}
-    for name in ("libcuda.so.1", "libcudart.so.12", "nixl wheels"):
-        it = items.get(name)
-        if it is not None and not it.ok:
-            raise LabError(f"nixl pair: {name}", f"not ready ({it.found})", it.fix or "run `workshop lab setup`")
-    facts["libcuda"] = items["libcuda.so.1"].found if "libcuda.so.1" in items else None
-    if spec.backend == "LIBFABRIC":
-        reason = lab_setup.libfabric_unavailable_reason()
-        if reason:
-            raise LabUnsupported("LIBFABRIC", reason, "use --backend UCX, or run `workshop lab setup`")
-        facts["libfabric"] = items["libfabric"].found
-    return facts
-
-
-def _check_gpus(gpus: tuple[int, int]) -> dict[str, Any]:
-    try:
-        import torch
-    except ImportError:
-        raise LabUnsupported(
-            "--mem VRAM",
-            "torch is not installed (VRAM buffers are torch CUDA tensors)",
-            "use --mem DRAM, or install a CUDA torch on a GPU machine",
-        ) from None
-    if not torch.cuda.is_available():
-        raise LabUnsupported("--mem VRAM", "no CUDA GPU is visible to torch", "use --mem DRAM on this machine")
-    n = torch.cuda.device_count()
-    if max(gpus) >= n:
-        raise LabUnsupported("--gpus", f"GPU {max(gpus)} asked for, {n} visible", f"use --gpus with indices below {n}")
-    return {
-        "gpus": [torch.cuda.get_device_name(g) for g in gpus],
-        "torch": torch.__version__,
-        "torch_cuda": torch.version.cuda,
-    }
-
-
-def _agent_env(spec: NixlPairSpec, role: str, side_dev: str | None) -> tuple[dict[str, str], dict[str, str]]:
-    """The full environment of one agent, and the knobs it sets (for ``meta``)."""
-    knobs = dict(LOG_KNOBS)
-    if spec.ucx_tls:
-        knobs["UCX_TLS"] = spec.ucx_tls
-    if spec.backend == "UCX" and side_dev:
-        knobs["UCX_NET_DEVICES"] = side_dev  # the namespace's veth only
-    base = dict(os.environ)
-    # The caller's own UCX_/FI_/NIXL_ settings pass through (recorded in meta); the lab's knobs win.
-    inherited = {k: v for k, v in base.items() if k.startswith(("UCX_", "FI_", "NIXL_")) and k not in knobs}
-    env = {**base, **lab_setup.lab_env(base), **knobs, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
-    knobs = {**inherited, **knobs}
-    pp = [str(repo_root())]  # the agent imports workshop_lib from the same place as this process
-    pp += [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if pp:
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pp))
-    return env, knobs
-
-
-def default_log_dir(spec: NixlPairSpec) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    tag = f"{spec.backend.lower()}-{spec.op.lower()}-{spec.mem.lower()}" + ("-netns" if spec.netns else "")
-    return lab_setup.logs_dir() / "nixl" / f"{stamp}-{os.getpid()}-{tag}"
-
-
-@dataclass
-class _Placement:
-    """Where the two agents run: command prefixes, the address the target listens on, network devices."""
-
-    mode: str  # "netns" | "isolated" | "host"
-    prefixes: dict[str, list[str]]
-    addrs: dict[str, str]
-    devs: dict[str, str | None]
-    note: str
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def _placement(spec: NixlPairSpec) -> Iterator[_Placement]:
-    """Two namespaces (``--netns``), one private namespace (root), or the host itself."""
-    if spec.netns:
-        with netns_mod.netns_pair() as pair:
-            yield _Placement(
-                "netns",
-                {"initiator": pair.exec_prefix(0), "target": pair.exec_prefix(1)},
-                {"initiator": pair.addrs[0], "target": pair.addrs[1]},
-                {"initiator": pair.veths[0], "target": pair.veths[1]},
-                "two network namespaces joined by a veth pair",
-                {"names": list(pair.names), "veths": list(pair.veths), "addrs": list(pair.addrs)},
-            )
-        return
-    if spec.isolate or (spec.isolate is None and netns_mod.can_isolate()):
-        with netns_mod.isolated_netns() as iso:
-            yield _Placement(
-                "isolated",
-                {"initiator": iso.exec_prefix(), "target": iso.exec_prefix()},
-                {"initiator": "127.0.0.1", "target": "127.0.0.1"},
-                {"initiator": iso.device, "target": iso.device},
-                f"one private network namespace (lo + {iso.device} {iso.addr}): the host's interfaces carry nothing",
-                {"name": iso.name, "device": iso.device, "addr": iso.addr},
-            )
-        return
-    yield _Placement(
-        "host",
-        {"initiator": [], "target": []},
-        {"initiator": "127.0.0.1", "target": "127.0.0.1"},
-        {"initiator": None, "target": None},
-        "the host's network stack (not root): UCX/libfabric wire up over the host's own interface address, "
-        "which the kernel keeps local",
-    )
-
-
 def _row_timeout(spec: NixlPairSpec, block: int, policy: IterPolicy) -> float:
     per_req = block * spec.batch
     n = spec.iters if spec.iters > 0 else policy.iters_for(block, spec.batch, spec.inflight)
@@ -452,7 +211,7 @@ def run_pair(spec: NixlPairSpec, log_dir: Path | None = None, progress: bool = T
     deleted). Rows whose checksum did not match come back with ``verified=False``.
     """
     spec.validate()
-    facts = _check_ready(spec)
+    facts = check_ready(spec)
     log_dir = Path(log_dir) if log_dir else default_log_dir(spec)
     log_dir.mkdir(parents=True, exist_ok=True)
     logs = {"initiator": log_dir / "initiator.log", "target": log_dir / "target.log"}
@@ -461,7 +220,7 @@ def run_pair(spec: NixlPairSpec, log_dir: Path | None = None, progress: bool = T
     policy = IterPolicy()
     started = time.time()
     deadline = time.monotonic() + spec.timeout_s
-    agents: dict[str, _Agent] = {}
+    agents: dict[str, AgentProcess] = {}
     meta: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "host": socket.gethostname(),
@@ -476,7 +235,7 @@ def run_pair(spec: NixlPairSpec, log_dir: Path | None = None, progress: bool = T
 
     rows_raw: list[dict[str, Any]] = []
     block_sums: dict[str, dict[str, list[str]]] = {}
-    with _placement(spec) as place:
+    with placement(spec) as place:
         try:
             addrs, prefixes, devs = place.addrs, place.prefixes, place.devs
             if place.mode == "netns" and spec.backend == "UCX" and not spec.ucx_tls:
@@ -488,9 +247,9 @@ def run_pair(spec: NixlPairSpec, log_dir: Path | None = None, progress: bool = T
             port = free_port()
             knobs_by_role = {}
             for role in ("target", "initiator"):
-                env, knobs = _agent_env(spec, role, devs[role])
+                env, knobs = agent_env(spec, role, devs[role])
                 knobs_by_role[role] = knobs
-                agents[role] = _Agent(role, prefixes[role], env, logs[role])
+                agents[role] = AgentProcess(role, prefixes[role], env, logs[role])
             peers = {"initiator": (agents["target"],), "target": (agents["initiator"],)}
             meta["env_knobs"] = knobs_by_role
             meta["poll"] = "yield between checks" if spec.backend == "LIBFABRIC" else "busy"
