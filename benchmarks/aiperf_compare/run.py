@@ -26,8 +26,10 @@ from typing import Any
 
 import httpx
 
+from workshop_lib.paths import repo_root
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
+REPO = repo_root()
 SCRATCH = HERE / "scratch"
 AIPERF = REPO / ".lab" / "aiperf-venv" / "bin" / "aiperf"
 LEVELS = {1: 40, 8: 160, 32: 320}  # concurrency: measured requests

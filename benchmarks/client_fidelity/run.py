@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from workshop_lib.paths import repo_root
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
+REPO = repo_root()
 SCRATCH = HERE / "scratch"
 TTFT_MS, ITL_MS, TOKENS, ISL = 50.0, 10.0, 32, 64
 LEVELS = {1: 40, 16: 320, 64: 640}  # concurrency: measured requests

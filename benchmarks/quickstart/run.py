@@ -25,8 +25,10 @@ from pathlib import Path
 
 import psutil
 
+from workshop_lib.paths import repo_root
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
+REPO = repo_root()
 COMMANDS = {"run": ["make", "run"], "test": ["make", "test"], "lab_up": [".venv/bin/workshop", "lab", "up"]}
 # `lab_up` is measured on a set-up clone (the kept `make run` clone, else a new one after an unmeasured `make setup`),
 # from a stopped lab: the serving lab's defaults (real engine, UCX) until ready with its warm-up completion done.

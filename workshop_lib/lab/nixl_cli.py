@@ -1,4 +1,4 @@
-"""CLI glue for ``workshop lab setup`` and ``workshop lab nixl``.
+"""CLI glue for ``workshop lab setup`` and ``workshop lab nixl`` (the one command that runs the NIXL pair).
 
 ``workshop_lib/clicmds/lab.py`` owns the ``lab`` command and calls :func:`add_setup_parser` and
 :func:`add_nixl_parser` with its sub-parsers object; each adds one subcommand whose ``func`` takes the parsed
@@ -222,23 +222,3 @@ def run_nixl(args: argparse.Namespace) -> int:
             print(f"cause: {result.meta['diagnosis']}", file=sys.stderr)
         return 1
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m workshop_lib.lab.nixl_cli setup|nixl ...``: the two subcommands without the ``workshop`` CLI."""
-    from workshop_lib.errors import WorkshopError
-
-    parser = argparse.ArgumentParser(prog="python -m workshop_lib.lab.nixl_cli")
-    sub = parser.add_subparsers(dest="lab_command", required=True)
-    add_setup_parser(sub)
-    add_nixl_parser(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except WorkshopError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
