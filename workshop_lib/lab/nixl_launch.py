@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from workshop_lib.errors import LabError, LabUnsupported
 from workshop_lib.lab import netns as netns_mod
 from workshop_lib.lab import setup as lab_setup
+from workshop_lib.lab.procs import tail
 from workshop_lib.paths import repo_root
 
 if TYPE_CHECKING:
@@ -45,19 +46,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def log_tail(path: Path, lines: int = 25) -> str:
-    """The last ``lines`` lines of a log (reads at most the last 64 KiB)."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 65536))
-            data = fh.read().decode(errors="replace")
-    except OSError as exc:
-        return f"(log unreadable: {exc})"
-    return "\n".join(data.splitlines()[-lines:])
 
 
 class AgentProcess:
@@ -111,7 +99,7 @@ class AgentProcess:
         )
         raise AgentDied(
             f"nixl {self.role}",
-            f"the agent {how} ({what}); log {self.log}, last lines:\n{log_tail(self.log)}",
+            f"the agent {how} ({what}); log {self.log}, last lines:\n{tail(self.log, 25) or '(empty or unreadable)'}",
             "read the log above; `workshop lab setup --check` shows missing pieces",
         )
 
