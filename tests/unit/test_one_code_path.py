@@ -50,8 +50,8 @@ def test_the_checker_finds_each_kind_of_branch() -> None:
 
 
 def test_sections_eks_copy_is_gone() -> None:
-    assert not (SECTIONS / "eks.py").exists()  # its Helm runner and watch loops live in dynamo_platform.py and cluster/wait.py
+    assert not (SECTIONS / "eks.py").exists()  # its Helm runner and watch loops live in helm_runner.py and cluster/wait.py
     from workshop_lib.targets import eks
 
     src = Path(eks.__file__).read_text()
-    assert "subprocess" not in src and ".watch(" not in src  # one Helm runner (dynamo_platform.run_helm), one watch helper
+    assert "subprocess" not in src and ".watch(" not in src  # one Helm runner (helm_runner.run_helm), one watch helper

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from typing import Any
 import yaml
 
 from workshop_lib import versions
-from workshop_lib.errors import ClusterError, ManifestError
+from workshop_lib.errors import ClusterError, ManifestError, PlatformError
 from workshop_lib.k8s import DGD_KIND
 from workshop_lib.manifests.schema import DGD_CRD_NAME, crd_from_cluster, crd_schema, load_schema, prepare
 
@@ -201,21 +200,18 @@ _PULL_FAILED: dict[str, ManifestError] = {}
 
 def _pull_chart(version: str, cache: Path, timeout_s: float) -> Path:
     """``helm pull`` the chart into a temporary folder and keep its DGD CRD file in ``cache``."""
+    from workshop_lib.helm_runner import run_helm  # noqa: PLC0415 - only when a pull is needed
     from workshop_lib.manifests.helm import OCI_REPO  # noqa: PLC0415 - helm imports config, keep this module light
 
-    helm = shutil.which("helm")
-    if helm is None:
-        raise ManifestError("helm", "not on PATH", "install Helm 3, pass --crd FILE, or connect to the cluster")
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [helm, "pull", f"{OCI_REPO}/dynamo-crds", "--version", version, "--untar", "--untardir", tmp]
+        argv = ["helm", "pull", f"{OCI_REPO}/dynamo-crds", "--version", version, "--untar", "--untardir", tmp]
         try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
-        except subprocess.TimeoutExpired:
-            raise ManifestError("helm pull dynamo-crds", f"no answer in {timeout_s:.0f} s",
-                                "check the network, or pass --crd FILE") from None
-        if out.returncode != 0:
-            last = ((out.stderr or out.stdout).strip().splitlines() or ["no output"])[-1]
-            raise ManifestError("helm pull dynamo-crds", last, "check the network and registry access, or pass --crd FILE")
+            run_helm(argv, timeout_s=timeout_s)  # the one Helm runner
+        except PlatformError as exc:
+            if exc.where == "helm":
+                raise ManifestError("helm", "not on PATH", "install Helm 3, pass --crd FILE, or connect to the cluster") from None
+            raise ManifestError("helm pull dynamo-crds", exc.problem,
+                                "check the network and registry access, or pass --crd FILE") from None
         got = _find_dgd_crd(Path(tmp))
         if got is None:
             raise ManifestError("helm pull dynamo-crds", f"chart {version} holds no {DGD_CRD_NAME}", "pass --crd FILE")

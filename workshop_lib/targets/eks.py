@@ -206,19 +206,18 @@ class EksTarget(Target):
         return preflight_eks(cluster(), self.cfg)
 
     def install_platform(self) -> pd.DataFrame:
-        """``helm upgrade --install`` the CRDs and the platform (:func:`workshop_lib.dynamo_platform.run_helm`), then watch
-        the platform pods (:func:`workshop_lib.dynamo_platform.verify_platform`)."""
+        """``helm upgrade --install`` the CRDs and the platform (:func:`workshop_lib.dynamo_platform.install`, values
+        as ``--set`` flags so the table shows the commands as run), then watch the platform pods
+        (:func:`workshop_lib.dynamo_platform.verify_platform`)."""
         import pandas as pd
 
         from workshop_lib import dynamo_platform
         from workshop_lib.manifests import platform_releases
 
-        rows = []
-        for rel in platform_releases(self.cfg):
-            argv = rel.command()
-            dynamo_platform.run_helm(argv)
-            rows.append({"release": rel.name, "chart": rel.chart, "version": rel.version, "namespace": rel.namespace,
-                         "command": shlex.join(argv)})
+        cmds = dynamo_platform.install(self.cfg, context=os.environ.get("WORKSHOP_KUBE_CONTEXT") or None, verify=False,
+                                       values_files=False)
+        rows = [{"release": rel.name, "chart": rel.chart, "version": rel.version, "namespace": rel.namespace,
+                 "command": shlex.join(argv)} for rel, argv in zip(platform_releases(self.cfg), cmds, strict=True)]
         dynamo_platform.verify_platform(cluster(), self.cfg, timeout_s=self.cfg.deploy_timeout_s)
         return pd.DataFrame(rows)
 
@@ -261,12 +260,12 @@ class EksTarget(Target):
                 "the value was not displayed or stored in this notebook")
 
     def uninstall_platform(self) -> list[str]:
-        from workshop_lib import dynamo_platform
+        from workshop_lib.helm_runner import run_helm
         from workshop_lib.manifests import platform_releases
 
         out = []
         for rel in reversed(platform_releases(self.cfg)):
-            dynamo_platform.run_helm(["helm", "uninstall", rel.name, "--namespace", rel.namespace, "--ignore-not-found"])
+            run_helm(["helm", "uninstall", rel.name, "--namespace", rel.namespace, "--ignore-not-found"])
             out.append(f"uninstalled {rel.name} ({rel.namespace})")
         return out
 
