@@ -24,6 +24,7 @@ from workshop_lib.config import FRAMEWORKS, KV_BACKENDS, WorkshopConfig
 from workshop_lib.errors import ConfigError
 from workshop_lib.manifests import addons, bench, dgd, helm
 from workshop_lib.manifests.documents import RenderedFile, dump_docs, dump_yaml, header
+from workshop_lib.parsing import parse_concurrency
 
 ALL_COMMAND = "workshop render --all --out manifests"
 DIRS = {"platform": "01-platform", "single-node": "02-single-node", "cross-node": "03-cross-node", "bench": "04-bench"}
@@ -87,13 +88,7 @@ def _split_sets(profile: Profile, sets: dict[str, str] | None) -> tuple[dict[str
 
 
 def _concurrency(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        values = ()
-    if not values or min(values) <= 0:
-        raise ConfigError("--set concurrency", f"{text!r} is not a list of positive integers", "write e.g. concurrency=1,5,10,20")
-    return values
+    return tuple(parse_concurrency(text, where="--set concurrency", example="concurrency=1,5,10,20"))
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> str:
