@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workshop_lib.logs.diagnose import Accumulator, diagnose_files, feed_uncached
-from workshop_lib.logs.fastscan import feed_file, message_key, shape_is_safe
+from workshop_lib.logs.fastscan import feed_file
+from workshop_lib.logs.shapes import message_key, shape_is_safe
 
 
 def _both(path: Path, chunk: int = 8 << 20) -> tuple[dict, dict]:

@@ -51,11 +51,11 @@ from workshop_lib.logs import patterns as P
 from workshop_lib.logs.accumulator import EXPLICIT_BACKEND, STRONG_PROVIDER
 from workshop_lib.logs.parser import TEXT_MAX, Event, classify, strip_prefixes, to_text
 from workshop_lib.logs.scan import FileScan
-from workshop_lib.logs.shapes import NORM, candidate_anyway, header_ok, libfabric_fields, message_key, shape_is_safe
+from workshop_lib.logs.shapes import NORM, exact_spans
 
 CACHE_MAX = 1 << 16  # entries per cache level; a full cache is cleared (constant memory)
 SEEN_MAX = 1 << 16
-_NEG, _UNC = object(), object()  # no key or no event / uncacheable message
+_NEG = object()  # no key or no event
 _KEYS = P.SCAN_KEYS_BYTES
 
 
@@ -150,7 +150,26 @@ def _template(raw: bytes, source: str) -> object:
     if not _has_key(raw):
         return _NEG
     ev = classify(raw, 0, source, prefiltered=True)
-    return _NEG if ev is None else _Template(ev)
+    if ev is None:
+        return _NEG
+    if ev.detail is not None or ev.event == "ucx.transport" or ev.code == "GENERIC_ERROR":
+        return _Template(ev)  # what the accumulator does with these reads the line's text: never shared
+    key = (ev.event, ev.code, ev.detail, ev.backend, ev.provider, ev.component, ev.devices, ev.rails, ev.level,
+           ev.transport)
+    t = _INTERNED.get(key)
+    if t is None:
+        if len(_INTERNED) > CACHE_MAX:
+            _INTERNED.clear()
+        t = _INTERNED[key] = _Template(ev)
+    return t
+
+
+# One template per distinct outcome: lines that differ only in what the accumulator never reads (a timestamp in the
+# message, an address, another error number of the same code) share it, so "seen" and the bulk counts apply to them.
+# The key holds every event field the accumulator reads; the line's number and text come from the line itself (a
+# LazyEvent), and events whose effect reads the text (versions and paths, metric values, UCX tables, generic errors
+# keyed by their text) are never shared.
+_INTERNED: dict[tuple, _Template] = {}
 
 
 # What can make a shape a candidate: every prefilter key, and the words before the digit-bearing ones (a shape shows
@@ -174,35 +193,28 @@ def _keyed(norms: list[bytes]) -> set[int]:
     return hit
 
 
-class _Cut:
-    """The shape cache's value for a digit-sensitive shape: its lines are looked up by message key (the header
-    ``line[:cut]`` digit-normalised, the rest exact, plus the exact ``kept`` fields of the header)."""
+class _Exact:
+    """The shape cache's value for a digit-sensitive shape: its lines are looked up by the shape plus the bytes of
+    the spans whose digits matter (:func:`~workshop_lib.logs.shapes.exact_spans`); ``None``: by the whole line."""
 
-    __slots__ = ("cut", "kept")
+    __slots__ = ("spans",)
 
-    def __init__(self, cut: int, kept: tuple[tuple[int, int], ...]) -> None:
-        self.cut, self.kept = cut, kept
+    def __init__(self, spans: tuple[tuple[int, int], ...] | None) -> None:
+        self.spans = spans
 
-    def key(self, raw: bytes, norm: bytes) -> bytes:
-        cut = self.cut
-        if cut <= 2:
-            return raw
-        key = raw[:2] + norm[2:cut] + raw[cut:]
-        for a, b in self.kept:
-            key += b"\x00" + raw[a:b]
-        return key
+    def key(self, raw: bytes, norm: bytes) -> tuple:
+        if self.spans is None:
+            return (raw,)
+        return (norm, *[raw[a:b] for a, b in self.spans])
 
 
 def _new_shape(norm: bytes, raw: bytes, source: str) -> object:
-    """The shape cache's value for a new digit-normalised line: ``_NEG``, a template, or the header length (an
-    ``int``) when the line is digit-sensitive and must be looked up by message."""
-    if b"0" not in norm or shape_is_safe(norm):  # no digit at all: the shape is the line itself
+    """The shape cache's value for a new digit-normalised line: ``_NEG`` or a template when the digits cannot
+    matter, else an :class:`_Exact` (its lines are looked up by the digits that matter)."""
+    if b"0" not in norm:  # no digit at all: the shape is the line itself
         return _template(raw, source)
-    cut = message_key(raw)[1]
-    kept = libfabric_fields(raw, cut)
-    if cut > 0 and not kept and b"0" not in norm[cut:] and candidate_anyway(norm) and header_ok(raw, cut):
-        return _template(raw, source)  # digits only in a validated header: every line of the shape is the same
-    return _Cut(cut, kept)
+    spans = exact_spans(norm)
+    return _template(raw, source) if spans == () else _Exact(spans)
 
 
 def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int], shape: dict, mcache: dict,
@@ -224,24 +236,11 @@ def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int
             v = shape[norm] = _new_shape(norm, block[starts[i]:starts[i + 1] - 1], source)
         vals[i] = v
     get = mcache.get
-    for i in compress(range(n), map(is_, map(type, vals), repeat(_Cut))):
-        c = vals[i]
-        raw = block[starts[i]:starts[i + 1] - 1]
-        key = c.key(raw, norm_lines[i])
+    for i in compress(range(n), map(is_, map(type, vals), repeat(_Exact))):
+        key = vals[i].key(block[starts[i]:starts[i + 1] - 1], norm_lines[i])
         v = get(key)
         if v is None:
-            v = _template(raw, source)
-            if key is raw:
-                mcache[key] = v
-            else:  # whether the header validates is a property of the shape (digits sit only where formats test \d): once each
-                hk = ("hok", norm_lines[i])
-                ok = shape.get(hk)
-                if ok is None:
-                    ok = shape[hk] = header_ok(raw, c.cut, c.kept)
-                mcache[key] = v if ok else _UNC
-        elif v is _UNC:  # the header did not validate: the exact line is the key (a tuple: its own namespace)
-            v = get((raw,)) or _template(raw, source)
-            mcache[(raw,)] = v
+            v = mcache[key] = _template(block[starts[i]:starts[i + 1] - 1], source)
         vals[i] = v
 
 

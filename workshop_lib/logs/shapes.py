@@ -134,9 +134,56 @@ def candidate_anyway(norm: bytes) -> bool:
 
 def shape_is_safe(norm: bytes) -> bool:
     """True when every line with this digit-normalised shape classifies the same way (see the module docstring)."""
+    return exact_spans(norm) == ()
+
+
+def exact_spans(norm: bytes) -> tuple[tuple[int, int], ...] | None:
+    """The spans of a shape whose digits can change how its lines classify; the digits elsewhere cannot.
+
+    ``()``: none (the shape is safe). ``None``: not worked out (not ASCII, ANSI colour, or a prefilter candidate only
+    for some digits): the whole line counts. Otherwise: the libfabric header's provider and level fields, each value a
+    rule captures where it holds a digit, and everything from the first place a rule that tests literal digits
+    (``returned -61``, ``Exit Code: 137``) could match to the end of the line (a generalised rule matches wherever the
+    rule does, so the rule's own match lies in that tail whatever the digits are).
+
+    Example:
+        >>> exact_spans(b"Discovered 0 EFA devices"), exact_spans(b"  Exit Code:    000")
+        (((11, 12),), ((2, 19),))
+    """
     if not candidate_anyway(norm):
-        return False
-    msg, _, _ = strip_prefixes(to_text(norm))
+        return None
+    if not norm.isascii() or b"\x1b" in norm:
+        return () if _safe_text(to_text(norm)) else None
+    text = to_text(norm)
+    msg, _, _ = strip_prefixes(text)
+    off = len(text) - len(msg)
+    spans: list[tuple[int, int]] = []
+    for name, fmt in _FORMATS:
+        m = fmt.match(msg)
+        if m:
+            if name == "libfabric":
+                spans += [(off + m.start(g), off + m.end(g)) for g in ("prov", "lvl") if "0" in m[g]]
+            off += m.start("msg")
+            msg = m["msg"] or ""
+            break
+    tail = len(text)
+    for pr in PROBES:
+        if pr.key in msg:
+            m = pr.regex.search(msg)
+            if m is None:
+                continue
+            if not pr.uniform:
+                tail = min(tail, off + m.start())
+            else:
+                spans += [(off + m.start(g), off + m.end(g)) for g in pr.groups if "0" in (m.group(g) or "")]
+    if tail < len(text):
+        spans.append((tail, len(norm)))
+    return tuple(sorted(set(spans)))
+
+
+def _safe_text(text: str) -> bool:
+    """The plain safety test (no spans) for a line whose byte offsets do not map to text offsets."""
+    msg, _, _ = strip_prefixes(text)
     for name, fmt in _FORMATS:
         m = fmt.match(msg)
         if m:
@@ -180,13 +227,9 @@ def message_key(line: bytes) -> tuple[bytes, int]:
                 end = line.find(b"]", cut)
                 cut = end + 1 if end > 0 else cut
     elif line.startswith(b"libfabric:", cut):
-        m = _LIBFABRIC_HEAD.match(line, cut)
-        if m:  # the whole header; its provider and level fields are kept exact (see libfabric_fields)
-            cut = m.end()
-        else:
-            p1 = line.find(b":", cut + 10)
-            p2 = line.find(b":", p1 + 1) if p1 > 0 else -1
-            cut = p2 + 2 if p2 > 0 and line.startswith(b"::", p2) else (p1 + 1 if p1 > 0 else cut)
+        p1 = line.find(b":", cut + 10)
+        p2 = line.find(b":", p1 + 1) if p1 > 0 else -1
+        cut = p2 + 2 if p2 > 0 and line.startswith(b"::", p2) else (p1 + 1 if p1 > 0 else cut)
     elif c0.isdigit():  # leading timestamp (NIXL Python, Rust tracing, Python logging, nixlbench rows)
         cut = len(line) - len(line[cut:].lstrip(b"0123456789-:.,TZ+ "))
     elif c0.isalpha():  # vLLM: INFO 11-25 02:39:44 [file.py:800]
@@ -197,41 +240,3 @@ def message_key(line: bytes) -> tuple[bytes, int]:
     if cut <= 0:
         return line, 0
     return line[:2] + line[2:cut].translate(NORM) + line[cut:], cut
-
-
-_LIBFABRIC_HEAD = re.compile(rb"libfabric:\d+:(?:\d+::)?([\w;-]+):\w+:\w+\(\):\d+<(\w+)> ?")
-
-
-def libfabric_fields(line: bytes, cut: int) -> tuple[tuple[int, int], ...]:
-    """The spans of the provider and level fields when ``line[:cut]`` ends with a whole libfabric header (they are
-    part of a message key, exact), else ``()``.
-
-    Example:
-        >>> line = b"libfabric:7:1700000000::sm2:core:ofi_check_info():512<info> Unsupported capabilities"
-        >>> message_key(line)[1], libfabric_fields(line, message_key(line)[1])
-        (60, ((24, 27), (54, 58)))
-    """
-    i = line.rfind(b"libfabric:", 0, cut)
-    m = _LIBFABRIC_HEAD.match(line, i) if i >= 0 else None
-    return (m.span(1), m.span(2)) if m and m.end() == cut else ()
-
-
-def header_ok(line: bytes, cut: int, kept: tuple[tuple[int, int], ...] = ()) -> bool:
-    """True when ``line[:cut]`` is a header fully consumed by a prefix strip or line format, with no digit that
-    can matter (ASCII, no prefilter key with a digit, the libfabric provider and the message after ``cut``);
-    ``kept`` are the spans of the libfabric provider and level fields when the key holds them exact."""
-    head = line[:cut]
-    if not head.isascii() or b"\x1b" in line or re.search(rb"[EF]\d|returned -|with code", head[1:]):
-        return False
-    text = to_text(line)
-    msg, _, _ = strip_prefixes(text)
-    off = len(text) - len(msg)
-    for fmt in P.FORMATS:
-        m = fmt.regex.match(msg)
-        if m:
-            if fmt.name == "libfabric" and kept:
-                return off + m.start("msg") >= cut and kept == tuple(
-                    (off + m.start(g), off + m.end(g)) for g in ("prov", "lvl"))
-            starts = [m.start("msg")] + ([m.start("prov"), m.start("lvl")] if fmt.name == "libfabric" else [])
-            return all(off + s >= cut for s in starts)
-    return False
