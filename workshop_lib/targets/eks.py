@@ -380,8 +380,8 @@ class EksTarget(Target):
         """
         from concurrent.futures import ThreadPoolExecutor
 
+        from workshop_lib.bench.client import chat
         from workshop_lib.errors import WorkshopError
-        from workshop_lib.lab.chat import chat
 
         url, model = self.frontend(graph)
 
