@@ -5,15 +5,15 @@ cached, in two bounded levels, and a line that hits the cache costs a dict looku
 
 1. **Shape** (all lines, C speed): each 8 MiB block is digit-normalised once (``bytes.translate``, every digit to
    ``0``) and split; the normalised line is the key. The cached value says "no signature key" (nothing to do), a
-   template event, or "digit-sensitive". A shape is only cached as a template when no rule, line format or prefilter
-   key of the line can depend on the digits (:func:`shape_is_safe`): a rule capturing devices/rails/provider/backend,
-   a literal digit in a rule (``Exit Code: 137``, ``returned -61``), ``libfabric:`` headers (the provider field),
-   UCX transport lines and abseil ``E0``/``F1`` levels all make the shape digit-sensitive.
-2. **Message** (digit-sensitive lines only): the line's header (abseil ``I1207 19:34:40.1 tid file:line]``, UCX
-   ``[ts] [host:pid]``, libfabric ``libfabric:pid:ts::``, vLLM ``INFO mm-dd hh:mm:ss [file:line]``, a leading
-   timestamp) is digit-normalised and the message after it kept exact. The first line of a key is classified in
-   full and the key is kept only when the header really was consumed by the line format (:func:`_header_ok`), so
-   every line with that key has the same event.
+   template, or "digit-sensitive" with the spans whose digits matter
+   (:func:`~workshop_lib.logs.shapes.exact_spans`, worked out once per shape from the generalised rules): a rule
+   testing a literal number (``Exit Code: 137``, ``returned -61``), a captured value holding a digit (devices, rails,
+   version, provider, error number), the libfabric header's provider field, or a line that is a prefilter candidate
+   only for some digits (abseil ``E0``/``F1`` levels).
+2. **Exact digits** (digit-sensitive shapes only): the key is the shape plus the bytes of those spans; the first line
+   of a key is classified in full, and every line with that key has the same event.
+3. **Outcome**: classifications that give the same event fields share one template (:func:`_template`), so lines
+   that differ in digits the accumulator never reads still count in bulk.
 
 Per-line state stays exact: line numbers, evidence text (decoded from the line itself, only when kept) and the
 order of "first seen" / "last seen" evidence. Per block, a template that every accumulator has already seen and

@@ -15,9 +15,8 @@ themselves (new rules are covered without a list to keep up to date):
   digit (``sm2`` and ``sm7`` are other providers), when a plugin name holds one, or when the line is a prefilter
   candidate only for some digits (its only keys are ``E0``/``E1``/``F0``/``F1``/``with code 137``).
 
-An unsafe shape is looked up by *message* instead (:func:`message_key`): the header digit-normalised, the message
-exact; :func:`header_ok` checks once per shape that the header really is a header (consumed by a prefix or a line
-format, with no field that matters).
+The lines of an unsafe shape are looked up by the shape plus the digits of the spans that matter
+(:func:`exact_spans`). :func:`message_key` splits a line into its header and message (the header digit-normalised).
 
 Example:
     >>> shape_is_safe(b"I0000 00:00:00.000000 0 a.cpp:0] HANDSHAKE received from peer with explicit fi_addr 0")
