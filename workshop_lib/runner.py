@@ -24,8 +24,9 @@ from typing import Any
 from workshop_lib import record as record_mod
 from workshop_lib import table
 from workshop_lib.errors import NotebookError
+from workshop_lib.paths import repo_root
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = repo_root()
 NOTEBOOK_DIR = REPO / "notebooks"
 # Records whose names start with one of these go into the summary's "key verdicts" column.
 SUMMARY_PREFIXES = ("verdict", "summary", "status")

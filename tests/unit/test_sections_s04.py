@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from workshop_lib.bench.nixl import COLUMNS
+from workshop_lib.parsing import format_size
 from workshop_lib.record import ENV_DIR
 from workshop_lib.sections import s04_performance as s04
 from workshop_lib.sections import s04_vram
@@ -43,7 +44,7 @@ def test_seed_published_only_on_eks_for_a_seed_model() -> None:
 def test_short_card_and_sizes() -> None:
     assert s04_vram.short_card("2x NVIDIA H100 80GB HBM3 (driver 580.159.04)") == "2x H100"
     assert s04_vram.short_card("1x NVIDIA H200 (driver 1)") == "1x H200"
-    assert [s04_vram.size_label(n) for n in (4096, 2**20, 256 * 2**20, 1000)] == ["4K", "1M", "256M", "1000"]
+    assert [format_size(n) for n in (4096, 2**20, 256 * 2**20, 1000)] == ["4K", "1M", "256M", "1000"]
 
 
 def test_recorded_h100_rows_and_goal() -> None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workshop_lib.paths import repo_root
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
@@ -28,7 +30,7 @@ VLLM_BASIS = ("measured 2026-12-07 12:53: `WORKSHOP_ENGINE=vllm workshop run --t
               "stopped lab (its start is ~2.4 min of it); other notebooks not timed on the real engine yet")
 
 
-QUICKSTART_RECORD = Path(__file__).resolve().parents[2] / "benchmarks" / "quickstart" / "results.json"
+QUICKSTART_RECORD = repo_root() / "benchmarks" / "quickstart" / "results.json"
 
 
 def recorded_vllm_minutes(path: Path | None = None) -> tuple[dict[str, float], str] | None:

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from workshop_lib.checks import CheckTable
 from workshop_lib.config import WorkshopConfig
+from workshop_lib.paths import repo_root
 from workshop_lib.record import record
 
 if TYPE_CHECKING:  # pragma: no cover
     from workshop_lib.targets import Target
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = repo_root()
 
 SECTIONS = {
     "01": ("Cluster setup", 15),

@@ -134,7 +134,7 @@ def completion(ctx: Context, prompt: str, max_tokens: int = 32) -> pd.DataFrame:
     """Stream one chat completion; one row: tokens, TTFT and ITL (ms), total (ms), finish reason, the text."""
     import pandas as pd
 
-    from workshop_lib.lab.chat import chat
+    from workshop_lib.bench.client import chat
 
     url, model = frontend(ctx)
     r = chat(url, model, prompt, stream=True, max_tokens=max_tokens, timeout=120)

@@ -7,7 +7,7 @@ GPU run in this kernel, ``this run (DRAM)`` for the local pair over TCP. The thr
 Example:
     >>> short_card("2x NVIDIA H100 80GB HBM3 (driver 580.159.04)")
     '2x H100'
-    >>> size_label(64 * 2**20)
+    >>> format_size(64 * 2**20)
     '64M'
 """
 
@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workshop_lib.parsing import format_size
+from workshop_lib.paths import repo_root
 from workshop_lib.record import record
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,14 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 VRAM_SIZES = "1M,16M,64M"  # a GPU run in the notebook: small, a few seconds
 VRAM_ITERS = 20
 TABLE_COLUMNS = ["source", "path", "size", "gbps", "peer_copy_gbps", "pct_of_peer_copy", "verified"]
-
-
-def size_label(n: int) -> str:
-    """Binary size label as nixlbench writes it: 4096 -> ``4K``."""
-    for unit, mult in (("G", 2**30), ("M", 2**20), ("K", 2**10)):
-        if n >= mult and n % mult == 0:
-            return f"{n // mult}{unit}"
-    return str(n)
 
 
 def short_card(card: str) -> str:
@@ -80,13 +74,13 @@ def recorded_rows(df: pd.DataFrame, card: str) -> list[dict[str, Any]]:
     transport = df["transport"].dropna().iloc[0] if df["transport"].notna().any() else "?"
     label = f"recorded on {short_card(card)} (VRAM)"
     return [{"source": label, "path": f"UCX READ, {transport} (NVLink), {r.best_mode}",
-             "size": size_label(int(r.request_bytes)), "gbps": round(r.best_gbps, 1),
+             "size": format_size(int(r.request_bytes)), "gbps": round(r.best_gbps, 1),
              "peer_copy_gbps": "" if r.peer_copy_gbps is None else round(r.peer_copy_gbps, 1),
              "pct_of_peer_copy": "" if r.best_pct is None else round(r.best_pct), "verified": bool(r.verified)}
             for r in best.itertuples()]
 
 
-ONE_GPU_RECORD = Path(__file__).resolve().parents[2] / "benchmarks" / "nixl_vram" / "one-gpu.json"
+ONE_GPU_RECORD = repo_root() / "benchmarks" / "nixl_vram" / "one-gpu.json"
 
 
 def one_gpu_rows(path: Path = ONE_GPU_RECORD) -> list[dict[str, Any]]:
@@ -102,7 +96,7 @@ def one_gpu_rows(path: Path = ONE_GPU_RECORD) -> list[dict[str, Any]]:
         for r in run.get("rows", []):
             copy = r.get("peer_copy_gbps")
             rows.append({"source": label, "path": f"UCX {run['op']}, {r.get('transport') or '?'} (same GPU, two "
-                         "processes)", "size": size_label(int(r["block_size"]) * int(r.get("batch", 1))),
+                         "processes)", "size": format_size(int(r["block_size"]) * int(r.get("batch", 1))),
                          "gbps": float(f"{float(r['gbps']):.3g}"), "peer_copy_gbps": "" if copy is None else round(copy, 1),
                          "pct_of_peer_copy": "" if not copy else round(100 * r["gbps"] / copy, 1),
                          "verified": bool(r.get("verified"))})
@@ -115,7 +109,7 @@ def transfer_rows(frame: pd.DataFrame, source: str, where: str = "") -> list[dic
     for r in frame.itertuples():
         transport = r.transport if isinstance(r.transport, str) and r.transport else "?"
         rows.append({"source": source, "path": f"{r.backend} {r.op}, {transport}{where}",
-                     "size": size_label(int(r.block_size)), "gbps": float(f"{float(r.gbps):.3g}"), "peer_copy_gbps": "",
+                     "size": format_size(int(r.block_size)), "gbps": float(f"{float(r.gbps):.3g}"), "peer_copy_gbps": "",
                      "pct_of_peer_copy": "", "verified": bool(r.verified)})
     return rows
 
@@ -170,7 +164,7 @@ def record_goal(rec: tuple[pd.DataFrame, str, dict[str, Any]] | None) -> str | N
     met = vram_report.goal_met(df)
     big = vram_report.best_by_size(df)
     big = big[big.request_bytes >= vram_report.GOAL_MIN_BYTES]
-    pcts = ", ".join(f"{size_label(int(r.request_bytes))} {r.best_pct:.0f}%" for r in big.itertuples())
+    pcts = ", ".join(f"{format_size(int(r.request_bytes))} {r.best_pct:.0f}%" for r in big.itertuples())
     # worded for a learner: what NIXL reached next to the hardware's own copy; the kit's goal stays a record only
     line = (f"recorded on {short_card(card)}: NIXL UCX READ moves {pcts} of what a plain GPU-to-GPU copy of the "
             f"same bytes reaches ({'close to' if met else 'well below'} the copy: the gap is inside NIXL's UCX path, "
@@ -191,7 +185,7 @@ def hardware_table(rec: tuple[pd.DataFrame, str, dict[str, Any]] | None = None,
     ref_path = refcopy or vram_report.RECORDED.with_name("refcopy.json")
     if rec is None or not ref_path.exists():
         return pd.DataFrame()
-    best = vram_report.best_by_size(rec[0]).assign(size=lambda d: d.request_bytes.map(size_label))
+    best = vram_report.best_by_size(rec[0]).assign(size=lambda d: d.request_bytes.map(format_size))
     ref = vram_report.reference_table(json.loads(ref_path.read_text()))
     out = best[["size", "best_gbps", "one_at_a_time_gbps", "peer_copy_gbps"]].merge(
         ref[["size", "ce_pull", "ipc_pull_2proc"]], on="size", how="left")
