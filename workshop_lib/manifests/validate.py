@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from workshop_lib.checks import FAIL, PASS, WARN, CheckTable
 from workshop_lib.config import parse_quantity
 from workshop_lib.errors import ConfigError
 from workshop_lib.k8s import DGD_KIND
@@ -117,3 +118,28 @@ def validate_paths(paths: list[str | os.PathLike[str]] | list[Path], crd: CrdArg
 
 def errors(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity == "error"]
+
+
+def file_checks(paths: list[str | os.PathLike[str]] | list[Path], root: Path, source: SchemaSource,
+                title: str = "Rendered manifests (offline validation)") -> CheckTable:
+    """Validate ``paths`` against ``source`` and the lint rules; one verdict row per file (:class:`~workshop_lib.checks.Check`).
+
+    A file FAILs on any error finding, WARNs on a warning (or an unchecked schema, ``S000``), else PASSes; the
+    evidence is its first finding (``schema <kind>: line N CODE field: message``) and the fix that finding's.
+    """
+    files = [Path(p) for p in paths if Path(p).suffix in (".yaml", ".yml")]
+    by_file: dict[str, list[Finding]] = {}
+    for f in validate_paths([str(p) for p in files], source):
+        by_file.setdefault(str(Path(f.file).resolve()), []).append(f)
+    table = CheckTable(title)
+    for p in files:
+        mine = by_file.get(str(p.resolve()), [])
+        errs = [f for f in mine if f.severity == "error"]
+        warnings = [f for f in mine if f.severity == "warning" or f.code == "S000"]
+        first = (errs or warnings or [None])[0]
+        evidence = (f"schema {source.kind}: line {first.line} {first.code} {first.field_path}: {first.message}"
+                    if first is not None else f"no findings; schema: {source.source}")
+        status = FAIL if errs else (WARN if warnings else PASS)
+        table.add(str(p.relative_to(root)), status, f"{len(errs)} errors, {len(warnings)} warnings", "0 errors",
+                  evidence, first.fix if first is not None else "")
+    return table

@@ -81,27 +81,10 @@ def validate(paths: list[Path], root: Path, crd: str | dict[str, Any] | None = N
     cluster's CRD, the dynamo-crds chart, or the kit's own schema); the evidence names the schema used.
     """
     from workshop_lib.manifests.crdsource import resolve
-    from workshop_lib.manifests.validate import validate_paths
+    from workshop_lib.manifests.validate import file_checks
 
     crd = crd if crd is not None else crd_path()
-    source = resolve(Path(crd) if isinstance(crd, str) else crd)
-    paths = [p for p in paths if Path(p).suffix in (".yaml", ".yml")]
-    findings = validate_paths([str(p) for p in paths], source)
-    table = CheckTable("Rendered manifests (offline validation)")
-    by_file: dict[str, list[Any]] = {}
-    for f in findings:
-        by_file.setdefault(str(Path(f.file).resolve()), []).append(f)
-    for p in paths:
-        mine = by_file.get(str(Path(p).resolve()), [])
-        errors = [f for f in mine if f.severity == "error"]
-        warnings = [f for f in mine if f.severity == "warning" or f.code == "S000"]
-        first = (errors or warnings or [None])[0]
-        evidence = (f"schema {source.kind}: line {first.line} {first.code} {first.field_path}: {first.message}"
-                    if first is not None else f"no findings; schema: {source.source}")
-        status = "FAIL" if errors else ("WARN" if warnings else "PASS")
-        table.add(str(Path(p).relative_to(root)), status, f"{len(errors)} errors, {len(warnings)} warnings",
-                  "0 errors", evidence, first.fix if first is not None else "")
-    return table
+    return file_checks(paths, root, resolve(Path(crd) if isinstance(crd, str) else crd))
 
 
 def crd_path() -> str | None:
