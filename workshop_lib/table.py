@@ -5,7 +5,8 @@ Every table the kit prints goes through :func:`render` (or its three parts :func
 which render through here too. Rows are mappings (``{"check": ..., "status": ...}``), dataclasses or a pandas
 DataFrame; ``columns`` picks and orders what is shown.
 
-Text is fixed-width: a header, a rule, one line per row, each cell left-aligned and clipped to ``width`` characters
+Text is fixed-width: a header, a rule, one line per row, each cell left-aligned (right-aligned in a column of numbers)
+and clipped to ``width`` characters
 (one line, ``...`` marks a cut); a ``below`` column (e.g. ``fix``) goes on its own line under its row when not empty,
 so a long fix does not stretch the table. HTML is a pandas Styler (status cells coloured, no index), which
 JupyterLab and nbconvert show alike. JSON is a list of objects with the shown columns (and the ``below`` one).
@@ -46,16 +47,22 @@ MONOSPACE = ("evidence",)  # columns shown in a monospace font in HTML
 def cell(value: Any) -> str:
     """A table cell as text: None -> '', lists joined with ', ', floats without noise.
 
-    >>> cell(None), cell([1, 2.50]), cell(0.1)
-    ('', '1, 2.5', '0.1')
+    >>> cell(None), cell([1, 2.50]), cell(0.1), cell(float("nan"))
+    ('', '1, 2.5', '0.1', '')
     """
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:g}"
+        return "" if value != value else f"{value:g}"  # NaN (a missing number) is an empty cell
     if isinstance(value, (list, tuple, set)):
         return ", ".join(cell(v) for v in value)
     return str(value)
+
+
+def _number(value: Any) -> bool:
+    """True for an int or float cell (not a bool); None and NaN count as numbers (empty cells of a numeric column)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
+        hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iuf")
 
 
 def clip(text: str, width: int | None = WIDTH) -> str:
@@ -97,9 +104,12 @@ def text(rows: Any, columns: Sequence[str], *, title: str = "", width: int | Non
     head = [(headers or {}).get(c, c) for c in columns]
     body = [[clip(cell(r.get(c)), width) for c in columns] for r in recs]
     widths = [max([len(h)] + [len(row[i]) for row in body]) for i, h in enumerate(head)]
+    right = [all(_number(r.get(c)) for r in recs) and any(r.get(c) is not None for r in recs)  # numbers: right
+             for c in columns]
 
     def line(cells: Iterable[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        return "  ".join(c.rjust(w) if r else c.ljust(w)
+                         for c, w, r in zip(cells, widths, right, strict=True)).rstrip()
 
     lines = [title] if title else []
     lines += [line(head), "  ".join("-" * w for w in widths)]

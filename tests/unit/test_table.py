@@ -68,3 +68,10 @@ def test_check_table_renders_through_it() -> None:
         return re.sub(r"T_[0-9a-f]{5}", "T_", html)
 
     assert same(t.render("html")) == same(t._repr_html_()) and "lab: FAIL (1 pass, 0 warn, 1 fail)" in t.render("html")
+
+
+def test_numbers_align_right_and_nan_is_empty() -> None:
+    df = pd.DataFrame({"concurrency": [1, 10], "ttft_p50_ms": [47.209, float("nan")], "model": ["a", "bb"]})
+    lines = table.text(df, list(df.columns), width=None).splitlines()
+    assert lines[2] == "          1       47.209  a"
+    assert lines[3] == "         10               bb"

@@ -64,11 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _print_frame(df, cols: list[str] | None = None) -> None:
-    import pandas as pd
+    """A result frame for the terminal through :func:`workshop_lib.table.text` (numbers right-aligned, cells whole)."""
+    from workshop_lib import table
 
-    view = df[[c for c in (cols or df.columns) if c in df.columns]]
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(view.to_string(index=False))
+    print(table.text(df, [c for c in (cols or df.columns) if c in df.columns], width=None))
 
 
 def _serve(args: argparse.Namespace) -> int:
