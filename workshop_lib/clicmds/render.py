@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from workshop_lib import table
 from workshop_lib.clicmds.config import parse_sets
 from workshop_lib.config import WorkshopConfig
 from workshop_lib.errors import ConfigError
@@ -39,9 +40,9 @@ def stale(files: list[RenderedFile], out: Path) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     if args.list:
-        for p in PROFILES.values():
-            opts = ", ".join(f"{k}={v}" for k, v in p.options.items())
-            print(f"{p.name:24} {p.help}" + (f" [options: {opts}]" if opts else ""))
+        rows = [{"profile": p.name, "what": p.help, "options": ", ".join(f"{k}={v}" for k, v in p.options.items())}
+                for p in PROFILES.values()]
+        print(table.text(rows, ["profile", "what", "options"], width=None))
         return 0
     cfg = WorkshopConfig.from_yaml(args.config) if args.config else WorkshopConfig.from_env()
     sets = parse_sets(args.set)
