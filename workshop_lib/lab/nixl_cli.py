@@ -81,17 +81,14 @@ def add_setup_parser(lab_subparsers: Any) -> argparse.ArgumentParser:
 
 
 def format_items(items: list[Any]) -> str:
-    """The setup items as a PASS/FAIL table with the fix for each failure."""
-    w = max(len("item"), *(len(i.name) for i in items))
-    lines = [f"{'':4}  {'item':<{w}}  found", f"{'':4}  {'-' * w}  -----"]
-    for i in items:
-        mark = "ok" if i.ok else "FAIL"
-        lines.append(f"{mark:<4}  {i.name:<{w}}  {i.found}")
-        if not i.ok:
-            lines.append(f"{'':4}  {'':<{w}}  expected: {i.expected}")
-            if i.fix:
-                lines.append(f"{'':4}  {'':<{w}}  fix: {i.fix}")
-    return "\n".join(lines)
+    """The setup items as a PASS/FAIL table (:func:`workshop_lib.table.text`), with what was expected and the fix
+    under each failure."""
+    from workshop_lib import table
+
+    rows = [{"mark": "ok" if i.ok else "FAIL", "item": i.name, "found": i.found,
+             "expected": "" if i.ok else i.expected, "fix": "" if i.ok else i.fix} for i in items]
+    cols = ["mark", "item", "found"] + (["expected"] if any(not i.ok for i in items) else [])
+    return table.text(rows, cols, width=None, below="fix", headers={"mark": ""})
 
 
 def run_setup(args: argparse.Namespace) -> int:
@@ -144,36 +141,28 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def format_rows(result: Any) -> str:
-    """A table: block size, GB/s, p50/p99 latency, verified, transport (and % of peer copy for VRAM)."""
+    """A table (:func:`workshop_lib.table.text`): block size, GB/s, p50/p99 latency, verified, transport (and % of
+    peer copy for VRAM)."""
+    from workshop_lib import table
     from workshop_lib.parsing import format_size
 
     vram = any(r.peer_copy_gbps is not None for r in result.rows)
-    head = ["block", "iters", "GB/s", "p50 us", "p99 us", "verified", "transport"]
-    if vram:
-        head += ["peer GB/s", "% peer"]
-    table = [head]
-    for r in result.rows:
-        row = [
-            format_size(r.block_size),
-            str(r.iters),
-            _fmt(r.gbps, ".3f"),
-            _fmt(r.lat_p50_us, ".1f"),
-            _fmt(r.lat_p99_us, ".1f"),
-            "yes" if r.verified else "NO",
-            r.transport or "-",
-        ]
-        if vram:
-            row += [_fmt(r.peer_copy_gbps, ".1f"), _fmt(r.pct_of_peer_copy, ".0f")]
-        table.append(row)
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    out = [
-        "  ".join(
-            c.rjust(w) if j in (1, 2, 3, 4) else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in table
+    cols = ["block", "iters", "GB/s", "p50 us", "p99 us", "verified", "transport"] + (["peer GB/s", "% peer"] * vram)
+    rows = [
+        {
+            "block": format_size(r.block_size),
+            "iters": str(r.iters),
+            "GB/s": _fmt(r.gbps, ".3f"),
+            "p50 us": _fmt(r.lat_p50_us, ".1f"),
+            "p99 us": _fmt(r.lat_p99_us, ".1f"),
+            "verified": "yes" if r.verified else "NO",
+            "transport": r.transport or "-",
+            "peer GB/s": _fmt(r.peer_copy_gbps, ".1f"),
+            "% peer": _fmt(r.pct_of_peer_copy, ".0f"),
+        }
+        for r in result.rows
     ]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return table.text(rows, cols, width=None)
 
 
 def run_nixl(args: argparse.Namespace) -> int:
