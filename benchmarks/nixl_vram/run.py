@@ -33,7 +33,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from workshop_lib.lab.vram_report import (  # noqa: E402
+from workshop_lib.bench.vram_report import (  # noqa: E402
     MODES,
     build_report,
     goal_rows,

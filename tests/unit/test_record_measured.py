@@ -105,7 +105,7 @@ def test_benchmark_pages_are_generated_from_their_records() -> None:
     ai = _bench("aiperf_compare")
     assert ai.report() == (BENCH / "aiperf_compare" / "RESULTS.md").read_text()
     vram = BENCH / "nixl_vram"
-    from workshop_lib.lab.vram_report import build_report
+    from workshop_lib.bench.vram_report import build_report
 
     md = build_report(json.loads((vram / "results.json").read_text()), plot_path=None,
                       refcopy=json.loads((vram / "refcopy.json").read_text()),

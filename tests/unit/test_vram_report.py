@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from workshop_lib.errors import BenchError
-from workshop_lib.lab.vram_report import (
+from workshop_lib.bench.vram_report import (
     GOAL_PCT,
     MODES,
     RECORDED,
@@ -20,6 +19,7 @@ from workshop_lib.lab.vram_report import (
     mode_spec_sizes,
     reference_table,
 )
+from workshop_lib.errors import BenchError
 
 MiB = 2**20
 
@@ -98,7 +98,7 @@ def test_load_recorded() -> None:
 
 
 def test_goal_rows_without_ucx_read_rows() -> None:
-    from workshop_lib.lab.vram_report import goal_rows
+    from workshop_lib.bench.vram_report import goal_rows
 
     data = _recorded()
     data["runs"] = [r for r in data["runs"] if r["op"] == "WRITE"]

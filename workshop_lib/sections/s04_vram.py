@@ -1,5 +1,5 @@
 """Section 04's GPU part: KV-transfer bandwidth GPU memory to GPU memory, run here when GPUs are present, and the
-lead's recorded 2x H100 run (``benchmarks/nixl_vram/``, read through :mod:`workshop_lib.lab.vram_report`) otherwise.
+lead's recorded 2x H100 run (``benchmarks/nixl_vram/``, read through :mod:`workshop_lib.bench.vram_report`) otherwise.
 
 Every row says where it comes from: ``recorded on 2x H100 (VRAM)`` for the recorded file, ``this run (VRAM)`` for a
 GPU run in this kernel, ``this run (DRAM)`` for the local pair over TCP. The three are never merged into one number.
@@ -56,7 +56,7 @@ def gpus_here() -> int:
 
 def recorded(path: Path | None = None) -> tuple[pd.DataFrame, str, dict[str, Any]] | None:
     """The recorded GPU run: (frame, card, raw JSON for the plot's title), or None when none is recorded."""
-    from workshop_lib.lab import vram_report
+    from workshop_lib.bench import vram_report
 
     p = path or vram_report.RECORDED
     got = vram_report.load_recorded(p)
@@ -68,7 +68,7 @@ def recorded(path: Path | None = None) -> tuple[pd.DataFrame, str, dict[str, Any
 
 def recorded_rows(df: pd.DataFrame, card: str) -> list[dict[str, Any]]:
     """UCX READ per request size from the recorded run, best way of driving it, as rows of :data:`TABLE_COLUMNS`."""
-    from workshop_lib.lab import vram_report
+    from workshop_lib.bench import vram_report
 
     best = vram_report.best_by_size(df)
     transport = df["transport"].dropna().iloc[0] if df["transport"].notna().any() else "?"
@@ -155,7 +155,7 @@ def vram_table(ctx: Context) -> pd.DataFrame:
 
 def record_goal(rec: tuple[pd.DataFrame, str, dict[str, Any]] | None) -> str | None:
     """Record the recorded run's throughput goal (UCX READ >= 64M at >= 85% of the peer copy) and a summary line."""
-    from workshop_lib.lab import vram_report
+    from workshop_lib.bench import vram_report
 
     if rec is None:
         record("vram_goal_met", None)
@@ -179,7 +179,7 @@ def hardware_table(rec: tuple[pd.DataFrame, str, dict[str, Any]] | None = None,
     """Recorded run: NIXL's best UCX READ per size against what the GPUs do without NIXL (``refcopy.json``)."""
     import pandas as pd
 
-    from workshop_lib.lab import vram_report
+    from workshop_lib.bench import vram_report
 
     rec = rec if rec is not None else recorded()
     ref_path = refcopy or vram_report.RECORDED.with_name("refcopy.json")
@@ -197,7 +197,7 @@ def hardware_table(rec: tuple[pd.DataFrame, str, dict[str, Any]] | None = None,
 
 def vram_plot(ctx: Context) -> Figure | None:
     """The recorded run's plot (GB/s vs request size, peer copy, P5 EFA line rate); None when nothing is recorded."""
-    from workshop_lib.lab import vram_report
+    from workshop_lib.bench import vram_report
 
     rec = ctx.state.get("vram_recorded") or recorded()
     if rec is None:
