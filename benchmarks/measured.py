@@ -22,13 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from workshop_lib.parsing import GiB, MiB
+from workshop_lib.paths import repo_root
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+REPO = repo_root()
 README = REPO / "README.md"
 BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
 NO_RECORD = "no record yet"
-MiB = 1 << 20
-GiB = 1 << 30
 
 Row = tuple[str, str, str]  # what, result, where
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-KiB, MiB = 2**10, 2**20
+from workshop_lib.parsing import KiB, MiB
 
 SEED_SOURCE = ("seed workshop, 2x p5.48xlarge, TRT-LLM 1.3.0rc1, ISL 512 / OSL 128, one EFA rail; its UCX baseline "
                "ran over TCP; measured with a TRT-LLM image carrying a patched NIXL 0.8.0 ('Patched NIXL 0.8.0 + 11 "

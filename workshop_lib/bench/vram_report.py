@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workshop_lib.errors import BenchError
-from workshop_lib.parsing import format_size
+from workshop_lib.parsing import MiB, format_size
 from workshop_lib.paths import repo_root
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ MODES: dict[str, dict[str, int]] = {
     "inflight-4": {"split": 1, "inflight": 4},
 }
 GOAL_PCT = 85.0  # NIXL UCX READ at 64 MiB and above, as a percentage of the peer copy of the same bytes
-GOAL_MIN_BYTES = 64 * 2**20
+GOAL_MIN_BYTES = 64 * MiB
 
 COLUMNS = [
     "backend", "op", "mode", "request_bytes", "block_size", "batch", "inflight", "iters", "gbps",
