@@ -168,3 +168,25 @@ def test_generalised_rules_match_a_superset_at_the_same_place() -> None:
                     assert g is not None, (rule.event, raw)
                     checked += 1
     assert checked > 300
+
+
+_POOL = [x for p in sorted(CORPUS.glob("*/*.log")) for x in p.read_bytes().splitlines() if x.strip()]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.integers(0, len(_POOL) - 1), st.integers(0, 6), st.binary(max_size=12)),
+                min_size=1, max_size=200), st.integers(0, 2**32), st.sampled_from([64, 1024, 8 << 20]))
+def test_mutated_corpus_same_diagnosis(tmp_path_factory, items, seed: int, chunk: int) -> None:
+    """Fuzzed (bounded): corpus lines re-drawn, truncated, with invalid UTF-8, ANSI colour, pod prefixes or junk give
+    the fast path exactly the reference path's diagnosis."""
+    rng = random.Random(seed)
+    out = []
+    for i, how, junk in items:
+        line = _POOL[i]
+        out.append([_redraw(line, rng), line[: max(1, len(line) // 2)], line + b"\xff\xc3" + junk,
+                    b"\x1b[31m" + line + b"\x1b[0m", b"[pod/decode-" + str(how).encode() + b"/main] " + line,
+                    junk, line][how])
+    p = tmp_path_factory.mktemp("fz") / "m.log"
+    p.write_bytes(b"\n".join(out))
+    fast, ref = _both(p, chunk)
+    assert fast == ref
