@@ -18,7 +18,9 @@ from typing import Any
 
 import pandas as pd
 
+from workshop_lib.config import KV_BACKENDS
 from workshop_lib.errors import ConfigError
+from workshop_lib.lab.nixl_plan import OPS
 
 COLUMNS = ["source", "backend", "op", "mem", "block_size", "batch", "inflight", "iters", "bytes_moved", "seconds",
            "gbps", "lat_avg_us", "lat_p50_us", "lat_p99_us", "verified", "transport"]
@@ -95,7 +97,7 @@ def published_frame() -> pd.DataFrame:
     return df.reindex(columns=COLUMNS)
 
 
-def sweep_nixl(backends: str | Sequence[str] = ("UCX", "LIBFABRIC"), ops: str | Sequence[str] = ("READ", "WRITE"),
+def sweep_nixl(backends: str | Sequence[str] = KV_BACKENDS, ops: str | Sequence[str] = OPS,
                sizes: str | Sequence[int] = "4K..64M", mem: str = "DRAM", netns: bool = False, iters: int = 0,
                ucx_tls: str | None = None, batch: int = 1, inflight: int = 1, log_dir: str | Path | None = None,
                progress: bool = True) -> pd.DataFrame:
@@ -118,8 +120,8 @@ def sweep_nixl(backends: str | Sequence[str] = ("UCX", "LIBFABRIC"), ops: str | 
 
     size_list = parse_sizes(sizes) if isinstance(sizes, str) else [int(s) for s in sizes]
     frames = []
-    for backend in _names(backends, ("UCX", "LIBFABRIC"), "backend"):
-        for op in _names(ops, ("READ", "WRITE"), "op"):
+    for backend in _names(backends, KV_BACKENDS, "backend"):
+        for op in _names(ops, OPS, "op"):
             spec = NixlPairSpec(backend=backend, op=op, sizes=size_list, iters=iters, mem=mem, netns=netns,
                                 ucx_tls=ucx_tls, batch=batch, inflight=inflight)
             sub = Path(log_dir) / f"{backend.lower()}-{op.lower()}" if log_dir else None

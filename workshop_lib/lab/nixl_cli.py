@@ -23,7 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from workshop_lib.config import KV_BACKENDS
 from workshop_lib.errors import ConfigError
+from workshop_lib.lab.nixl_plan import MEMS, OPS
 
 
 def _sizes(text: str) -> list[int]:
@@ -120,12 +122,12 @@ def add_nixl_parser(lab_subparsers: Any) -> argparse.ArgumentParser:
         description="Two NIXL 0.9.0 agents in two processes: READ or WRITE of each block size, checksummed, "
         "with both agents' logs (NIXL/UCX/libfabric at INFO) kept for `workshop diagnose`.",
     )
-    p.add_argument("--backend", type=str.upper, choices=["UCX", "LIBFABRIC"], default="UCX")
-    p.add_argument("--op", type=str.upper, choices=["READ", "WRITE"], default="READ")
+    p.add_argument("--backend", type=str.upper, choices=KV_BACKENDS, default=KV_BACKENDS[0])
+    p.add_argument("--op", type=str.upper, choices=OPS, default=OPS[0])
     p.add_argument("--sizes", type=_sizes, default=None, metavar="LIST", help="e.g. 4K,64K,1M,16M,64M or 4K..64M")
     p.add_argument("--netns", action="store_true", help="one agent per network namespace over a veth (root)")
     p.add_argument("--ucx-tls", default=None, metavar="TLS", help="UCX_TLS for both agents, e.g. tcp")
-    p.add_argument("--mem", type=str.upper, choices=["DRAM", "VRAM"], default="DRAM")
+    p.add_argument("--mem", type=str.upper, choices=MEMS, default=MEMS[0])
     p.add_argument("--gpus", type=_gpus, default=(0, 1), metavar="I,T", help="initiator,target GPU (VRAM)")
     p.add_argument("--batch", type=_positive, default=1, help="descriptors (KV blocks) per transfer request")
     p.add_argument("--inflight", type=_positive, default=1, help="transfer requests kept in flight")

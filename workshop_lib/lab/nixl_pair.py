@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workshop_lib.bench.stats import percentile
+from workshop_lib.config import KV_BACKENDS
 from workshop_lib.errors import ConfigError
 from workshop_lib.lab import setup as lab_setup
 from workshop_lib.lab.nixl_diag import diagnose, summary_line, zero_checksum
@@ -52,6 +53,8 @@ from workshop_lib.lab.nixl_launch import (
 )
 from workshop_lib.lab.nixl_plan import (
     DEFAULT_SIZES,
+    MEMS,
+    OPS,
     IterPolicy,
     gbps,
     libfabric_transport,
@@ -76,9 +79,7 @@ __all__ = [
     "AgentDied",
 ]
 
-BACKENDS = ("UCX", "LIBFABRIC")
-OPS = ("READ", "WRITE")
-MEMS = ("DRAM", "VRAM")
+BACKENDS = KV_BACKENDS
 METADATA_EXCHANGE = "NIXL listener: initiator fetch_remote_metadata + send_local_metadata (both agents listening)"
 MAX_REGION_BYTES = {"DRAM": 4 * GiB, "VRAM": 16 * GiB}  # per side, all sizes together
 WRITE_SETTLE_S = 2.0  # LIBFABRIC/tcp: a WRITE's bytes reach the target's memory ~20 ms after the initiator's DONE

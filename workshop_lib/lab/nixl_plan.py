@@ -20,6 +20,8 @@ from workshop_lib.errors import ConfigError
 from workshop_lib.parsing import GiB, KiB, MiB
 
 DEFAULT_SIZES = [4 * KiB, 64 * KiB, 1 * MiB, 16 * MiB, 64 * MiB]
+OPS = ("READ", "WRITE")  # NIXL transfer operations
+MEMS = ("DRAM", "VRAM")  # where the buffers live
 
 
 def parse_gpus(text: str) -> tuple[int, int]:
