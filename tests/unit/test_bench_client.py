@@ -43,6 +43,9 @@ def test_chat_reader_frames_split_events_and_stops_at_done() -> None:
         reader.feed(stream[i:i + 5], i)
     assert reader.done and reader.parts == ["a", "b"] and reader.usage_tokens == 2 and reader.finish == "length"
     assert len(reader.events) == 3  # nothing after [DONE]
+    crlf = ChatReader()  # a server that ends every line with CRLF
+    crlf.feed(b'data: {"choices":[{"delta":{"content":"x"}}]}\r\n\r\ndata: [DONE]\r\n\r\n', 0)
+    assert crlf.done and crlf.parts == ["x"]
 
 
 def test_one_request_body_for_both_endpoints() -> None:

@@ -100,6 +100,9 @@ class SSEReader:
         raise NotImplementedError
 
     def feed(self, data: bytes, now_ns: int) -> None:
+        """Take the next bytes of the body; bytes after :attr:`stopped` turned true are dropped."""
+        if self.stopped:
+            return
         buf = self.buf + data if self.buf else data
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n")
@@ -114,6 +117,7 @@ class SSEReader:
                     if line.startswith(b"data:"):
                         self.on_data(line[5:].strip(), now_ns)
             if self.stopped:
+                self.buf = b""
                 return
         self.buf = buf[start:]
 
