@@ -190,3 +190,15 @@ def test_mutated_corpus_same_diagnosis(tmp_path_factory, items, seed: int, chunk
     p.write_bytes(b"\n".join(out))
     fast, ref = _both(p, chunk)
     assert fast == ref
+
+
+def test_the_fast_path_keys_on_every_event_field_the_accumulator_reads() -> None:
+    """The shape cache and the shared templates assume the accumulator reads only these Event fields (the line's
+    number, source and text come from the line itself). A new field read there must be added to the template key
+    (fastscan._template) and, if a rule captures it, to patterns.VALUE_GROUPS."""
+    from workshop_lib.logs import accumulator
+
+    src = Path(accumulator.__file__).read_text()
+    read = set(re.findall(r"\bev\.([a-z_]+)", src))
+    assert read <= {"backend", "code", "component", "detail", "devices", "event", "level", "line", "provider", "rails",
+                    "source", "text", "transport"}, read

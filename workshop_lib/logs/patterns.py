@@ -422,7 +422,10 @@ RULES_BY_PRIORITY: tuple[Rule, ...] = tuple(r for r in RULES if r.code) + tuple(
 RULE_KEYS: tuple[str, ...] = tuple(sorted({r.key for r in RULES}))
 # Generic errors need one of these tokens in the line (abseil E/F lines start with E/F + month 01-12).
 ERROR_KEYS: tuple[str, ...] = ("ERROR", "FATAL", "CRITICAL", "Error", "Exception", "E0", "E1", "F0", "F1")
-VALUE_GROUPS = frozenset({"devices", "rails", "provider", "backend", "detail", "detail2", "error", "value", "path"})
+# Captured groups whose value the accumulator reads (through Event.devices/rails/provider/backend/detail): where one
+# holds a digit, lines that differ in it can classify differently (the fast scan keys on them; see logs/shapes.py).
+# ``error``, ``peer``, ``value`` and ``path`` are not read from the event (values and paths are read from the line).
+VALUE_GROUPS = frozenset({"devices", "rails", "provider", "backend", "detail", "detail2"})
 
 
 def _minimal(keys: tuple[str, ...]) -> tuple[str, ...]:
