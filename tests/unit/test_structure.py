@@ -29,6 +29,14 @@ OVERSIZE_ALLOWED: dict[str, int] = {
 # fail, these may only go; the lead empties both lists at the end.
 KNOWN_CYCLES: list[set[str]] = []  # e.g. {"workshop_lib.logs.diagnose", "workshop_lib.logs.fastscan"} (gone)
 KNOWN_PRIVATE: set[str] = set()  # "<importer> imports <_name> from <module>"
+# Kubernetes names are spelled once, in workshop_lib/k8s.py; these modules still spell one (other areas' files):
+# "<file>: <value>" may only go.
+KNOWN_SPELLED: set[str] = {
+    "workshop_lib/cluster/diagnose.py: vpc.amazonaws.com/efa",
+    "workshop_lib/cluster/diagnose.py: nvidia.com/gpu",
+    "workshop_lib/lab/graph.py: DynamoGraphDeployment",
+    "workshop_lib/lab/graph.py: nvidia.com/gpu",
+}
 
 
 def module_name(path: Path) -> str:
@@ -197,3 +205,30 @@ def test_no_private_name_imported_across_modules() -> None:
     if gone:
         warnings.warn(f"KNOWN_PRIVATE can shrink: {sorted(gone)}", stacklevel=1)
     assert not bad, "private names used across modules (make them public or move the code): " + "; ".join(bad)
+
+
+def _k8s_names() -> dict[str, str]:
+    """``{value: NAME}`` of the string constants of ``workshop_lib/k8s.py`` (read with ast, nothing imported)."""
+    tree = ast.parse((PKG / "k8s.py").read_text())
+    return {n.value.value: n.targets[0].id for n in tree.body if isinstance(n, ast.Assign)
+            and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+            and isinstance(n.targets[0], ast.Name) and n.targets[0].id.isupper()}
+
+
+def test_kubernetes_names_are_spelled_once() -> None:
+    """A string literal equal to one of k8s.py's names anywhere else is a second spelling: import the constant."""
+    names = _k8s_names()
+    assert {"DGD_API", "DGD_KIND", "EFA_RESOURCE"} <= set(names.values())
+    found = {}
+    for p in sorted(PKG.rglob("*.py")):
+        if p == PKG / "k8s.py":
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+                found.setdefault(f"{p.relative_to(ROOT).as_posix()}: {node.value}", node.lineno)
+    bad = sorted(f"{k} (line {line}; use k8s.{names[k.split(': ', 1)[1]]})" for k, line in found.items()
+                 if k not in KNOWN_SPELLED)
+    gone = KNOWN_SPELLED - set(found)
+    if gone:
+        warnings.warn(f"KNOWN_SPELLED can shrink: {sorted(gone)}", stacklevel=1)
+    assert not bad, "Kubernetes names spelled outside workshop_lib/k8s.py: " + "; ".join(bad)
