@@ -84,10 +84,13 @@ def _graph_args(p: argparse.ArgumentParser) -> None:
         " (default: $WORKSHOP_ENGINE, else the config's engine, else vllm)",
     )
     p.add_argument("--kv-backend", choices=KV_BACKENDS, default="UCX", help="NIXL backend of the vLLM workers")
+    p.add_argument("--netns", action="store_true",
+                   help="prefill and decode in two network namespaces (two 'nodes'; root, real engine): the KV cache "
+                        "crosses a veth; etcd and NATS on the bridge between them")  # fmt: skip
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = Lab().plan(engine=args.engine or default_engine(), kv_backend=args.kv_backend)
+    plan = Lab().plan(engine=args.engine or default_engine(), kv_backend=args.kv_backend, netns=args.netns)
     if args.json:
         print(json.dumps(plan.to_json(), indent=2))
     else:
@@ -151,6 +154,12 @@ def format_status(st: LabStatus) -> str:
             f"KV over NIXL (decode worker): {st.kv.get('bytes_transferred', 0):.0f} bytes in "
             f"{st.kv.get('transfers', 0):.0f} transfers, {st.kv.get('failed_transfers', 0):.0f} failed"
         )
+    if st.net:
+        veth = st.veth or {}
+        lines.append(f"network: two namespaces on bridge {st.net['bridge']} ({st.net['bridge_addr']}): " + "; ".join(
+            f"{r} {st.net['namespaces'][r]} {st.net['addrs'][r]} veth {st.net['devices'][r]}"
+            + (f" rx {veth[r]['rx_bytes']} B tx {veth[r]['tx_bytes']} B" if r in veth else "")
+            for r in ("prefill", "decode")))  # fmt: skip
     lines.append(f"{'name':<9} {'pid':>7} {'port':>6} {'ok':<4} detail")
     for p in st.processes.values():
         detail = p.detail.splitlines()[0] if p.detail else ""
@@ -165,7 +174,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     st = Lab().up(
         timeout=args.timeout, progress=not args.no_progress, engine=args.engine or default_engine(),
-        kv_backend=args.kv_backend,
+        kv_backend=args.kv_backend, netns=True if args.netns else None,
     )  # fmt: skip
     if args.json:
         print(json.dumps(st.to_json(), indent=2))

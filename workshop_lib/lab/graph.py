@@ -27,11 +27,12 @@ import json
 import os
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workshop_lib.errors import LabError
+from workshop_lib.lab.graphplan import GraphPlan, LocalProcess, Substitution
+from workshop_lib.lab.labnet import LabNet, plan_lab_net
 from workshop_lib.lab.stack import DEFAULT_PORTS, LOOPBACK, infra_plan, lab_env
 
 ENGINES = ("vllm", "mocker")
@@ -53,98 +54,14 @@ FIRST_REQUEST_WHY = (
     "the first request would compile 2 sampler helpers with g++ (30-55 s on 2 cores); eager is the same math"
 )
 TRANSPORT_PREFIXES = ("FI_", "UCX_", "NIXL_")
+# Every address a worker advertises or binds (Dynamo's request plane and system server, vLLM's NIXL side channel and
+# its own host IP): the namespace's veth address with --netns, loopback otherwise.
+WORKER_HOST_ENV = ("DYN_TCP_RPC_HOST", "DYN_HTTP_RPC_HOST", "DYN_SYSTEM_HOST", "VLLM_HOST_IP",
+                   "VLLM_NIXL_SIDE_CHANNEL_HOST")
+# Two namespaces of one kernel still share memory, and UCX picks shared memory (cma) for peers on the same host
+# (LOCAL-LAB.md: "UCX needed UCX_TLS=tcp" across the NIXL pair's namespaces): tcp makes the KV cross the veth.
+NETNS_UCX_TLS = "tcp"
 EFA_ONLY_ENV = ("FI_PROVIDER",)  # the DGD's FI_PROVIDER=efa (EFA overlay) would leave libfabric no provider here
-
-
-@dataclass(frozen=True, slots=True)
-class Substitution:
-    """One difference between the DGD and what runs here."""
-
-    service: str
-    field: str
-    dgd: str
-    local: str
-    why: str
-
-
-@dataclass(slots=True)
-class LocalProcess:
-    """One process of the plan: ``name`` is the role (etcd, nats, frontend, prefill, decode)."""
-
-    name: str
-    service: str | None
-    argv: list[str]
-    env: dict[str, str]
-    port: int | None
-    extra_ports: dict[str, int] = field(default_factory=dict)
-    metrics_port: int | None = None
-
-    def arg(self, flag: str) -> str | None:
-        """The value after ``flag`` in ``argv`` (None when absent)."""
-        return self.argv[self.argv.index(flag) + 1] if flag in self.argv[:-1] else None
-
-    @property
-    def metrics_url(self) -> str | None:
-        return f"http://{LOOPBACK}:{self.metrics_port}/metrics" if self.metrics_port else None
-
-
-@dataclass(slots=True)
-class GraphPlan:
-    """What ``Lab.up`` runs for one DGD."""
-
-    dgd_name: str
-    engine: str
-    kv_backend: str | None
-    processes: list[LocalProcess]
-    substitutions: list[Substitution]
-    unhonoured: list[str]
-
-    def process(self, name: str) -> LocalProcess:
-        for p in self.processes:
-            if p.name == name:
-                return p
-        raise KeyError(name)
-
-    def table(self) -> str:
-        """The substitution table, one row per difference, then what the lab cannot honour."""
-        rows = [("service", "field", "in the DGD", "here", "why")]
-        rows += [(s.service, s.field, s.dgd, s.local, s.why) for s in self.substitutions]
-        widths = [min(max(len(r[i]) for r in rows), 48) for i in range(4)]
-        out = [f"graph {self.dgd_name}: engine {self.engine}, KV backend {self.kv_backend or '-'}"]
-        for r in rows:
-            out.append("  ".join(c[:48].ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
-        if self.unhonoured:
-            out.append("not honoured here:")
-            out += [f"  - {u}" for u in self.unhonoured]
-        return "\n".join(out)
-
-    def command_lines(self, base_env: Mapping[str, str] | None = None) -> str:
-        """One shell line per process: the variables it sets beyond ``base_env`` (default ``os.environ``), then argv."""
-        base = dict(os.environ if base_env is None else base_env)
-        lines = []
-        for p in self.processes:
-            delta = {k: v for k, v in sorted(p.env.items()) if base.get(k) != v}
-            envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in delta.items())
-            lines.append(f"# {p.name}" + (f" (DGD service {p.service})" if p.service else ""))
-            lines.append((f"env {envs} " if envs else "") + shlex.join(p.argv))
-        return "\n".join(lines)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "dgd": self.dgd_name,
-            "engine": self.engine,
-            "kv_backend": self.kv_backend,
-            "substitutions": [vars_(s) for s in self.substitutions],
-            "unhonoured": list(self.unhonoured),
-            "processes": {
-                p.name: {"service": p.service, "argv": p.argv, "port": p.port, "metrics_url": p.metrics_url}
-                for p in self.processes
-            },
-        }
-
-
-def vars_(s: Substitution) -> dict[str, str]:
-    return {k: getattr(s, k) for k in Substitution.__slots__}
 
 
 def default_engine() -> str:
@@ -285,6 +202,7 @@ def plan_graph(
     lab_dir: Path,
     ports: Mapping[str, int],
     netns: bool = False,
+    net: LabNet | None = None,
     python: str | None = None,
     bins: Mapping[str, str] | None = None,
     model_dir: Path | None = None,
@@ -300,16 +218,21 @@ def plan_graph(
     Args:
         engine: ``vllm`` (the DGD's own ``dynamo.vllm`` workers) or ``mocker`` (Dynamo's simulated engine, no KV bytes).
         ports: the lab's ports (keys of :data:`~workshop_lib.lab.stack.DEFAULT_PORTS`).
-        netns: put prefill and decode in two network namespaces (not implemented yet: raises).
+        netns: put prefill and decode in two network namespaces joined through a bridge (:mod:`.labnet`), etcd and
+            NATS on the bridge address; the real engine only (the mocker moves no KV bytes to cross it).
+        net: the lab network to use with ``netns`` (default: the names and addresses of lab network 0, for display).
         lib_env: ``LD_LIBRARY_PATH`` and friends for NIXL (default: :func:`workshop_lib.lab.setup.lab_env`).
     """
     import sys
 
     engine = check_engine(engine)
-    if netns:
-        raise LabError(
-            "netns", "the cross-node (network namespace) local graph is not implemented yet", "use netns=False"
-        )
+    if net is not None:
+        netns = True
+    if netns and engine != "vllm":
+        raise LabError("--netns", f"engine {engine} moves no KV bytes, so there is nothing to cross the namespaces",
+                       "use the real engine: --engine vllm --netns")  # fmt: skip
+    net = (net or plan_lab_net(0)) if netns else None
+    infra_host = net.bridge_addr if net else LOOPBACK
     lab_dir = Path(lab_dir)
     py = python or sys.executable
     model_dir = Path(model_dir or lab_dir / "model" / "workshop-tiny-bpe")
@@ -324,6 +247,9 @@ def plan_graph(
     subs: list[Substitution] = []
     unhonoured: list[str] = []
     env0 = lab_env(ports, base=base_env)
+    if net:
+        env0.update(ETCD_ENDPOINTS=f"http://{infra_host}:{ports['etcd']}", NATS_SERVER=f"nats://{infra_host}:{ports['nats']}",
+                    DYN_TCP_RPC_HOST=infra_host, DYN_HTTP_RPC_HOST=infra_host)  # fmt: skip
     # The transports' own knobs come from the DGD only: a caller's FI_PROVIDER=efa (set for EKS) would filter out
     # the tcp provider here and NIXL's LIBFABRIC backend would not start ("No network devices found").
     inherited = sorted(k for k in env0 if k.startswith(TRANSPORT_PREFIXES))
@@ -334,10 +260,20 @@ def plan_graph(
                                  "only the DGD's own env sets UCX_/FI_/NIXL_ knobs in the lab"))  # fmt: skip
     env0["TMPDIR"] = str(tmpdir or run_dir / "tmp")
     procs_: list[LocalProcess] = []
-    for name, argv, extra, port in infra_plan(binaries, ports, run_dir):
-        procs_.append(LocalProcess(name, None, argv, {**env0, **extra}, port))
-    subs.append(Substitution("(platform)", "etcd, NATS", "the platform chart's etcd and NATS", "local etcd + nats-server",
-                             "the lab has no cluster"))  # fmt: skip
+    for name, argv, extra, port in infra_plan(binaries, ports, run_dir, host=infra_host):
+        procs_.append(LocalProcess(name, None, argv, {**env0, **extra}, port, host=infra_host))
+    subs.append(Substitution("(platform)", "etcd, NATS", "the platform chart's etcd and NATS",
+                             f"local etcd + nats-server on {infra_host}",
+                             "the lab has no cluster" + (": the bridge address both namespaces reach" if net else "")))  # fmt: skip
+    if net:
+        subs.append(Substitution("(cluster)", "nodes", "two nodes (podAntiAffinity / nodeSelector)",
+                                 f"network namespaces {net.namespace('prefill')} and {net.namespace('decode')}",
+                                 f"each worker's only interface is a veth on bridge {net.bridge}: the KV cache crosses "
+                                 "a real network interface"))  # fmt: skip
+        subs.append(Substitution("(cluster)", "route to the frontend", "(pod network)",
+                                 f"host route in each namespace to the host's address via {net.bridge_addr}",
+                                 "Dynamo 0.9.0's response-stream server in the frontend advertises the host's "
+                                 "default-route address (no setting); nothing beyond the host is routed"))  # fmt: skip
 
     # Frontend: its own command and args; the port becomes the lab's.
     fname, fsvc = services["frontend"]
@@ -359,6 +295,7 @@ def plan_graph(
         sname, svc = services[role]
         cmd, args, image = _container(sname, svc)
         sys_port = ports[f"{role}_system"]
+        host = net.addr(role) if net else LOOPBACK
         env = dict(env0)
         env["DYN_SYSTEM_PORT"] = str(sys_port)
         extra_ports: dict[str, int] = {"system": sys_port}
@@ -371,8 +308,10 @@ def plan_graph(
             elif "value" in e:
                 env[str(e["name"])] = str(e["value"])
             elif ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") == "status.podIP":
-                env[str(e["name"])] = LOOPBACK
-                subs.append(Substitution(sname, f"env {e['name']}", "status.podIP", LOOPBACK, "one machine: loopback"))
+                env[str(e["name"])] = host
+                subs.append(Substitution(sname, f"env {e['name']}", "status.podIP", host,
+                                         f"the address of namespace {net.namespace(role)}" if net
+                                         else "one machine: loopback"))  # fmt: skip
             else:
                 unhonoured.append(f"{sname}: env {e['name']} from {e.get('valueFrom')}")
         if svc.get("envFromSecret"):
@@ -448,6 +387,16 @@ def plan_graph(
                 DYN_LOG="info",
             )
             extra_ports["nixl_side_channel"] = side
+            if net:
+                env.update({k: host for k in WORKER_HOST_ENV})
+                subs.append(Substitution(sname, "advertised host", "(the pod's IP)", f"{host} ({', '.join(WORKER_HOST_ENV)})",
+                                         "every endpoint the worker binds or advertises is its namespace's address, "
+                                         "never loopback"))  # fmt: skip
+                if backend == "UCX" and "UCX_TLS" not in env:
+                    env["UCX_TLS"] = NETNS_UCX_TLS
+                    subs.append(Substitution(sname, "env UCX_TLS", "(unset)", NETNS_UCX_TLS,
+                                             "two namespaces share one kernel's memory and UCX would copy through it "
+                                             "(cma): tcp makes the KV cross the veth"))  # fmt: skip
             if role == "prefill" and "kv_events" in ports:
                 env["DYN_VLLM_KV_EVENT_PORT"] = str(ports["kv_events"])
                 extra_ports["kv_events"] = ports["kv_events"]
@@ -460,8 +409,9 @@ def plan_graph(
             subs.append(Substitution(sname, "ports", "(one pod each)", f"system {sys_port}, NIXL side channel {side}",
                                      "two workers share one host"))  # fmt: skip
         procs_.append(LocalProcess(role, sname, argv if engine == "mocker" else [py, *cmd[1:], *args], env, sys_port,
-                                   extra_ports, metrics_port=sys_port))  # fmt: skip
-    return GraphPlan(dgd_name, engine, backend if engine == "vllm" else None, procs_, subs, unhonoured)
+                                   extra_ports, metrics_port=sys_port, host=host,
+                                   netns=net.namespace(role) if net else None))  # fmt: skip
+    return GraphPlan(dgd_name, engine, backend if engine == "vllm" else None, procs_, subs, unhonoured, net)
 
 
 __all__ = [

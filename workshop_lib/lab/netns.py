@@ -61,7 +61,8 @@ def require_netns_support() -> None:
         raise LabUnsupported("--netns", "the `ip` command is missing", "apt-get install iproute2")
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``ip ARGS``; raise :class:`LabError` with its stderr when it fails and ``check``."""
     res = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=15)
     if check and res.returncode != 0:
         raise LabError("--netns", f"`ip {' '.join(args)}` failed: {res.stderr.strip()}", "")
@@ -69,12 +70,12 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def existing_namespaces() -> set[str]:
-    res = _ip("netns", "list", check=False)
+    res = run_ip("netns", "list", check=False)
     return {line.split()[0] for line in res.stdout.splitlines() if line.strip()}
 
 
 def existing_links() -> set[str]:
-    res = _ip("-o", "link", "show", check=False)
+    res = run_ip("-o", "link", "show", check=False)
     names = set()
     for line in res.stdout.splitlines():
         parts = line.split(":", 2)
@@ -101,14 +102,14 @@ def delete_pair(names: tuple[str, ...]) -> list[str]:
     """Kill what still runs in the namespaces and delete them (the veth goes with them). Returns errors."""
     errors = []
     for ns in names:
-        res = _ip("netns", "pids", ns, check=False)
+        res = run_ip("netns", "pids", ns, check=False)
         for pid in res.stdout.split():
             try:
                 os.kill(int(pid), signal.SIGKILL)
             except (ProcessLookupError, ValueError):
                 pass
         if ns in existing_namespaces():
-            res = _ip("netns", "del", ns, check=False)
+            res = run_ip("netns", "del", ns, check=False)
             if res.returncode != 0:
                 errors.append(f"ip netns del {ns}: {res.stderr.strip()}")
     return errors
@@ -119,7 +120,7 @@ def wait_running(ns: str, dev: str, timeout: float = 10.0) -> None:
     ("network device ... is not available"), and a fresh veth takes a moment to get there."""
     deadline = time.monotonic() + timeout
     while True:
-        out = _ip("-n", ns, "-o", "link", "show", "dev", dev, check=False).stdout
+        out = run_ip("-n", ns, "-o", "link", "show", "dev", dev, check=False).stdout
         if "LOWER_UP" in out and "state UP" in out and "NO-CARRIER" not in out:
             return
         if time.monotonic() > deadline:
@@ -132,13 +133,13 @@ def create_pair(addrs: tuple[str, str] = DEFAULT_ADDRS, tag: str | None = None) 
     require_netns_support()
     names, veths = free_names(tag)
     try:
-        _ip("netns", "add", names[0])
-        _ip("netns", "add", names[1])
-        _ip("link", "add", veths[0], "netns", names[0], "type", "veth", "peer", "name", veths[1], "netns", names[1])
+        run_ip("netns", "add", names[0])
+        run_ip("netns", "add", names[1])
+        run_ip("link", "add", veths[0], "netns", names[0], "type", "veth", "peer", "name", veths[1], "netns", names[1])
         for side in (0, 1):
-            _ip("-n", names[side], "addr", "add", f"{addrs[side]}/{PREFIX_LEN}", "dev", veths[side])
-            _ip("-n", names[side], "link", "set", veths[side], "up")
-            _ip("-n", names[side], "link", "set", "lo", "up")
+            run_ip("-n", names[side], "addr", "add", f"{addrs[side]}/{PREFIX_LEN}", "dev", veths[side])
+            run_ip("-n", names[side], "link", "set", veths[side], "up")
+            run_ip("-n", names[side], "link", "set", "lo", "up")
         for side in (0, 1):
             wait_running(names[side], veths[side])
     except BaseException:
@@ -207,13 +208,13 @@ def isolated_netns(addr: str = ISOLATED_ADDR, tag: str | None = None) -> Iterato
     ns = ns.replace("-i", "-solo")
     dev = ("wsd" + dev[3:])[:15]
     try:
-        _ip("netns", "add", ns)
+        run_ip("netns", "add", ns)
         # A veth pair with both ends inside (the dummy driver is often not built): only ``dev`` has an address.
         peer = dev[:-1] + ("p" if dev[-1] != "p" else "q")
-        _ip("-n", ns, "link", "add", dev, "type", "veth", "peer", "name", peer)
-        _ip("-n", ns, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", dev)
+        run_ip("-n", ns, "link", "add", dev, "type", "veth", "peer", "name", peer)
+        run_ip("-n", ns, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", dev)
         for link in (dev, peer, "lo"):
-            _ip("-n", ns, "link", "set", link, "up")
+            run_ip("-n", ns, "link", "set", link, "up")
         wait_running(ns, dev)
     except BaseException:
         delete_pair((ns,))
@@ -239,7 +240,7 @@ def remove_stale() -> list[str]:
         removed += [ns for ns in dead_ns if ns not in existing_namespaces()]
     for link in existing_links():
         m = _STALE_LINK.match(link)
-        if m and not _alive(int(m.group(1))) and _ip("link", "del", link, check=False).returncode == 0:
+        if m and not _alive(int(m.group(1))) and run_ip("link", "del", link, check=False).returncode == 0:
             removed.append(link)
     return removed
 

@@ -53,6 +53,7 @@ class ProcRecord:
     log: str
     port: int | None = None
     start_ticks: int | None = None
+    prefix: list[str] | None = None  # e.g. ``ip netns exec NS``: execs ``argv`` in place (same pid)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -63,9 +64,12 @@ class ProcRecord:
 
 
 def spawn(
-    name: str, argv: list[str], env: Mapping[str, str], log: Path, port: int | None = None
+    name: str, argv: list[str], env: Mapping[str, str], log: Path, port: int | None = None,
+    prefix: list[str] | None = None,
 ) -> tuple[ProcRecord, subprocess.Popen]:
     """Start ``argv`` in a new session (its own process group), stdout and stderr appended to ``log``.
+
+    ``prefix`` runs it through a launcher that execs it in place, keeping the pid (``ip netns exec NS``).
 
     Raises:
         FileNotFoundError: ``argv[0]`` does not exist (the caller turns it into a :class:`LabError`).
@@ -73,7 +77,7 @@ def spawn(
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
         p = subprocess.Popen(
-            argv,
+            [*(prefix or []), *argv],
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=fh,
@@ -81,7 +85,9 @@ def spawn(
             start_new_session=True,
             cwd=log.parent,
         )
-    return ProcRecord(name, p.pid, p.pid, time.time(), list(argv), str(log), port, start_ticks(p.pid)), p
+    rec = ProcRecord(name, p.pid, p.pid, time.time(), list(argv), str(log), port, start_ticks(p.pid),
+                     list(prefix) if prefix else None)
+    return rec, p
 
 
 def _matches(proc: psutil.Process, rec: ProcRecord) -> bool:
@@ -103,8 +109,8 @@ def leader(rec: ProcRecord) -> psutil.Process | None:
         cmd = p.cmdline()
     except psutil.Error:
         return None
-    if not cmd:
-        return p  # between fork and exec the command line reads empty; the start ticks already identify it
+    if not cmd or (rec.prefix and cmd[: len(rec.prefix)] == rec.prefix):
+        return p  # between fork and exec (of the launcher too) the start ticks already identify it
     return p if cmd[: len(rec.argv)] == rec.argv or Path(cmd[0]).name == Path(rec.argv[0]).name else None
 
 

@@ -111,20 +111,25 @@ def lab_env(ports: Mapping[str, int], base: Mapping[str, str] | None = None) -> 
 
 
 def infra_plan(
-    bins: Mapping[str, str], ports: Mapping[str, int], run_dir: Path
+    bins: Mapping[str, str], ports: Mapping[str, int], run_dir: Path, host: str = LOOPBACK
 ) -> list[tuple[str, list[str], dict[str, str], int]]:
-    """etcd and NATS (what the platform chart provides on EKS): (name, argv, extra env, health port)."""
-    return plan(bins, ports, Path("/unused"), run_dir, DEFAULT_SPEEDUP)[:2]
+    """etcd and NATS (what the platform chart provides on EKS): (name, argv, extra env, health port).
+
+    ``host``: the address they serve on (loopback, or the lab network's bridge address with ``--netns``; etcd then
+    listens on loopback too)."""
+    return plan(bins, ports, Path("/unused"), run_dir, DEFAULT_SPEEDUP, host=host)[:2]
 
 
 def plan(
-    bins: Mapping[str, str], ports: Mapping[str, int], model_dir: Path, run_dir: Path, speedup: float
+    bins: Mapping[str, str], ports: Mapping[str, int], model_dir: Path, run_dir: Path, speedup: float,
+    host: str = LOOPBACK,
 ) -> list[tuple[str, list[str], dict[str, str], int]]:
     """(name, argv, extra env, health port) per process, in start order. Pure: no side effects.
 
     The model id is ``model_dir`` itself: no ``--model-name`` (Dynamo would look that name up on the hub).
     """
-    etcd_url = f"http://{LOOPBACK}:{ports['etcd']}"
+    etcd_url = f"http://{host}:{ports['etcd']}"
+    listen = etcd_url if host == LOOPBACK else f"http://{LOOPBACK}:{ports['etcd']},{etcd_url}"
     peer_url = f"http://{LOOPBACK}:{ports['etcd_peer']}"
     py = bins["python"]
     mocker = [py, "-m", "dynamo.mocker", "--model-path", str(model_dir), "--speedup-ratio", f"{speedup:g}"]
@@ -133,7 +138,7 @@ def plan(
             "etcd",
             [
                 bins["etcd"], "--name", "workshop-lab", "--data-dir", str(run_dir / "etcd-data"),
-                "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
+                "--listen-client-urls", listen, "--advertise-client-urls", etcd_url,
                 "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
                 "--initial-cluster", f"workshop-lab={peer_url}", "--log-outputs", "stderr",
             ],
@@ -142,7 +147,7 @@ def plan(
         ),
         (
             "nats",
-            [bins["nats-server"], "-js", "-a", LOOPBACK, "-p", str(ports["nats"]), "-sd", str(run_dir / "nats-data")],
+            [bins["nats-server"], "-js", "-a", host, "-p", str(ports["nats"]), "-sd", str(run_dir / "nats-data")],
             {},
             ports["nats"],
         ),
@@ -197,25 +202,27 @@ def registered_components(frontend_url: str) -> list[str]:
     return sorted({i.get("component", "") for i in body.get("instances", []) if isinstance(i, dict)})
 
 
-def probe(name: str, port: int | None, frontend_url: str | None, model: str | None) -> tuple[bool, str]:
-    """Service-level health of one process whose pid is alive: (healthy, detail)."""
-    if not port or not procs.port_accepts(port):
-        return False, f"port {port} not accepting connections"
+def probe(
+    name: str, port: int | None, frontend_url: str | None, model: str | None, host: str = LOOPBACK
+) -> tuple[bool, str]:
+    """Service-level health of one process whose pid is alive, served at ``host``: (healthy, detail)."""
+    if not port or not procs.port_accepts(port, host):
+        return False, f"port {host}:{port} not accepting connections"
     if name == "etcd":
-        body = _get_json(f"http://{LOOPBACK}:{port}/health") or {}
+        body = _get_json(f"http://{host}:{port}/health") or {}
         ok = str(body.get("health")) == "true"
         return ok, "etcd /health true" if ok else f"etcd /health answered {body or 'nothing'}"
     if name == "nats":
         return True, "accepting NATS clients"
     if name == "frontend":
-        models = listed_models(f"http://{LOOPBACK}:{port}")
+        models = listed_models(f"http://{host}:{port}")
         ok = model in models
         return ok, f"/v1/models lists {models}" if models else "/v1/models lists no model yet"
     comp = {"prefill": "prefill", "decode": "backend"}[name]
     # The system server's /health and /live say "notready" for mockers (no health-check payload) and log an ERROR
     # line per probe, so the probe reads /metrics instead.
     try:
-        metrics = httpx.get(f"http://{LOOPBACK}:{port}/metrics", timeout=2.0).status_code
+        metrics = httpx.get(f"http://{host}:{port}/metrics", timeout=2.0).status_code
     except httpx.HTTPError:
         metrics = 0
     regs = registered_components(frontend_url) if frontend_url else []
