@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from workshop_lib.errors import LabError
+from workshop_lib.k8s import DGD_KIND, GPU_RESOURCE
 from workshop_lib.lab.graphplan import GraphPlan, LocalProcess, Substitution
 from workshop_lib.lab.labnet import LabNet, plan_lab_net
 from workshop_lib.lab.stack import DEFAULT_PORTS, LOOPBACK, infra_plan, lab_env
@@ -118,7 +119,7 @@ def render_lab_dgd(kv_backend: str = "UCX") -> dict[str, Any]:
     files = profiles.render(WorkshopConfig(), "single-node", {"framework": "vllm", "kv_backend": backend})
     for f in files:
         for doc in f.docs:
-            if isinstance(doc, dict) and doc.get("kind") == "DynamoGraphDeployment":
+            if isinstance(doc, dict) and doc.get("kind") == DGD_KIND:
                 return doc
     raise LabError("workshop render --profile single-node", "the render holds no DynamoGraphDeployment", "report it")
 
@@ -128,7 +129,7 @@ def render_lab_dgd(kv_backend: str = "UCX") -> dict[str, Any]:
 
 def _services(dgd: Mapping[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
     """role -> (service name, service) for the frontend, prefill and decode services."""
-    if not isinstance(dgd, Mapping) or dgd.get("kind") != "DynamoGraphDeployment":
+    if not isinstance(dgd, Mapping) or dgd.get("kind") != DGD_KIND:
         raise LabError("graph", "not a DynamoGraphDeployment (kind missing or different)", "pass a rendered DGD")
     services = (dgd.get("spec") or {}).get("services")
     if not isinstance(services, Mapping) or not services:
@@ -400,7 +401,7 @@ def plan_graph(
             if role == "prefill" and "kv_events" in ports:
                 env["DYN_VLLM_KV_EVENT_PORT"] = str(ports["kv_events"])
                 extra_ports["kv_events"] = ports["kv_events"]
-            gpus = res.get("gpu") or res.get("nvidia.com/gpu") or "?"
+            gpus = res.get("gpu") or res.get(GPU_RESOURCE) or "?"
             subs.append(Substitution(sname, "resources gpu", str(gpus), f"CPU core {core} (VLLM_CPU_OMP_THREADS_BIND)",
                                      "each engine needs its own core, else they starve each other"))  # fmt: skip
             subs.append(Substitution(sname, "KV cache size", "(GPU memory)", f"VLLM_CPU_KVCACHE_SPACE={KVCACHE_SPACE_GIB} GiB",
