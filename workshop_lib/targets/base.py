@@ -144,6 +144,8 @@ class Sides:
     # requests sent through the graph's frontend before its logs were read (vLLM's NIXL handshake is lazy): a list of
     # {"request", "ok", "tokens", "error"}; None where the target sent none (the local pair moves bytes by itself)
     warmup: list[dict[str, Any]] | None = None
+    # local: where the cross-node graph's workers ran ({"mode": "netns" | "loopback", "why", evidence}); None on eks
+    graph: dict[str, Any] | None = None
 
 
 class Target(ABC):
