@@ -55,6 +55,8 @@ from workshop_lib.logs.shapes import NORM, exact_spans
 
 CACHE_MAX = 1 << 16  # entries per cache level; a full cache is cleared (constant memory)
 SEEN_MAX = 1 << 16
+ONCE_MAX = 1 << 14  # shapes remembered as seen once (enough to catch the ones that come back within a block)
+LONG_LINE = 1 << 10  # longer lines are classified each time, never cached (cache keys stay small: bounded memory)
 _NEG = object()  # no key or no event
 _KEYS = P.SCAN_KEYS_BYTES
 
@@ -202,10 +204,11 @@ class _Exact:
     def __init__(self, spans: tuple[tuple[int, int], ...] | None) -> None:
         self.spans = spans
 
-    def key(self, raw: bytes, norm: bytes) -> tuple:
+    def key(self, raw: bytes) -> tuple:
+        """The message-cache key: this shape (the object itself: one per cached shape) and the digits that matter."""
         if self.spans is None:
             return (raw,)
-        return (norm, *[raw[a:b] for a, b in self.spans])
+        return (self, *[raw[a:b] for a, b in self.spans])
 
 
 def _new_shape(norm: bytes, raw: bytes, source: str) -> object:
@@ -218,9 +221,10 @@ def _new_shape(norm: bytes, raw: bytes, source: str) -> object:
 
 
 def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int], shape: dict, mcache: dict,
-             source: str) -> None:
-    """Turn every value of ``vals`` into a template or ``_NEG``, in place: new shapes are classified and cached, and
-    digit-sensitive lines (an ``int`` in the shape cache: their header length) are looked up by message."""
+             once: set, source: str) -> None:
+    """Turn every value of ``vals`` into a template or ``_NEG``, in place: a line of a new shape is classified (the
+    shape is worked out and cached when it comes back, ``once`` holds those seen once), and digit-sensitive lines (an
+    :class:`_Exact` in the shape cache) are looked up by the digits that matter."""
     n = len(vals)
     miss = list(compress(range(n), map(is_, vals, repeat(None))))
     if len(miss) > 64:  # many new shapes (e.g. unique request ids): settle the keyless ones in bulk first
@@ -233,11 +237,17 @@ def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int
         norm = norm_lines[i]
         v = shape.get(norm)
         if v is None:
-            v = shape[norm] = _new_shape(norm, block[starts[i]:starts[i + 1] - 1], source)
+            if len(norm) > LONG_LINE:  # never cached: the caches hold at most CACHE_MAX lines of LONG_LINE bytes
+                v = _template(block[starts[i]:starts[i + 1] - 1], source)
+            elif norm in once:  # seen before: work the shape out and cache it
+                v = shape[norm] = _new_shape(norm, block[starts[i]:starts[i + 1] - 1], source)
+            else:  # first sight (most such shapes never come back: unique ids): classify this line only
+                once.add(norm)
+                v = _template(block[starts[i]:starts[i + 1] - 1], source)
         vals[i] = v
     get = mcache.get
     for i in compress(range(n), map(is_, map(type, vals), repeat(_Exact))):
-        key = vals[i].key(block[starts[i]:starts[i + 1] - 1], norm_lines[i])
+        key = vals[i].key(block[starts[i]:starts[i + 1] - 1])
         v = get(key)
         if v is None:
             v = mcache[key] = _template(block[starts[i]:starts[i + 1] - 1], source)
@@ -258,6 +268,7 @@ def feed_file(path: str | Path, accs: Sequence, chunk: int = 8 << 20, max_line: 
     source = str(path)
     scan = FileScan(path, chunk=chunk, max_line=max_line)
     shape: dict[bytes, object] = {}
+    once: set[bytes] = set()
     mcache: dict[bytes, object] = {}
     seen: list[set] = [set() for _ in accs]
     base = 0
@@ -271,10 +282,12 @@ def feed_file(path: str | Path, accs: Sequence, chunk: int = 8 << 20, max_line: 
         starts = list(accumulate(map(add, map(len, norm_lines), repeat(1)), initial=0))
         if len(shape) > CACHE_MAX:
             shape.clear()
+        if len(once) > ONCE_MAX:
+            once.clear()
         if len(mcache) > CACHE_MAX:
             mcache.clear()
         vals = list(map(shape.get, norm_lines))
-        _resolve(vals, norm_lines, block, starts, shape, mcache, source)
+        _resolve(vals, norm_lines, block, starts, shape, mcache, once, source)
         bc = Counter(vals)
         # templates whose repeats in this block are applied in bulk (every accumulator has seen them)
         bulk = {t for t in bc if t.__class__ is _Template and t.kind in (COUNT, ERR, REF)
