@@ -15,8 +15,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from workshop_lib.bench.client import chat
 from workshop_lib.errors import LabError
-from workshop_lib.lab.chat import chat
 from workshop_lib.lab.kvmetrics import nixl_totals
 
 PROMPT = "Explain in one paragraph how a KV cache moves from a prefill worker to a decode worker over the network."

@@ -29,9 +29,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from workshop_lib.bench.client import ChatResult, chat
 from workshop_lib.errors import LabError, LabUnsupported
 from workshop_lib.lab import labnet, procs
-from workshop_lib.lab.chat import ChatResult, chat
 from workshop_lib.lab.graph import GraphPlan, check_backend, check_engine, plan_graph, render_lab_dgd
 from workshop_lib.lab.labstate import (
     KEEP_RUNS,
@@ -47,7 +47,7 @@ from workshop_lib.lab.labstate import (
     require_engine,
     run_tmpdir,
 )
-from workshop_lib.lab.model import default_lab_dir, ensure_model
+from workshop_lib.lab.model import ensure_model
 from workshop_lib.lab.stack import (
     DEFAULT_PORTS,
     DEFAULT_SPEEDUP,
@@ -59,6 +59,7 @@ from workshop_lib.lab.stack import (
     probe,
 )
 from workshop_lib.lab.supervisor import Supervisor, remove_stale_netns
+from workshop_lib.paths import lab_dir
 
 # Library callers that name no engine get the mocker (fast, light); the CLI and the notebooks' config default to
 # the real engine and pass it explicitly (`engine="vllm"`).
@@ -88,7 +89,7 @@ class Lab:
     """The serving lab of one lab directory. Safe to construct anywhere; only :meth:`up` and :meth:`down` act.
 
     Args:
-        root: lab directory (default :func:`~workshop_lib.lab.model.default_lab_dir`).
+        root: lab directory (default :func:`workshop_lib.paths.lab_dir`).
         speedup: the mockers' ``--speedup-ratio``.
         binaries: paths overriding ``etcd``, ``nats-server`` or ``python``.
         ports: preferred ports overriding :data:`DEFAULT_PORTS` entries.
@@ -102,7 +103,7 @@ class Lab:
         binaries: Mapping[str, str] | None = None,
         ports: Mapping[str, int] | None = None,
     ) -> None:
-        self.root = Path(root) if root else default_lab_dir()
+        self.root = Path(root) if root else lab_dir()
         self.speedup = speedup
         self.binaries = dict(binaries or {})
         self.preferred_ports = {**DEFAULT_PORTS, **(ports or {})}

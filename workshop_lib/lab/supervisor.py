@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from workshop_lib.bench.client import chat
 from workshop_lib.errors import LabError
 from workshop_lib.lab import procs
-from workshop_lib.lab.chat import chat
 from workshop_lib.lab.labstate import StateFile, records
 from workshop_lib.lab.stack import LOOPBACK, probe
 
