@@ -9,6 +9,7 @@ import jinja2
 import pytest
 from tokenizers import Tokenizer
 
+from workshop_lib import paths
 from workshop_lib.lab import model
 
 
@@ -77,9 +78,9 @@ def test_corpus_is_seeded() -> None:
 
 def test_lab_dir_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("WORKSHOP_LAB_DIR", str(tmp_path))
-    assert model.default_lab_dir() == tmp_path.resolve()
+    assert paths.lab_dir() == tmp_path.resolve()  # where ensure_model builds by default
     monkeypatch.delenv("WORKSHOP_LAB_DIR")
-    assert model.default_lab_dir().name == ".lab"
+    assert paths.lab_dir().name == ".lab"
 
 
 def test_weights_load_with_safetensors_and_match_the_config(built: Path) -> None:

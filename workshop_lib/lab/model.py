@@ -88,17 +88,6 @@ _TEMPLATES = [
 ]
 
 
-def default_lab_dir() -> Path:
-    """The lab's state directory: ``$WORKSHOP_LAB_DIR``, else ``.lab/`` at the repository root (else the cwd).
-
-    Example:
-        >>> os.environ["WORKSHOP_LAB_DIR"] = "/tmp/lab"; str(default_lab_dir())
-        '/tmp/lab'
-        >>> del os.environ["WORKSHOP_LAB_DIR"]
-    """
-    return paths.lab_dir()
-
-
 def _pseudo_words(rng: random.Random, n: int) -> list[str]:
     """``n`` pronounceable made-up words (so BPE has enough distinct pairs to reach its vocab size)."""
     onsets = ["b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "st", "tr", "pl", "qu"]
@@ -330,7 +319,7 @@ def ensure_model(name: str = DEFAULT_NAME, lab_dir: Path | None = None) -> Path:
         >>> ensure_model().name                # doctest: +SKIP
         'workshop-tiny-bpe'
     """
-    dest = (lab_dir or default_lab_dir()) / "model" / name
+    dest = (lab_dir or paths.lab_dir()) / "model" / name
     stamp = dest / "recipe.json"
     try:
         if stamp.is_file() and json.loads(stamp.read_text()) == recipe():
