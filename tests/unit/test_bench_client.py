@@ -57,3 +57,13 @@ def test_one_request_body_for_both_endpoints() -> None:
     assert endpoint_url("http://h:1/", "completions") == "http://h:1/v1/completions"
     with pytest.raises(ConfigError, match="url"):
         endpoint_url("h:1", "chat")
+
+
+def test_no_second_streaming_client_in_the_package(repo_root) -> None:
+    """One OpenAI streaming client: only bench/client.py (and the test server, the other end) read SSE streams."""
+    import re
+
+    sse = re.compile(r"\[DONE\]|text/event-stream|aiter_raw|iter_lines\(")
+    allowed = {f"workshop_lib/bench/{m}.py" for m in ("client", "rawhttp", "serve", "testserver")}  # serve: docstring
+    found = {str(p.relative_to(repo_root)) for p in (repo_root / "workshop_lib").rglob("*.py") if sse.search(p.read_text())}
+    assert found <= allowed, f"streaming-client code outside bench/client.py: {sorted(found - allowed)}"
