@@ -1,8 +1,12 @@
 """``workshop lab``: the local lab. ``up | status [--json] | logs [NAME] [-n N] [-f] | down`` for the serving lab;
 ``setup`` and ``nixl`` come from :mod:`workshop_lib.lab.nixl_cli` when it is part of the build.
 
+``up --netns`` (root, real engine) runs the prefill and decode workers in two network namespaces, so the KV cache
+crosses a veth between two "nodes"; ``plan --netns`` shows the pod IP -> namespace address substitutions.
+
 Example:
     $ workshop lab up
+    $ workshop lab up --engine vllm --netns
     $ workshop lab status --json
     $ workshop lab logs frontend -n 20
     $ workshop lab down

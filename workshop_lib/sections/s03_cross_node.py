@@ -81,7 +81,14 @@ def deploy(ctx: Context) -> pd.DataFrame:
     files = validated(ctx, "cross-node")
     sides = ctx.target.cross_node(files, ctx.work_dir, pair_spec(ctx, BACKEND, netns=use_netns(ctx)))
     ctx.state.update(side_files=sides.logs, pair=sides.pair, netns=sides.netns, dgds=ctx.target.graphs,
-                     warmup=sides.warmup)
+                     warmup=sides.warmup, graph=sides.graph)
+    if sides.graph is not None:  # local: where the graph's real workers ran, and the KV bytes on the veths
+        g = sides.graph
+        record("cross_node_graph_mode", g["mode"])
+        record("cross_node_graph_why", g.get("why"))
+        for key in ("nixl_bytes", "nixl_failed", "prefill_tx_bytes", "decode_rx_bytes", "crossed"):
+            if key in g:
+                record(f"cross_node_{key}", g[key])
     if sides.warmup is not None:
         record("warmup_requests", len(sides.warmup))
         record("warmup_ok", sum(1 for w in sides.warmup if w["ok"]))
@@ -246,6 +253,22 @@ def verify(ctx: Context) -> CheckTable:
                      f"{int(frame['verified'].sum())}/{len(frame)} sizes", "all sizes",
                      evidence=f"{'two network namespaces (veth)' if ctx.state.get('netns') else 'loopback'}; "
                               f"{frame['gbps'].max():.2f} GB/s best", fix="read the agent logs in the work directory")
+    graph = ctx.state.get("graph")
+    if graph is not None and graph.get("mode") == "netns":
+        t.check_true("KV cache crossed the veth between the two namespaces (real prefill and decode workers)",
+                     bool(graph.get("crossed")), f"{graph.get('nixl_bytes')} NIXL bytes", "> 0, on both veths",
+                     evidence=f"{graph.get('namespaces')}: prefill veth sent {graph.get('prefill_tx_bytes')} B, "
+                              f"decode veth received {graph.get('decode_rx_bytes')} B, "
+                              f"{graph.get('nixl_failed')} failed transfers",
+                     fix="workshop lab logs decode; workshop lab status --json (veth and kv counters)")
+    elif graph is not None and "mocker" in str(graph.get("why")):  # the lighter engine, chosen: nothing to move
+        t.expected_here("cross-node graph: where the workers ran", f"loopback (fallback: {graph.get('why')})",
+                        "two network namespaces", why="the mocker engine moves no KV bytes",
+                        evidence="the NIXL pair above moved real bytes between the two namespaces instead")
+    elif graph is not None:
+        t.add("cross-node graph: where the workers ran", "WARN", f"loopback (fallback: {graph.get('why')})",
+              "two network namespaces", "the KV cache did not cross a network interface in this run",
+              "run as root with the real engine (ENGINE='vllm'): `workshop lab up --engine vllm --netns`")
     warm = ctx.state.get("warmup")
     if warm is not None:
         ok = sum(1 for w in warm if w["ok"])

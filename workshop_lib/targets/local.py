@@ -211,8 +211,38 @@ class LocalTarget(Target):
         from workshop_lib.sections.common import transfer_view
 
         result = run_pair(pair_spec, work_dir / f"nixl-{pair_spec.backend.lower()}")
+        graphs = dgds(files)
+        self.graphs = [g["metadata"]["name"] for g in graphs]
+        graph = self.cross_node_graph(graphs[0] if graphs else None)
         return Sides(logs={role: Path(p) for role, p in result.logs.items()}, table=transfer_view(pair_frame(result)),
-                     pair=result, netns=bool(pair_spec.netns))
+                     pair=result, netns=bool(pair_spec.netns), graph=graph)
+
+    def cross_node_graph(self, dgd: dict[str, Any] | None) -> dict[str, Any]:
+        """Run the cross-node graph's real prefill and decode workers in two network namespaces (``lab up --netns``)
+        and measure one completion's KV bytes on the veths; where that cannot run, say which fallback is used and why
+        (the lab stays as it is, on loopback). Returns ``{"mode": "netns" | "loopback", "why", ...evidence}``."""
+        from workshop_lib.lab.crossnode import kv_over_veth
+        from workshop_lib.lab.netns import can_isolate
+
+        why = None
+        if not self.netns:
+            why = "NETNS is off (or not root): the workers share the host's loopback"
+        elif not can_isolate():
+            why = "network namespaces need root and iproute2 (`ip`): the workers share the host's loopback"
+        elif self.engine != "vllm":
+            why = "engine mocker moves no KV bytes: nothing to cross between namespaces (use ENGINE='vllm')"
+        elif dgd is None:
+            why = "the render holds no DynamoGraphDeployment"
+        if why:
+            return {"mode": "loopback", "why": why}
+        lab = self.lab()
+        st = lab.status()
+        if st.running and not st.net:
+            lab.down()  # the single-node graph on loopback gives way to the cross-node one
+        self._status = lab.up(graph=dgd, engine="vllm", netns=True, progress=True)
+        ev = kv_over_veth(lab)
+        return {"mode": "netns", "why": "two network namespaces joined through a bridge (root)", **ev,
+                "kv_backend": self._status.kv_backend}
 
     def transfer_pair(self, spec: Any, work_dir: Path) -> Any:
         """Run the NIXL pair micro-benchmark (real bytes moved and verified) beside the graph."""
