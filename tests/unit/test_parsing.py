@@ -33,3 +33,15 @@ def test_parse_concurrency_and_its_errors_name_the_given_field() -> None:
         parse_concurrency("0,2", where="concurrency", example="concurrency=1,5")
     with pytest.raises(ConfigError):
         parse_concurrency("")
+
+
+def test_one_definition_of_each_helper(repo_root) -> None:
+    """One size parser/formatter, one concurrency parser (parsing.py) and one percentile (bench/stats.py)."""
+    import re
+
+    homes = {"parse_size": "parsing.py", "parse_sizes": "parsing.py", "format_size": "parsing.py",
+             "size_label": "parsing.py", "parse_concurrency": "parsing.py", "percentile": "bench/stats.py"}
+    defn = re.compile(r"^\s*def (" + "|".join(homes) + r")\(", re.M)
+    pkg = repo_root / "workshop_lib"
+    where = {(m, str(p.relative_to(pkg))) for p in pkg.rglob("*.py") for m in defn.findall(p.read_text())}
+    assert where <= set(homes.items()), f"defined outside their one home: {sorted(where - set(homes.items()))}"
