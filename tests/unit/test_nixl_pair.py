@@ -431,3 +431,14 @@ def test_summary_line_groups_sizes_with_the_same_pattern() -> None:
     assert line is not None and line.startswith(a.line)
     assert line.endswith("; same at 1M; other mismatches at 2M (see meta['mismatches'])")
     assert "\n" not in line
+
+
+def test_one_way_to_run_the_pair_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    """`workshop lab nixl` runs the NIXL pair; `workshop bench` has no second `nixl` command, nixl_cli no `main`."""
+    from workshop_lib.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "nixl", "--backend", "UCX"])
+    assert "invalid choice: 'nixl'" in capsys.readouterr().err
+    assert not hasattr(nixl_cli, "main")
+    assert _lab_parser().parse_args(["nixl"]).func is nixl_cli.run_nixl
