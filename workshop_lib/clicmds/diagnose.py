@@ -8,6 +8,10 @@ Exit codes: 0 efa-rdma, ucx or unknown; 3 error (a failure signature or an unrec
 ``--env FILE`` (``kubectl exec POD -- env > FILE``, ``KEY=VALUE`` lines) adds the version truth: the NIXL, UCX and
 libfabric versions and library paths the log shows were loaded, and each variable set in the environment that the
 pinned stack does not read (the table lives in :mod:`workshop_lib.manifests.envaudit`).
+
+The output names the per-line scanner that ran (``scanner``): the compiled one
+(:mod:`workshop_lib.logs.shapescan`) or the pure-Python fallback and why (no C compiler...); both give the same
+diagnosis.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 from workshop_lib.logs.diagnose import diagnose_files
 from workshop_lib.logs.report import EXIT_CODES, render_diagnosis, render_multi
+from workshop_lib.logs.shapescan import scanner
 
 EPILOG = "exit codes: 0 efa-rdma/ucx/unknown, 3 error, 4 tcp-fallback, 1 unreadable file, 2 bad arguments"
 DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3, 4})
@@ -96,9 +101,11 @@ def run(args: argparse.Namespace) -> int:
         out = d.report() if single else {**md.to_dict(), "versions": md.combined.versions}
         if truth is not None:
             out["version_truth"] = truth
+        out["scanner"] = scanner()  # which per-line scanner ran: never silent about the pure-Python fallback
         print(json.dumps(out, indent=2, default=str))
     else:
         print(render_diagnosis(d, str(Path(args.files[0]))) if single else render_multi(md))
         if truth is not None and (env is not None or truth["loaded"]):
             print(_render_truth(truth))
+        print(f"scanner: {scanner()}")
     return EXIT_CODES[d.verdict]

@@ -42,7 +42,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import accumulate, compress, repeat
 from operator import add, is_, not_
 from pathlib import Path
@@ -254,17 +254,34 @@ def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int
         vals[i] = v
 
 
-def feed_file(path: str | Path, accs: Sequence, chunk: int = 8 << 20, max_line: int = 8 << 20) -> int:
+def feed_file(path: str | Path, accs: Sequence, chunk: int = 8 << 20, max_line: int = 8 << 20,
+              scanner: str | None = None) -> int:
     """Feed the events of one file into the accumulators, in line order; returns the file's line count.
 
-    Per 8 MiB block, in C: digit-normalise, split, look every shape up, count the values. Python then visits only
+    Per block, at C speed: split, digit-normalise, look every shape up, count the values. Python then visits only
     the lines that can change more than a counter: new shapes, digit-sensitive lines (message cache), templates an
     accumulator has not seen yet, generic errors (tracebacks group by adjacency) and, for "last seen" evidence,
-    the last occurrence of each template in the block.
+    the last occurrence of each template in the block. The C part is :mod:`workshop_lib.logs.shapescan`'s library when
+    it can be had (``scanner`` None or ``"native"``), else (or with ``scanner="python"``) Python's own bytes methods;
+    both give the same events (``tests/unit/test_logs_shapescan.py``).
 
     Raises:
         LogParseError: the file is missing, a directory or unreadable.
     """
+    lib = None
+    if scanner != "python":
+        from workshop_lib.logs import shapescan as native
+
+        lib = native.load()
+        if lib is None and scanner == "native":
+            raise OSError(f"native scanner unavailable: {native.scanner()}")
+    if lib is None:
+        return _feed_python(path, accs, chunk, max_line)
+    return _feed_native(lib, path, accs, chunk, max_line)
+
+
+def _feed_python(path: str | Path, accs: Sequence, chunk: int, max_line: int) -> int:
+    """:func:`feed_file` with Python's bytes methods doing the per-line work."""
     source = str(path)
     scan = FileScan(path, chunk=chunk, max_line=max_line)
     shape: dict[bytes, object] = {}
@@ -289,10 +306,7 @@ def feed_file(path: str | Path, accs: Sequence, chunk: int = 8 << 20, max_line: 
         vals = list(map(shape.get, norm_lines))
         _resolve(vals, norm_lines, block, starts, shape, mcache, once, source)
         bc = Counter(vals)
-        # templates whose repeats in this block are applied in bulk (every accumulator has seen them)
-        bulk = {t for t in bc if t.__class__ is _Template and t.kind in (COUNT, ERR, REF)
-                and all(t in s for s in seen)
-                and (t.kind != ERR or all((t.code, "") in a.errors for a in accs))}
+        bulk = _bulk_of(bc, seen, accs)
         skip = bulk | {_NEG}
         last_of = dict(zip(vals, range(n), strict=True)) if bulk else {}  # later indices win: the last occurrence
         last = {t: last_of[t] for t in bulk if t.kind in (REF, ERR)}
@@ -300,36 +314,153 @@ def feed_file(path: str | Path, accs: Sequence, chunk: int = 8 << 20, max_line: 
         mask = list(map(not_, map(skip.__contains__, vals)))
         for i in ref_last:
             mask[i] = True
-        visit = compress(range(n), mask)
-        for i in visit:
-            v = vals[i]
-            raw = block[starts[i]:starts[i + 1] - 1]
-            no = base + i + 1
-            if v in bulk:  # the last occurrence of a bulk REF template: the "last seen" evidence only
-                for acc in accs:
-                    _set_refs(v, acc, LazyEvent(v.ev, no, raw, source))
-                continue
-            for j, acc in enumerate(accs):
-                s = seen[j]
-                if v in s and _repeat(v, acc, no, raw, source):
-                    continue
-                if len(s) > SEEN_MAX:
-                    s.clear()
-                s.add(v)
-                acc.add(LazyEvent(v.ev, no, raw, source))
-        for t in bulk:
-            k = bc[t]
-            for acc in accs:
-                if t.event:
-                    acc.counts[t.event] += k
-                if t.kind == ERR:
-                    entry = acc.errors[(t.code, "")]
-                    entry.count += k
-                    entry.last_line = base + last[t] + 1
-                elif t.handshake:
-                    acc.handshakes += k
+        _visit(accs, seen, bulk, ((base + i + 1, vals[i], block[starts[i]:starts[i + 1] - 1])
+                                  for i in compress(range(n), mask)), source)
+        _apply_bulk(accs, bulk, bc, last, base)
         base += n
     return base
+
+
+_ONCE = object()  # a native shape id seen once (its shape is worked out when it comes back)
+
+
+def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_line: int) -> int:
+    """:func:`feed_file` with ``native/shapescan.c`` doing the per-line work: shape ids (byte-exact), the values
+    Python decided per shape, counts, last occurrences and the lines to visit."""
+    import ctypes
+    from heapq import merge
+
+    source = str(path)
+    scan = FileScan(path, chunk=chunk, max_line=max_line)
+    ctx = lib.ss_new(LONG_LINE)
+    if not ctx:
+        raise MemoryError("shapescan: ss_new failed")
+    vobjs: list = []  # value id -> template or _NEG
+    vid_of: dict[object, int] = {}
+    sstate: dict[int, object] = {}  # shape id -> _ONCE, an _Exact, or its value
+    mcache: dict[tuple, object] = {}
+    seen: list[set] = [set() for _ in accs]
+    cap = 0
+    starts = sids = vids = idx = None
+    base = 0
+
+    def vid(v: object) -> int:
+        x = vid_of.get(v)
+        if x is None:
+            x = vid_of[v] = len(vobjs)
+            vobjs.append(v)
+        return x
+
+    try:
+        for block in scan.chunks(count=False):
+            if not block:  # FileScan yields an empty block while a line is longer than its chunk
+                continue
+            if lib.ss_count(ctx) > CACHE_MAX or len(vobjs) > CACHE_MAX:
+                lib.ss_clear(ctx)
+                sstate.clear()
+                vobjs.clear()
+                vid_of.clear()
+            if len(mcache) > CACHE_MAX:
+                mcache.clear()
+            while True:
+                n = lib.ss_scan(ctx, block, len(block), starts, sids, vids, cap) if cap else -1
+                if n == -1:  # more lines than room: size the arrays for this block
+                    cap = max(block.count(b"\n") + 1, 1 << 16)
+                    starts, sids = (ctypes.c_int64 * (cap + 2))(), (ctypes.c_int32 * cap)()
+                    vids, idx = (ctypes.c_int32 * cap)(), (ctypes.c_int64 * cap)()
+                    n = lib.ss_scan(ctx, block, len(block), starts, sids, vids, cap)
+                if n < 0:
+                    raise MemoryError("shapescan: out of memory")
+                if starts[n + 1] <= max_line:
+                    break
+                block = b"".join(x[:max_line] + b"\n" for x in block.split(b"\n")[:-1])  # cut like FileScan
+            for i in idx[:lib.ss_misses(vids, n, idx)]:
+                raw = block[starts[i]:starts[i + 1] - 1]
+                s = sids[i]
+                st = sstate.get(s) if s >= 0 else None
+                if s < 0:  # a long line: classified each time
+                    v = _template(raw, source)
+                elif st is None:  # first sight (most such shapes never come back: unique ids): this line only
+                    sstate[s] = _ONCE
+                    v = _template(raw, source)
+                else:
+                    if st is _ONCE:  # seen before: work the shape out
+                        st = sstate[s] = _new_shape(raw.translate(NORM), raw, source)
+                        if st.__class__ is not _Exact:
+                            lib.ss_set(ctx, s, vid(st))
+                    if st.__class__ is _Exact:
+                        key = st.key(raw)
+                        v = mcache.get(key)
+                        if v is None:
+                            v = mcache[key] = _template(raw, source)
+                    else:
+                        v = st
+                vids[i] = vid(v)
+            nv = len(vobjs)
+            count, last_at, touched = (ctypes.c_int64 * nv)(), (ctypes.c_int64 * nv)(), (ctypes.c_int32 * nv)()
+            nt = lib.ss_tally(vids, n, nv, count, last_at, touched)
+            if nt < 0:
+                raise RuntimeError("shapescan: a line without a value")
+            tv = {vobjs[x]: x for x in touched[:nt]}
+            bc = {t: count[x] for t, x in tv.items()}
+            bulk = _bulk_of(bc, seen, accs)
+            skip = bulk | {_NEG}
+            last = {t: last_at[tv[t]] for t in bulk if t.kind in (REF, ERR)}
+            ref_last = sorted(last[t] for t in bulk if t.kind == REF)
+            flag = bytearray(nv)
+            for t, x in tv.items():
+                if t not in skip:
+                    flag[x] = 1
+            k = lib.ss_select(vids, n, (ctypes.c_char * max(nv, 1)).from_buffer(flag), idx)
+            order = merge(idx[:k], ref_last) if ref_last else idx[:k]
+            _visit(accs, seen, bulk, ((base + i + 1, vobjs[vids[i]], block[starts[i]:starts[i + 1] - 1])
+                                      for i in order), source)
+            _apply_bulk(accs, bulk, bc, last, base)
+            base += n
+    finally:
+        lib.ss_free(ctx)
+    return base
+
+
+def _bulk_of(bc: dict, seen: list[set], accs: Sequence) -> set:
+    """The templates whose repeats in this block are applied in bulk (every accumulator has seen them)."""
+    return {t for t in bc if t.__class__ is _Template and t.kind in (COUNT, ERR, REF)
+            and all(t in s for s in seen)
+            and (t.kind != ERR or all((t.code, "") in a.errors for a in accs))}
+
+
+def _visit(accs: Sequence, seen: list[set], bulk: set, lines: Iterable[tuple[int, object, bytes]],
+           source: str) -> None:
+    """Apply the visited lines ``(line number, template, bytes)`` in order: the last occurrence of a bulk REF
+    template sets the "last seen" evidence only; anything else is a cheap repeat or a full ``add``."""
+    for no, v, raw in lines:
+        if v in bulk:  # the last occurrence of a bulk REF template: the "last seen" evidence only
+            for acc in accs:
+                _set_refs(v, acc, LazyEvent(v.ev, no, raw, source))
+            continue
+        for j, acc in enumerate(accs):
+            s = seen[j]
+            if v in s and _repeat(v, acc, no, raw, source):
+                continue
+            if len(s) > SEEN_MAX:
+                s.clear()
+            s.add(v)
+            acc.add(LazyEvent(v.ev, no, raw, source))
+
+
+def _apply_bulk(accs: Sequence, bulk: set, bc: dict, last: dict, base: int) -> None:
+    """Add each bulk template's count for the block (its last line for ERR) to every accumulator."""
+    for t in bulk:
+        k = bc[t]
+        for acc in accs:
+            if t.event:
+                acc.counts[t.event] += k
+            if t.kind == ERR:
+                entry = acc.errors[(t.code, "")]
+                entry.count += k
+                entry.last_line = base + last[t] + 1
+            elif t.handshake:
+                acc.handshakes += k
 
 
 def _set_refs(t: _Template, acc: object, ref: LazyEvent) -> None:

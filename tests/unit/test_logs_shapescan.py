@@ -1,0 +1,193 @@
+"""The compiled per-line scanner (``workshop_lib/logs/native/shapescan.c``) against the pure-Python path.
+
+- Shape ids: two lines share an id exactly when their digit-normalised bytes (``shapes.NORM``) are equal, on every
+  byte value at every position of a word, the corpus and random bytes; a mutated copy of the C source (one digit not
+  normalised, one non-digit normalised) is compiled and must fail that check.
+- Diagnosis: native == Python == the uncached reference on the corpus, odd bytes (CR, NUL, invalid UTF-8, lines
+  around 1 KiB and over ``max_line``, no final newline), the benchmark generator's lines and random mixes.
+- Fallback: with no compiler the Python path runs and the CLI names it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from workshop_lib.logs import shapescan as native
+from workshop_lib.logs.diagnose import Accumulator, feed_uncached
+from workshop_lib.logs.fastscan import feed_file
+from workshop_lib.logs.shapes import NORM
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = REPO / "tests" / "corpus"
+POOL = [x for p in sorted(CORPUS.glob("*/*.log")) for x in p.read_bytes().splitlines() if x.strip()]
+
+
+@pytest.fixture(scope="module")
+def lib():  # noqa: ANN201 - a ctypes library
+    got = native.load()
+    if got is None:
+        pytest.skip(f"no native scanner here: {native.scanner()}")
+    return got
+
+
+def _tricky_lines() -> list[bytes]:
+    """Each byte value next to a digit and a '0', at every offset of an 8-byte word and across a word's end."""
+    out: list[bytes] = []
+    for b in range(256):
+        if b == 10:
+            continue
+        for k in range(17):
+            pad = b"a" * k
+            out += [pad + bytes([b]) + b"x", pad + b"0x", pad + b"7x", pad + bytes([b])]
+    rng = random.Random(5)
+    out += [bytes(rng.choice(b"0123456789:/ab\x00\r\xff") for _ in range(rng.randrange(40))) for _ in range(3000)]
+    return out
+
+
+def _check_partition(lib, lines: list[bytes]) -> None:  # noqa: ANN001
+    sids = native.shape_ids(lib, b"".join(x + b"\n" for x in lines))
+    assert len(sids) == len(lines)
+    by_norm: dict[bytes, int] = {}
+    by_sid: dict[int, bytes] = {}
+    for line, sid in zip(lines, sids, strict=True):
+        norm = line.translate(NORM)
+        if len(line) > 1024:
+            assert sid == -1
+            continue
+        assert by_norm.setdefault(norm, sid) == sid, (line, "same shape, two ids")
+        assert by_sid.setdefault(sid, norm) == norm, (line, "one id, two shapes")
+
+
+def test_shape_ids_are_exactly_the_python_shapes(lib) -> None:  # noqa: ANN001
+    _check_partition(lib, _tricky_lines() + POOL + [b"x" * 1024, b"x" * 1025, b"7" * 1025])
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("uint64_t t = x ^ (0x30 * ONES);", "uint64_t t = x ^ (0x32 * ONES);"),  # 8, 9 kept; :, ; normalised
+    ("(0x76 * ONES)", "(0x77 * ONES)"),  # '9' no longer normalised
+])
+def test_a_mutated_scanner_is_caught(tmp_path: Path, old: str, new: str) -> None:
+    if native.compiler() is None:
+        pytest.skip("no C compiler")
+    src = native.SOURCE.read_text()
+    assert old in src
+    mutant = tmp_path / "mutant.c"
+    mutant.write_text(src.replace(old, new))
+    import ctypes
+
+    lib = native.bind(ctypes.CDLL(str(native.build(mutant, tmp_path / "mutant.so"))))
+    with pytest.raises(AssertionError):
+        _check_partition(lib, _tricky_lines())
+
+
+def _diag(path: Path, scanner: str | None, chunk: int = 8 << 20, max_line: int = 8 << 20) -> dict:
+    acc = Accumulator()
+    if scanner == "reference":
+        name, n = feed_uncached(path, [acc])
+    else:
+        name, n = str(path), feed_file(path, [acc], chunk=chunk, max_line=max_line, scanner=scanner)
+    d = acc.diagnosis([name], n)
+    return {"contract": d.to_dict(), "evidence": d.evidence, "fields": d.field_evidence, "notes": d.notes,
+            "counts": d.event_counts, "lines": d.lines, "versions": d.versions}
+
+
+def _all_same(path: Path, chunks: tuple[int, ...] = (8 << 20, 4096)) -> None:
+    ref = _diag(path, "reference")
+    for chunk in chunks:
+        assert _diag(path, "native", chunk) == ref, (path.name, chunk)
+        assert _diag(path, "python", chunk) == ref, (path.name, chunk)
+
+
+def test_corpus_native_python_reference_same(lib) -> None:  # noqa: ANN001
+    for p in sorted(CORPUS.glob("*/*.log")):
+        _all_same(p, (8 << 20, 1024))
+
+
+def test_odd_bytes_same(lib, tmp_path: Path) -> None:  # noqa: ANN001
+    rng = random.Random(11)
+    odd = [b"\r", b"\x00", b"\xff\xfe", b"\xc3(", b"\x1b[31m"]
+    lines = []
+    for _ in range(4000):
+        x = rng.choice(POOL)
+        r = rng.random()
+        if r < 0.2:
+            x = x + rng.choice(odd)
+        elif r < 0.3:
+            x = x + b" pad" * rng.choice([230, 240, 255, 256, 257, 600])  # around LONG_LINE (1 KiB)
+        elif r < 0.35:
+            x = rng.choice(odd) + x
+        lines.append(x)
+    p = tmp_path / "odd.log"
+    p.write_bytes(b"\n".join(lines))  # no final newline
+    _all_same(p)
+    for max_line in (64, 1500):  # over-long lines cut like FileScan
+        for chunk in (100, 4096):
+            assert _diag(p, "native", chunk, max_line) == _diag(p, "python", chunk, max_line), (max_line, chunk)
+
+
+def test_benchmark_generator_lines_same(lib, tmp_path: Path) -> None:  # noqa: ANN001
+    sys.path.insert(0, str(REPO / "benchmarks" / "logs_vs_grep"))
+    try:
+        import run as bench
+    finally:
+        sys.path.pop(0)
+    p = tmp_path / "bench.log"
+    bench.build_log(p, 2)
+    _all_same(p)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(0, 100_000), min_size=1, max_size=400), st.integers(0, 2**32))
+def test_random_mixes_same(lib, tmp_path_factory, picks: list[int], seed: int) -> None:  # noqa: ANN001
+    rng = random.Random(seed)
+    lines = []
+    for i in picks:
+        x = POOL[i % len(POOL)]
+        if rng.random() < 0.5:
+            x = bytes(rng.choice(b"0123456789") if 48 <= c <= 57 else c for c in x)
+        lines.append(x)
+    p = tmp_path_factory.mktemp("mix") / "r.log"
+    p.write_bytes(b"\n".join(lines) + rng.choice([b"", b"\n"]))
+    chunk = rng.choice([64, 1024, 8 << 20])
+    ref = _diag(p, "reference")
+    assert _diag(p, "native", chunk) == ref
+    assert _diag(p, "python", chunk) == ref
+
+
+def test_no_compiler_runs_python_and_says_so(monkeypatch, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from workshop_lib import cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setattr(native, "_state", {})
+    assert native.load() is None
+    assert native.scanner().startswith("python (") and "no-such-cc" in native.scanner()
+    log = CORPUS / "lab" / sorted(x.name for x in (CORPUS / "lab").glob("*.log"))[0]
+    with pytest.raises(OSError, match="native scanner unavailable"):
+        feed_file(log, [Accumulator()], scanner="native")
+    cli.main(["diagnose", str(log), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["scanner"].startswith("python (")
+    cli.main(["diagnose", str(log)])
+    assert "scanner: python (" in capsys.readouterr().out
+
+
+def test_cli_names_the_native_scanner(lib, capsys) -> None:  # noqa: ANN001
+    from workshop_lib import cli
+
+    log = sorted((CORPUS / "lab").glob("*.log"))[0]
+    cli.main(["diagnose", str(log), "--json"])
+    assert json.loads(capsys.readouterr().out)["scanner"] == native.NATIVE
+
+
+def test_compiled_once_into_the_cache_not_the_source_tree(lib) -> None:  # noqa: ANN001
+    path = native.library_path()
+    assert path.exists() and REPO not in path.parents
+    assert native.build() == path  # already there: not compiled again

@@ -1,0 +1,123 @@
+"""The compiled half of the fast scan: ``native/shapescan.c`` built once per source version and loaded with ctypes.
+
+The library is compiled on first use with the system C compiler (``$CC``, else ``cc``/``gcc``: ``-O2 -shared
+-fPIC``, no dependencies) into the user's cache directory (``$XDG_CACHE_HOME/workshop``, else
+``~/.cache/workshop``), named by the source's hash: never into the source tree, never twice. When there is no
+compiler, or compiling or loading fails, :func:`load` returns None and :func:`scanner` says why; the pure-Python scan
+then runs (same diagnosis, slower) and the CLI names the scanner that ran.
+
+Example:
+    >>> scanner() in ("native (shapescan.c)",) or scanner().startswith("python")
+    True
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().with_name("native") / "shapescan.c"
+NATIVE = "native (shapescan.c)"
+_state: dict[str, object] = {}
+
+
+def cache_dir() -> Path:
+    """Where the compiled library is kept: ``$XDG_CACHE_HOME/workshop``, else ``~/.cache/workshop``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "workshop"
+
+
+def library_path() -> Path:
+    """The compiled library for this source version and machine."""
+    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+    return cache_dir() / f"shapescan-{digest}-{platform.machine() or 'cpu'}.so"
+
+
+def compiler() -> str | None:
+    """``$CC``, else ``cc`` or ``gcc`` on the PATH (None: no compiler)."""
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+def build(source: Path = SOURCE, out: Path | None = None) -> Path:
+    """Compile ``source`` into ``out`` (default :func:`library_path`) unless it is there already; returns its path.
+
+    Raises:
+        OSError: no compiler, or it failed (the message names the command and its error).
+    """
+    out = out or library_path()
+    if out.exists():
+        return out
+    cc = compiler()
+    if not cc:
+        raise OSError("no C compiler (set $CC or install gcc)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    cmd = [cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(source)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OSError(f"{' '.join(cmd)}: {exc}") from exc
+    if res.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"{' '.join(cmd)} failed: {res.stderr.strip()[-300:]}")
+    tmp.replace(out)  # atomic: a concurrent run sees the old state or the whole library
+    return out
+
+
+def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Declare the library's functions (argument and result types) on ``lib``."""
+    p, i64, i32, u32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_uint32
+    sigs = {
+        "ss_new": (p, [u32]), "ss_free": (None, [p]), "ss_clear": (None, [p]), "ss_count": (i32, [p]),
+        "ss_set": (ctypes.c_int, [p, i32, i32]),
+        "ss_scan": (i64, [p, ctypes.c_char_p, i64, p, p, p, i64]),
+        "ss_tally": (i64, [p, i64, i32, p, p, p]),
+        "ss_select": (i64, [p, i64, p, p]), "ss_misses": (i64, [p, i64, p]),
+    }
+    for name, (res, args) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = res, args
+    return lib
+
+
+def load() -> ctypes.CDLL | None:
+    """The loaded library (built on first use), or None when it cannot be had (see :func:`scanner`)."""
+    if "lib" not in _state:
+        try:
+            _state["lib"] = bind(ctypes.CDLL(str(build())))
+            _state["why"] = ""
+        except (OSError, AttributeError) as exc:
+            _state["lib"] = None
+            _state["why"] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return _state["lib"]  # type: ignore[return-value]
+
+
+def scanner() -> str:
+    """Which scanner the fast path uses: :data:`NATIVE`, or ``python (<why the native one is not there>)``."""
+    return NATIVE if load() is not None else f"python ({_state['why']})"
+
+
+def shape_ids(lib: ctypes.CDLL, block: bytes, long_line: int = 1 << 10) -> list[int]:
+    """The shape id of each line of ``block`` (which ends with a newline) in a fresh table: two lines get the same id
+    exactly when their digit-normalised bytes are equal; -1 for a line longer than ``long_line``.
+
+    Example:
+        >>> lib = load()
+        >>> lib is None or shape_ids(lib, b"rail 1\\nrail 7\\nrail x\\n") == [0, 0, 1]
+        True
+    """
+    cap = block.count(b"\n") + 1
+    starts, sids, vids = (ctypes.c_int64 * (cap + 2))(), (ctypes.c_int32 * cap)(), (ctypes.c_int32 * cap)()
+    ctx = lib.ss_new(long_line)
+    try:
+        n = lib.ss_scan(ctx, block, len(block), starts, sids, vids, cap)
+    finally:
+        lib.ss_free(ctx)
+    if n < 0:
+        raise MemoryError("shapescan: out of memory")
+    return list(sids[:n])
