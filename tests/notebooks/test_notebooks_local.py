@@ -108,6 +108,10 @@ def test_03_cross_node(runs: dict[str, NotebookRun]) -> None:
     checks = {c["check"]: c for c in rec["checks_cross_node"]}
     assert checks["KV transport"]["status"] == "EXPECTED"  # the TCP fallback: expected on local, not PASS, not FAIL
     assert rec["verdict_cross_node"] == "EXPECTED"
+    # the cross-node graph's real workers in two network namespaces (root + real engine), else a named fallback
+    netns = os.geteuid() == 0 and default_engine() == "vllm"
+    assert rec["cross_node_graph_mode"] == ("netns" if netns else "loopback") and rec["cross_node_graph_why"]
+    assert not netns or (rec["cross_node_crossed"] is True and rec["cross_node_nixl_bytes"] > 0)
 
 
 def test_04_performance(runs: dict[str, NotebookRun]) -> None:
