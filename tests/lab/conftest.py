@@ -39,6 +39,22 @@ def lab_binaries_or_skip() -> dict[str, str]:
         pytest.skip(f"local lab not set up: {exc}")
 
 
+def engine_or_skip() -> None:
+    """Skip the calling test with the reason where the real engine (vLLM) is not installed or the machine is too
+    small for it."""
+    from workshop_lib.lab import setup as lab_setup
+
+    lab_binaries_or_skip()
+    missing = lab_setup.engine_missing()
+    if missing:
+        pytest.skip(
+            f"real engine not installed ({len(missing)} pins missing, e.g. {missing[0]}): run workshop lab setup"
+        )
+    short = lab_setup.engine_shortfall()
+    if short:
+        pytest.skip(f"machine too small for the real engine: {short}")
+
+
 @dataclass(frozen=True)
 class ServingLab:
     lab: Lab

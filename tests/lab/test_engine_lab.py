@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.lab.conftest import lab_binaries_or_skip
+from tests.lab.conftest import engine_or_skip
 from workshop_lib.bench.client import chat
 from workshop_lib.errors import LabError
 from workshop_lib.lab import setup as lab_setup
@@ -30,16 +30,6 @@ REPO = Path(__file__).resolve().parents[2]
 WORKSHOP = [sys.executable, "-m", "workshop_lib.cli"]
 
 
-def _engine_or_skip() -> None:
-    lab_binaries_or_skip()
-    missing = lab_setup.engine_missing()
-    if missing:
-        pytest.skip(
-            f"real engine not installed ({len(missing)} pins missing, e.g. {missing[0]}): run workshop lab setup"
-        )
-    short = lab_setup.engine_shortfall()
-    if short:
-        pytest.skip(f"machine too small for the real engine: {short}")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +39,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _up(root: Path, backend: str) -> Iterator[Lab]:
-    _engine_or_skip()
+    engine_or_skip()
     lab = Lab(root=root)
     try:
         lab.up(engine="vllm", kv_backend=backend, timeout=600, progress=False)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.test_engine_lab import _engine_or_skip
+from tests.lab.conftest import engine_or_skip
 from workshop_lib.lab import labnet
 from workshop_lib.lab.crossnode import kv_over_veth
 from workshop_lib.lab.serving import Lab
@@ -40,7 +40,7 @@ def _cli(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedPr
 def netlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, float]]:
     if os.geteuid() != 0:
         pytest.skip("two network namespaces need root")
-    _engine_or_skip()
+    engine_or_skip()
     root = tmp_path_factory.mktemp("nsl")
     t0 = time.monotonic()
     try:

@@ -140,3 +140,13 @@ def test_a_killed_labs_namespaces_are_removed_by_the_next_lab_command() -> None:
         assert net.bridge not in labnet.existing_links()
     finally:
         labnet.delete_lab_net(net)
+
+
+def test_lab_up_netns_without_root_is_refused_naming_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workshop_lib.errors import LabUnsupported
+    from workshop_lib.lab.serving import Lab
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(LabUnsupported, match=r"--netns: two network namespaces need root.*drop --netns"):
+        Lab(root=tmp_path).up(engine="vllm", netns=True, progress=False)
+    assert not (tmp_path / "state.json").exists()  # nothing was started or recorded

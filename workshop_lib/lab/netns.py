@@ -55,7 +55,7 @@ def require_netns_support() -> None:
         raise LabUnsupported(
             "--netns",
             "two network namespaces need root (ip netns add, veth)",
-            "run as root (sudo), or drop --netns: the pair then runs over loopback",
+            "run as root (sudo), or drop --netns: everything then runs over loopback",
         )
     if not shutil.which("ip"):
         raise LabUnsupported("--netns", "the `ip` command is missing", "apt-get install iproute2")

@@ -108,7 +108,7 @@ class Lab:
         self.binaries = dict(binaries or {})
         self.preferred_ports = {**DEFAULT_PORTS, **(ports or {})}
         self._file = StateFile(self.root)
-        self._sup = Supervisor(self._file, self.status)
+        self._sup = Supervisor(self._file, lambda: self.status(counters=False))
 
     # -- state file -----------------------------------------------------------------------------------------------
     @property
@@ -158,8 +158,9 @@ class Lab:
         except LabError:
             return None  # the namespace is gone (a killed lab): status says which process is not running
 
-    def status(self) -> LabStatus:
-        """Health of every declared process: pid alive (same command) + port + service probe.
+    def status(self, counters: bool = True) -> LabStatus:
+        """Health of every declared process: pid alive (same command) + port + service probe; with ``counters``, a
+        ``--netns`` lab's veth byte counters too (two ``ip`` calls: the start-up polls leave them out).
 
         The declared set is written before anything starts, so a half-started lab (some processes never started)
         is reported with those processes not healthy, never as healthy.
@@ -200,7 +201,7 @@ class Lab:
             kv = nixl_totals(metrics["decode"])
         return LabStatus(
             running, Path(state["run_dir"]), url, model, out, engine, state.get("kv_backend"), kv,
-            list(state.get("notes", [])), state.get("net"), self.veth_counters() if running else None,
+            list(state.get("notes", [])), state.get("net"), self.veth_counters() if running and counters else None,
         )  # fmt: skip
 
     # -- actions --------------------------------------------------------------------------------------------------
