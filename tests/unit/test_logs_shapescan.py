@@ -87,6 +87,59 @@ def test_a_mutated_scanner_is_caught(tmp_path: Path, old: str, new: str) -> None
         _check_partition(lib, _tricky_lines())
 
 
+def _exact_cases() -> list[tuple[list[bytes], tuple | None]]:
+    """Digit-sensitive corpus lines, each with 40 variants of other digits (a few share them), and their spans."""
+    from workshop_lib.logs.fastscan import _Exact, _new_shape
+
+    rng = random.Random(9)
+    cases, kinds = [], set()
+    whole = b"E1207 12:00:00.000 1 a.cpp:1] plain text 42"  # a candidate only for some digits: the whole line
+    for line in [whole, *(x for x in POOL if b"returned -" in x or b"Exit Code" in x), *POOL[::7]]:
+        if len(line) > 1024 or len(cases) >= 12:
+            continue
+        st = _new_shape(line.translate(NORM), line, "x")
+        if st.__class__ is not _Exact or st.spans in kinds:
+            continue
+        kinds.add(st.spans)
+        variants = [bytes(rng.choice(b"0123456789"[:rng.choice([2, 10])]) if 48 <= c <= 57 else c for c in line)
+                    for _ in range(40)]
+        cases.append((variants, st.spans))
+    return cases
+
+
+def _check_keys(lib, cases) -> None:  # noqa: ANN001
+    for variants, spans in cases:
+        kids = native.exact_key_ids(lib, variants, spans)
+        py = [(x,) if spans is None else tuple(x[a:b] for a, b in spans) for x in variants]
+        by_py: dict[tuple, int] = {}
+        by_kid: dict[int, tuple] = {}
+        for key, kid in zip(py, kids, strict=True):
+            assert kid >= 0
+            assert by_py.setdefault(key, kid) == kid, (variants[0], "same digits, two keys")
+            assert by_kid.setdefault(kid, key) == key, (variants[0], "one key, other digits")
+
+
+def test_exact_keys_are_exactly_the_python_keys(lib) -> None:  # noqa: ANN001
+    cases = _exact_cases()
+    assert len(cases) >= 3 and any(spans is None for _, spans in cases)
+    _check_keys(lib, cases)
+
+
+def test_a_mutated_key_is_caught(tmp_path: Path) -> None:
+    if native.compiler() is None:
+        pytest.skip("no C compiler")
+    src = native.SOURCE.read_text()
+    old = "memcpy(kb + kl, p + a, (size_t)(b - a));"
+    assert old in src
+    mutant = tmp_path / "mutant_key.c"
+    mutant.write_text(src.replace(old, "memcpy(kb + kl, s->scratch + a, (size_t)(b - a));"))  # normalised digits
+    import ctypes
+
+    lib = native.bind(ctypes.CDLL(str(native.build(mutant, tmp_path / "mutant_key.so"))))
+    with pytest.raises(AssertionError):
+        _check_keys(lib, _exact_cases())
+
+
 def _diag(path: Path, scanner: str | None, chunk: int = 8 << 20, max_line: int = 8 << 20) -> dict:
     acc = Accumulator()
     if scanner == "reference":

@@ -341,7 +341,7 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
     mcache: dict[tuple, object] = {}
     seen: list[set] = [set() for _ in accs]
     cap = 0
-    starts = sids = vids = idx = None
+    starts = sids = kids = vids = idx = None
     base = 0
 
     def vid(v: object) -> int:
@@ -355,20 +355,21 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
         for block in scan.chunks(count=False):
             if not block:  # FileScan yields an empty block while a line is longer than its chunk
                 continue
-            if lib.ss_count(ctx) > CACHE_MAX or len(vobjs) > CACHE_MAX:
-                lib.ss_clear(ctx)
+            if max(lib.ss_count(ctx), lib.ss_keys(ctx), len(vobjs)) > CACHE_MAX:
+                if lib.ss_clear(ctx):
+                    raise MemoryError("shapescan: out of memory")
                 sstate.clear()
                 vobjs.clear()
                 vid_of.clear()
             if len(mcache) > CACHE_MAX:
                 mcache.clear()
             while True:
-                n = lib.ss_scan(ctx, block, len(block), starts, sids, vids, cap) if cap else -1
+                n = lib.ss_scan(ctx, block, len(block), starts, sids, kids, vids, cap) if cap else -1
                 if n == -1:  # more lines than room: size the arrays for this block
                     cap = max(block.count(b"\n") + 1, 1 << 16)
                     starts, sids = (ctypes.c_int64 * (cap + 2))(), (ctypes.c_int32 * cap)()
-                    vids, idx = (ctypes.c_int32 * cap)(), (ctypes.c_int64 * cap)()
-                    n = lib.ss_scan(ctx, block, len(block), starts, sids, vids, cap)
+                    kids, vids, idx = (ctypes.c_int32 * cap)(), (ctypes.c_int32 * cap)(), (ctypes.c_int64 * cap)()
+                    n = lib.ss_scan(ctx, block, len(block), starts, sids, kids, vids, cap)
                 if n < 0:
                     raise MemoryError("shapescan: out of memory")
                 if starts[n + 1] <= max_line:
@@ -388,11 +389,18 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                         st = sstate[s] = _new_shape(raw.translate(NORM), raw, source)
                         if st.__class__ is not _Exact:
                             lib.ss_set(ctx, s, vid(st))
+                        elif st.spans is None:  # keyed by the whole line
+                            lib.ss_spans(ctx, s, None, -1)
+                        else:  # keyed by the bytes of its spans
+                            pairs = [x for ab in st.spans for x in ab]
+                            lib.ss_spans(ctx, s, (ctypes.c_int32 * len(pairs))(*pairs), len(st.spans))
                     if st.__class__ is _Exact:
                         key = st.key(raw)
                         v = mcache.get(key)
                         if v is None:
                             v = mcache[key] = _template(raw, source)
+                        if kids[i] >= 0:  # C keys this line's digits: later lines with them get v there
+                            lib.ss_setk(ctx, kids[i], vid(v))
                     else:
                         v = st
                 vids[i] = vid(v)

@@ -69,13 +69,34 @@ def build(source: Path = SOURCE, out: Path | None = None) -> Path:
     return out
 
 
+def exact_key_ids(lib: ctypes.CDLL, lines: list[bytes], spans: tuple[tuple[int, int], ...] | None) -> list[int]:
+    """The exact key id of each line when every line's shape is digit-sensitive with ``spans`` (None: the whole
+    line), as the fast scan keys them: two lines get the same id exactly when their shapes are equal and the bytes of
+    those spans are equal (the Python key, :meth:`workshop_lib.logs.fastscan._Exact.key`)."""
+    block = b"".join(x + b"\n" for x in lines)
+    cap = len(lines) + 1
+    starts, sids, kids = (ctypes.c_int64 * (cap + 2))(), (ctypes.c_int32 * cap)(), (ctypes.c_int32 * cap)()
+    vids = (ctypes.c_int32 * cap)()
+    ctx = lib.ss_new(1 << 10)
+    try:
+        lib.ss_scan(ctx, block, len(block), starts, sids, kids, vids, cap)
+        pairs = (ctypes.c_int32 * (2 * len(spans or ()) + 1))(*[x for ab in spans or () for x in ab])
+        for sid in range(lib.ss_count(ctx)):
+            lib.ss_spans(ctx, sid, pairs, -1 if spans is None else len(spans))
+        n = lib.ss_scan(ctx, block, len(block), starts, sids, kids, vids, cap)
+    finally:
+        lib.ss_free(ctx)
+    return list(kids[:n])
+
+
 def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     """Declare the library's functions (argument and result types) on ``lib``."""
     p, i64, i32, u32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_uint32
     sigs = {
-        "ss_new": (p, [u32]), "ss_free": (None, [p]), "ss_clear": (None, [p]), "ss_count": (i32, [p]),
-        "ss_set": (ctypes.c_int, [p, i32, i32]),
-        "ss_scan": (i64, [p, ctypes.c_char_p, i64, p, p, p, i64]),
+        "ss_new": (p, [u32]), "ss_free": (None, [p]), "ss_clear": (ctypes.c_int, [p]), "ss_count": (i32, [p]),
+        "ss_keys": (i32, [p]), "ss_set": (ctypes.c_int, [p, i32, i32]), "ss_setk": (ctypes.c_int, [p, i32, i32]),
+        "ss_spans": (ctypes.c_int, [p, i32, p, i32]),
+        "ss_scan": (i64, [p, ctypes.c_char_p, i64, p, p, p, p, i64]),
         "ss_tally": (i64, [p, i64, i32, p, p, p]),
         "ss_select": (i64, [p, i64, p, p]), "ss_misses": (i64, [p, i64, p]),
     }
@@ -115,7 +136,7 @@ def shape_ids(lib: ctypes.CDLL, block: bytes, long_line: int = 1 << 10) -> list[
     starts, sids, vids = (ctypes.c_int64 * (cap + 2))(), (ctypes.c_int32 * cap)(), (ctypes.c_int32 * cap)()
     ctx = lib.ss_new(long_line)
     try:
-        n = lib.ss_scan(ctx, block, len(block), starts, sids, vids, cap)
+        n = lib.ss_scan(ctx, block, len(block), starts, sids, (ctypes.c_int32 * cap)(), vids, cap)
     finally:
         lib.ss_free(ctx)
     if n < 0:

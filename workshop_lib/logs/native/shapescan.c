@@ -3,9 +3,11 @@
  * A line's shape is the line with every ASCII digit replaced by '0' (shapes.NORM). For each line of a block,
  * ss_scan gives its shape id (sid: equal ids <=> byte-equal shapes, checked byte for byte, never by hash alone; -1 for
  * a line longer than long_line, which Python classifies each time) and its value id (vid: what Python decided for
- * that shape with ss_set; -1 when Python must look at the line itself). ss_tally counts the value ids of a block and
- * ss_select lists the lines whose value id Python wants to visit. Memory: the shape table (Python clears it when it
- * holds more than CACHE_MAX shapes) and Python's arrays. */
+ * that shape with ss_set; -1 when Python must look at the line itself). For a digit-sensitive shape (Python gave its
+ * exact spans with ss_spans), the line's key is the shape id plus the bytes of those spans (or the whole line): a
+ * second table gives that key an id (kid, byte-exact too) and the value Python set for it with ss_setk. ss_tally
+ * counts the value ids of a block and ss_select lists the lines whose value id Python wants to visit. Memory: the two
+ * tables (Python clears them when they hold more than CACHE_MAX entries) and Python's arrays. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,19 +16,30 @@ typedef struct {
     uint64_t h;
     uint64_t off;
     uint32_t len;
-    int32_t sid; /* -1: empty */
+    int32_t id; /* -1: empty */
 } slot_t;
 
+/* byte strings -> dense ids 0..n-1, each with a value (-1: none yet) */
 typedef struct {
     slot_t *slots;
     uint64_t cap; /* power of two */
-    int32_t nsid;
-    int32_t *sid2vid;
+    int32_t n;
+    int32_t *val;
     uint64_t vcap;
     unsigned char *arena;
     uint64_t used, acap;
-    unsigned char *scratch;
+} tab_t;
+
+#define EXACT (-3) /* a shape's value: look the line up by its exact key */
+
+typedef struct {
+    tab_t shapes, keys;
+    int32_t *spanoff; /* per shape with EXACT: index into spans (-1: the whole line) */
+    int32_t *spans;   /* at spanoff: count, then count (start, end) pairs */
+    uint64_t nspans, spcap;
+    unsigned char *scratch, *keybuf;
     uint32_t long_line;
+    uint64_t keycap;
 } ss_t;
 
 #define ONES 0x0101010101010101ULL
@@ -46,26 +59,106 @@ static inline uint64_t mix(uint64_t h, uint64_t w) {
     return h ^ (h >> 29);
 }
 
-static int alloc_slots(ss_t *s, uint64_t cap) {
-    slot_t *sl = malloc(cap * sizeof(slot_t));
-    if (!sl) return -1;
-    for (uint64_t i = 0; i < cap; i++) sl[i].sid = -1;
-    s->slots = sl;
-    s->cap = cap;
+static uint64_t hash_bytes(const unsigned char *p, uint32_t len) {
+    uint64_t h = 0x84222325CBF29CE4ULL ^ len;
+    uint32_t k = 0;
+    for (; k + 8 <= len; k += 8) {
+        uint64_t x;
+        memcpy(&x, p + k, 8);
+        h = mix(h, x);
+    }
+    if (k < len) {
+        uint64_t x = 0;
+        memcpy(&x, p + k, len - k);
+        h = mix(h, x);
+    }
+    return h;
+}
+
+static int tab_init(tab_t *t) {
+    memset(t, 0, sizeof(*t));
+    t->cap = 1 << 12;
+    t->slots = malloc(t->cap * sizeof(slot_t));
+    t->acap = 1 << 20;
+    t->arena = malloc(t->acap);
+    t->vcap = 1 << 12;
+    t->val = malloc(t->vcap * sizeof(int32_t));
+    if (!t->slots || !t->arena || !t->val) return -1;
+    for (uint64_t i = 0; i < t->cap; i++) t->slots[i].id = -1;
     return 0;
+}
+
+static void tab_free(tab_t *t) {
+    free(t->slots); free(t->arena); free(t->val);
+    memset(t, 0, sizeof(*t));
+}
+
+static int tab_grow(tab_t *t) {
+    uint64_t ncap = t->cap * 2, mask = ncap - 1;
+    slot_t *sl = malloc(ncap * sizeof(slot_t));
+    if (!sl) return -1;
+    for (uint64_t i = 0; i < ncap; i++) sl[i].id = -1;
+    for (uint64_t i = 0; i < t->cap; i++) {
+        if (t->slots[i].id < 0) continue;
+        uint64_t j = t->slots[i].h & mask;
+        while (sl[j].id >= 0) j = (j + 1) & mask;
+        sl[j] = t->slots[i];
+    }
+    free(t->slots);
+    t->slots = sl;
+    t->cap = ncap;
+    return 0;
+}
+
+/* the id of key[0:len] (hash h), added when new (value -1); -2 when out of memory */
+static int32_t tab_id(tab_t *t, const unsigned char *key, uint32_t len, uint64_t h) {
+    uint64_t mask = t->cap - 1, j = h & mask;
+    for (;;) {
+        slot_t *sl = &t->slots[j];
+        if (sl->id < 0) break;
+        if (sl->h == h && sl->len == len && memcmp(t->arena + sl->off, key, len) == 0) return sl->id;
+        j = (j + 1) & mask;
+    }
+    if (t->used + len > t->acap) {
+        uint64_t ncap = t->acap * 2;
+        while (ncap < t->used + len) ncap *= 2;
+        unsigned char *a = realloc(t->arena, ncap);
+        if (!a) return -2;
+        t->arena = a;
+        t->acap = ncap;
+    }
+    if ((uint64_t)t->n >= t->vcap) {
+        int32_t *v = realloc(t->val, t->vcap * 2 * sizeof(int32_t));
+        if (!v) return -2;
+        t->val = v;
+        t->vcap *= 2;
+    }
+    memcpy(t->arena + t->used, key, len);
+    slot_t *sl = &t->slots[j];
+    sl->h = h;
+    sl->off = t->used;
+    sl->len = len;
+    sl->id = t->n;
+    t->used += len;
+    t->val[t->n] = -1;
+    int32_t id = t->n++;
+    if ((uint64_t)t->n * 2 > t->cap && tab_grow(t)) return -2;
+    return id;
 }
 
 ss_t *ss_new(uint32_t long_line) {
     ss_t *s = calloc(1, sizeof(ss_t));
     if (!s) return NULL;
     s->long_line = long_line;
+    s->keycap = 4 * (uint64_t)long_line + 16;
     s->scratch = malloc((size_t)long_line + 16);
-    s->acap = 1 << 20;
-    s->arena = malloc(s->acap);
-    s->vcap = 1 << 12;
-    s->sid2vid = malloc(s->vcap * sizeof(int32_t));
-    if (!s->scratch || !s->arena || !s->sid2vid || alloc_slots(s, 1 << 12)) {
-        free(s->scratch); free(s->arena); free(s->sid2vid); free(s->slots); free(s);
+    s->keybuf = malloc(s->keycap);
+    s->spcap = 1 << 12;
+    s->spans = malloc(s->spcap * sizeof(int32_t));
+    s->spanoff = malloc((1 << 12) * sizeof(int32_t));
+    if (!s->scratch || !s->keybuf || !s->spans || !s->spanoff || tab_init(&s->shapes) || tab_init(&s->keys)) {
+        free(s->scratch); free(s->keybuf); free(s->spans); free(s->spanoff);
+        tab_free(&s->shapes); tab_free(&s->keys); free(s);
         return NULL;
     }
     return s;
@@ -73,47 +166,63 @@ ss_t *ss_new(uint32_t long_line) {
 
 void ss_free(ss_t *s) {
     if (!s) return;
-    free(s->slots); free(s->sid2vid); free(s->arena); free(s->scratch); free(s);
+    tab_free(&s->shapes); tab_free(&s->keys);
+    free(s->scratch); free(s->keybuf); free(s->spans); free(s->spanoff); free(s);
 }
 
-/* forget every shape (and give most memory back) */
-void ss_clear(ss_t *s) {
-    free(s->slots);
-    s->slots = NULL;
-    alloc_slots(s, 1 << 12);
-    s->nsid = 0;
-    s->used = 0;
-    if (s->acap > (1 << 20)) {
-        free(s->arena);
-        s->acap = 1 << 20;
-        s->arena = malloc(s->acap);
-    }
+/* forget every shape and key; returns -1 when out of memory */
+int ss_clear(ss_t *s) {
+    tab_free(&s->shapes);
+    tab_free(&s->keys);
+    s->nspans = 0;
+    return (tab_init(&s->shapes) || tab_init(&s->keys)) ? -1 : 0;
 }
 
-int32_t ss_count(const ss_t *s) { return s->nsid; }
+int32_t ss_count(const ss_t *s) { return s->shapes.n; }
+int32_t ss_keys(const ss_t *s) { return s->keys.n; }
 
+/* the value of a shape */
 int ss_set(ss_t *s, int32_t sid, int32_t vid) {
-    if (sid < 0 || sid >= s->nsid) return -1;
-    s->sid2vid[sid] = vid;
+    if (sid < 0 || sid >= s->shapes.n || vid < 0) return -1;
+    s->shapes.val[sid] = vid;
     return 0;
 }
 
-static int grow(ss_t *s) {
-    uint64_t oldcap = s->cap;
-    slot_t *old = s->slots;
-    if (alloc_slots(s, oldcap * 2)) { s->slots = old; s->cap = oldcap; return -1; }
-    uint64_t mask = s->cap - 1;
-    for (uint64_t i = 0; i < oldcap; i++) {
-        if (old[i].sid < 0) continue;
-        uint64_t j = old[i].h & mask;
-        while (s->slots[j].sid >= 0) j = (j + 1) & mask;
-        s->slots[j] = old[i];
+/* the value of an exact key */
+int ss_setk(ss_t *s, int32_t kid, int32_t vid) {
+    if (kid < 0 || kid >= s->keys.n || vid < 0) return -1;
+    s->keys.val[kid] = vid;
+    return 0;
+}
+
+/* a digit-sensitive shape: its lines are keyed by the bytes of spans[0:2*count] ((start, end) pairs, within the
+ * shape's length), or by the whole line when count < 0 */
+int ss_spans(ss_t *s, int32_t sid, const int32_t *pairs, int32_t count) {
+    if (sid < 0 || sid >= s->shapes.n || count > (1 << 16)) return -1;
+    int32_t *so = realloc(s->spanoff, s->shapes.vcap * sizeof(int32_t));
+    if (!so) return -2;
+    s->spanoff = so;
+    if (count < 0) {
+        so[sid] = -1;
+    } else {
+        uint64_t need = s->nspans + 1 + 2 * (uint64_t)count;
+        if (need > s->spcap) {
+            uint64_t ncap = s->spcap;
+            while (ncap < need) ncap *= 2;
+            int32_t *sp = realloc(s->spans, ncap * sizeof(int32_t));
+            if (!sp) return -2;
+            s->spans = sp;
+            s->spcap = ncap;
+        }
+        so[sid] = (int32_t)s->nspans;
+        s->spans[s->nspans++] = count;
+        for (int32_t i = 0; i < 2 * count; i++) s->spans[s->nspans++] = pairs[i];
     }
-    free(old);
+    s->shapes.val[sid] = EXACT;
     return 0;
 }
 
-/* the shape id of one line (len <= long_line), inserting a new shape; -2 when out of memory */
+/* the shape id of one line (len <= long_line), adding a new shape; -2 when out of memory */
 static int32_t shape_id(ss_t *s, const unsigned char *p, uint32_t len) {
     unsigned char *sc = s->scratch;
     uint64_t h = 0x84222325CBF29CE4ULL ^ len;
@@ -132,48 +241,44 @@ static int32_t shape_id(ss_t *s, const unsigned char *p, uint32_t len) {
         memcpy(sc + k, &w, len - k);
         h = mix(h, w);
     }
-    uint64_t mask = s->cap - 1;
-    uint64_t j = h & mask;
-    for (;;) {
-        slot_t *sl = &s->slots[j];
-        if (sl->sid < 0) break;
-        if (sl->h == h && sl->len == len && memcmp(s->arena + sl->off, sc, len) == 0) return sl->sid;
-        j = (j + 1) & mask;
+    return tab_id(&s->shapes, sc, len, h);
+}
+
+/* the exact key id of a line of digit-sensitive shape sid; -1 when the key does not fit, -2 out of memory */
+static int32_t key_id(ss_t *s, int32_t sid, const unsigned char *p, uint32_t len) {
+    unsigned char *kb = s->keybuf;
+    uint64_t kl = 4;
+    memcpy(kb, &sid, 4);
+    int32_t off = s->spanoff[sid];
+    if (off < 0) {
+        if (kl + len > s->keycap) return -1;
+        memcpy(kb + kl, p, len);
+        kl += len;
+    } else {
+        int32_t count = s->spans[off];
+        const int32_t *pr = s->spans + off + 1;
+        for (int32_t i = 0; i < count; i++) {
+            int32_t a = pr[2 * i], b = pr[2 * i + 1];
+            if (a < 0) a = 0;
+            if (b > (int32_t)len) b = (int32_t)len;
+            if (b < a) b = a;
+            if (kl + (uint64_t)(b - a) + 4 > s->keycap) return -1;
+            uint32_t w = (uint32_t)(b - a);
+            memcpy(kb + kl, &w, 4); /* each span's length first: the concatenation is unambiguous */
+            kl += 4;
+            memcpy(kb + kl, p + a, (size_t)(b - a));
+            kl += (uint64_t)(b - a);
+        }
     }
-    /* new shape */
-    if (s->used + len > s->acap) {
-        uint64_t ncap = s->acap * 2;
-        while (ncap < s->used + len) ncap *= 2;
-        unsigned char *a = realloc(s->arena, ncap);
-        if (!a) return -2;
-        s->arena = a;
-        s->acap = ncap;
-    }
-    if ((uint64_t)s->nsid >= s->vcap) {
-        int32_t *v = realloc(s->sid2vid, s->vcap * 2 * sizeof(int32_t));
-        if (!v) return -2;
-        s->sid2vid = v;
-        s->vcap *= 2;
-    }
-    memcpy(s->arena + s->used, sc, len);
-    slot_t *sl = &s->slots[j];
-    sl->h = h;
-    sl->off = s->used;
-    sl->len = len;
-    sl->sid = s->nsid;
-    s->used += len;
-    s->sid2vid[s->nsid] = -1;
-    int32_t sid = s->nsid++;
-    if ((uint64_t)s->nsid * 2 > s->cap && grow(s)) return -2;
-    return sid;
+    return tab_id(&s->keys, kb, (uint32_t)kl, hash_bytes(kb, (uint32_t)kl));
 }
 
 /* Split buf[0:len] (it ends with '\n') into lines: starts[i] is where line i begins (starts[n] = len, starts[n + 1]
- * = the longest line's length), sids[i] its shape id (-1: longer than long_line), vids[i] the value Python set for
- * that shape (-1: none). At most cap lines (starts holds cap + 2). Returns the number of lines n; -1 when cap is too
- * small, -2 when out of memory. */
-int64_t ss_scan(ss_t *s, const unsigned char *buf, int64_t len, int64_t *starts, int32_t *sids, int32_t *vids,
-                int64_t cap) {
+ * = the longest line's length), sids[i] its shape id (-1: longer than long_line), kids[i] its exact key id (-1: not a
+ * digit-sensitive shape, or no key), vids[i] the value Python set for its shape or key (-1: none). At most cap lines
+ * (starts holds cap + 2). Returns the number of lines n; -1 when cap is too small, -2 when out of memory. */
+int64_t ss_scan(ss_t *s, const unsigned char *buf, int64_t len, int64_t *starts, int32_t *sids, int32_t *kids,
+                int32_t *vids, int64_t cap) {
     int64_t n = 0, pos = 0, longest = 0;
     while (pos < len) {
         const unsigned char *nl = memchr(buf + pos, '\n', (size_t)(len - pos));
@@ -181,14 +286,21 @@ int64_t ss_scan(ss_t *s, const unsigned char *buf, int64_t len, int64_t *starts,
         if (n >= cap) return -1;
         int64_t l = end - pos;
         if (l > longest) longest = l;
-        int32_t sid = -1;
+        int32_t sid = -1, kid = -1, vid = -1;
         if (l <= (int64_t)s->long_line) {
             sid = shape_id(s, buf + pos, (uint32_t)l);
             if (sid == -2) return -2;
+            vid = s->shapes.val[sid];
+            if (vid == EXACT) {
+                kid = key_id(s, sid, buf + pos, (uint32_t)l);
+                if (kid == -2) return -2;
+                vid = kid >= 0 ? s->keys.val[kid] : -1;
+            }
         }
         starts[n] = pos;
         sids[n] = sid;
-        vids[n] = sid >= 0 ? s->sid2vid[sid] : -1;
+        kids[n] = kid;
+        vids[n] = vid;
         n++;
         pos = end + 1;
     }
@@ -206,7 +318,7 @@ int64_t ss_misses(const int32_t *vids, int64_t n, int64_t *out) {
 }
 
 /* For value ids in [0, nv): count[v] and last[v] (the last line index) over vids[0:n], and the distinct ids in order
- * of first appearance in touched[] (returns how many). count/last are set for touched ids only. */
+ * of first appearance in touched[] (returns how many; -1 - i when vids[i] is out of range). count must be zeroed. */
 int64_t ss_tally(const int32_t *vids, int64_t n, int32_t nv, int64_t *count, int64_t *last, int32_t *touched) {
     int64_t t = 0;
     for (int64_t i = 0; i < n; i++) {
