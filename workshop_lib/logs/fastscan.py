@@ -58,16 +58,22 @@ SEEN_MAX = 1 << 16
 ONCE_MAX = 1 << 14  # shapes remembered as seen once (enough to catch the ones that come back within a block)
 LONG_LINE = 1 << 10  # longer lines are classified each time, never cached (cache keys stay small: bounded memory)
 _NEG = object()  # no key or no event
+_COPIED = ("event", "code", "detail", "backend", "provider", "component", "devices", "rails", "transport", "level")
 _KEYS = P.SCAN_KEYS_BYTES
 
 
 class LazyEvent:
-    """An :class:`Event` made of a cached template plus this line's number and bytes (text decoded on demand)."""
+    """An :class:`Event` made of a cached template plus this line's number and bytes (text decoded on demand).
 
-    __slots__ = ("tpl", "line", "raw", "source", "_text")
+    The fields the accumulator reads are copied from the template (plain slot reads); any other comes from it."""
+
+    __slots__ = ("tpl", "line", "raw", "source", "_text", *_COPIED)
 
     def __init__(self, tpl: Event, line: int, raw: bytes, source: str) -> None:
         self.tpl, self.line, self.raw, self.source, self._text = tpl, line, raw, source, None
+        (self.event, self.code, self.detail, self.backend, self.provider, self.component, self.devices, self.rails,
+         self.transport, self.level) = (tpl.event, tpl.code, tpl.detail, tpl.backend, tpl.provider, tpl.component,
+                                        tpl.devices, tpl.rails, tpl.transport, tpl.level)
 
     @property
     def text(self) -> str:
@@ -328,7 +334,6 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
     """:func:`feed_file` with ``native/shapescan.c`` doing the per-line work: shape ids (byte-exact), the values
     Python decided per shape, counts, last occurrences and the lines to visit."""
     import ctypes
-    from heapq import merge
 
     source = str(path)
     scan = FileScan(path, chunk=chunk, max_line=max_line)
@@ -420,7 +425,7 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                 if t not in skip:
                     flag[x] = 1
             k = lib.ss_select(vids, n, (ctypes.c_char * max(nv, 1)).from_buffer(flag), idx)
-            order = merge(idx[:k], ref_last) if ref_last else idx[:k]
+            order = sorted(idx[:k] + ref_last) if ref_last else idx[:k]
             _visit(accs, seen, bulk, ((base + i + 1, vobjs[vids[i]], block[starts[i]:starts[i + 1] - 1])
                                       for i in order), source)
             _apply_bulk(accs, bulk, bc, last, base)
@@ -432,6 +437,10 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
 
 def _bulk_of(bc: dict, seen: list[set], accs: Sequence) -> set:
     """The templates whose repeats in this block are applied in bulk (every accumulator has seen them)."""
+    if len(accs) == 1:  # the common case, without the generators
+        s0, errs = seen[0], accs[0].errors
+        return {t for t in bc if t.__class__ is _Template and t.kind in (COUNT, ERR, REF) and t in s0
+                and (t.kind != ERR or (t.code, "") in errs)}
     return {t for t in bc if t.__class__ is _Template and t.kind in (COUNT, ERR, REF)
             and all(t in s for s in seen)
             and (t.kind != ERR or all((t.code, "") in a.errors for a in accs))}
