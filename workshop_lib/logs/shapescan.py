@@ -60,11 +60,14 @@ def build(source: Path = SOURCE, out: Path | None = None) -> Path:
     cmd = [cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(source)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except FileNotFoundError as exc:
+        raise OSError(f"C compiler {cc} not found (set $CC or install gcc)") from exc
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise OSError(f"{' '.join(cmd)}: {exc}") from exc
+        raise OSError(f"compiling {source.name} with {cc}: {exc}") from exc
     if res.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise OSError(f"{' '.join(cmd)} failed: {res.stderr.strip()[-300:]}")
+        err = res.stderr.strip().splitlines()
+        raise OSError(f"compiling {source.name} with {cc} failed: {err[-1][:150] if err else res.returncode}")
     tmp.replace(out)  # atomic: a concurrent run sees the old state or the whole library
     return out
 
