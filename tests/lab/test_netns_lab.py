@@ -78,6 +78,16 @@ def test_the_kv_cache_crosses_the_veth(netlab: tuple[Lab, float]) -> None:
     assert ev["prefill_tx_bytes"] >= ev["nixl_bytes"] and ev["decode_rx_bytes"] >= ev["nixl_bytes"]
 
 
+def test_the_kv_cache_arrives_intact_across_the_veth(netlab: tuple[Lab, float]) -> None:
+    from workshop_lib.lab.kvcheck import check_kv
+
+    rep = check_kv(netlab[0])
+    print(f"check-kv across the namespaces (UCX over tcp): {rep['integrity']}, {rep['kv_bytes_during_check']:.0f} B, "
+          f"{rep['seconds']} s")
+    assert rep["integrity"] == "identical", rep.get("cause")
+    assert rep["kv_bytes_during_check"] > 0 and rep["failed_transfers_during_check"] == 0
+
+
 def test_status_json_and_plan_show_the_namespaces(netlab: tuple[Lab, float]) -> None:
     lab, _ = netlab
     js = json.loads(_cli(lab.root, "status", "--json", timeout=120).stdout)
