@@ -185,6 +185,21 @@ def test_odd_bytes_same(lib, tmp_path: Path) -> None:  # noqa: ANN001
             assert _diag(p, "native", chunk, max_line) == _diag(p, "python", chunk, max_line), (max_line, chunk)
 
 
+@pytest.mark.parametrize(("lines_max", "refill"), [(5, 3), (1000, 1)])
+def test_small_batches_same(lib, tmp_path: Path, monkeypatch, lines_max: int, refill: int) -> None:  # noqa: ANN001
+    """A block with more lines than the arrays hold is done in parts; values are filled in C between batches."""
+    from workshop_lib.logs import fastscan
+
+    monkeypatch.setattr(fastscan, "LINES_MAX", lines_max)
+    monkeypatch.setattr(fastscan, "REFILL", refill)
+    rng = random.Random(4)
+    lines = [bytes(rng.choice(b"0123456789") if 48 <= c <= 57 else c for c in rng.choice(POOL)) for _ in range(3000)]
+    p = tmp_path / "batches.log"
+    p.write_bytes(b"\n".join(lines + [b""] * 50 + lines[:500]) + b"\n")
+    _all_same(p)
+    _all_same(CORPUS / "lab" / sorted(x.name for x in (CORPUS / "lab").glob("*.log"))[-1])
+
+
 def test_benchmark_generator_lines_same(lib, tmp_path: Path) -> None:  # noqa: ANN001
     sys.path.insert(0, str(REPO / "benchmarks" / "logs_vs_grep"))
     try:

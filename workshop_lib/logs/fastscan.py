@@ -56,6 +56,8 @@ from workshop_lib.logs.shapes import NORM, exact_spans
 CACHE_MAX = 1 << 16  # entries per cache level; a full cache is cleared (constant memory)
 SEEN_MAX = 1 << 16
 ONCE_MAX = 1 << 14  # shapes remembered as seen once (enough to catch the ones that come back within a block)
+LINES_MAX = 1 << 18  # lines per native batch (28 bytes of arrays each: bounded memory on a block of empty lines)
+REFILL = 1 << 12  # lines without a value handed to Python per batch (C fills in the rest after each batch)
 LONG_LINE = 1 << 10  # longer lines are classified each time, never cached (cache keys stay small: bounded memory)
 _NEG = object()  # no key or no event
 _COPIED = ("event", "code", "detail", "backend", "provider", "component", "devices", "rails", "transport", "level")
@@ -345,8 +347,9 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
     sstate: dict[int, object] = {}  # shape id -> _ONCE, an _Exact, or its value
     mcache: dict[tuple, object] = {}
     seen: list[set] = [set() for _ in accs]
-    cap = 0
-    starts = sids = kids = vids = idx = None
+    cap = LINES_MAX
+    starts, sids = (ctypes.c_int64 * (cap + 2))(), (ctypes.c_int32 * cap)()
+    kids, vids, idx = (ctypes.c_int32 * cap)(), (ctypes.c_int32 * cap)(), (ctypes.c_int64 * cap)()
     base = 0
 
     def vid(v: object) -> int:
@@ -356,8 +359,13 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
             vobjs.append(v)
         return x
 
+    chunks = scan.chunks(count=False)
+    pending: list[bytes] = []  # the rest of a block with more lines than LINES_MAX
     try:
-        for block in scan.chunks(count=False):
+        while True:
+            block = pending.pop() if pending else next(chunks, None)
+            if block is None:
+                break
             if not block:  # FileScan yields an empty block while a line is longer than its chunk
                 continue
             if max(lib.ss_count(ctx), lib.ss_keys(ctx), len(vobjs)) > CACHE_MAX:
@@ -369,46 +377,53 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
             if len(mcache) > CACHE_MAX:
                 mcache.clear()
             while True:
-                n = lib.ss_scan(ctx, block, len(block), starts, sids, kids, vids, cap) if cap else -1
-                if n == -1:  # more lines than room: size the arrays for this block
-                    cap = max(block.count(b"\n") + 1, 1 << 16)
-                    starts, sids = (ctypes.c_int64 * (cap + 2))(), (ctypes.c_int32 * cap)()
-                    kids, vids, idx = (ctypes.c_int32 * cap)(), (ctypes.c_int32 * cap)(), (ctypes.c_int64 * cap)()
-                    n = lib.ss_scan(ctx, block, len(block), starts, sids, kids, vids, cap)
+                n = lib.ss_scan(ctx, block, len(block), starts, sids, kids, vids, cap)
                 if n < 0:
                     raise MemoryError("shapescan: out of memory")
                 if starts[n + 1] <= max_line:
                     break
                 block = b"".join(x[:max_line] + b"\n" for x in block.split(b"\n")[:-1])  # cut like FileScan
-            for i in idx[:lib.ss_misses(vids, n, idx)]:
-                raw = block[starts[i]:starts[i + 1] - 1]
-                s = sids[i]
-                st = sstate.get(s) if s >= 0 else None
-                if s < 0:  # a long line: classified each time
-                    v = _template(raw, source)
-                elif st is None:  # first sight (most such shapes never come back: unique ids): this line only
-                    sstate[s] = _ONCE
-                    v = _template(raw, source)
-                else:
-                    if st is _ONCE:  # seen before: work the shape out
-                        st = sstate[s] = _new_shape(raw.translate(NORM), raw, source)
-                        if st.__class__ is not _Exact:
-                            lib.ss_set(ctx, s, vid(st))
-                        elif st.spans is None:  # keyed by the whole line
-                            lib.ss_spans(ctx, s, None, -1)
-                        else:  # keyed by the bytes of its spans
-                            pairs = [x for ab in st.spans for x in ab]
-                            lib.ss_spans(ctx, s, (ctypes.c_int32 * len(pairs))(*pairs), len(st.spans))
-                    if st.__class__ is _Exact:
-                        key = st.key(raw)
-                        v = mcache.get(key)
-                        if v is None:
-                            v = mcache[key] = _template(raw, source)
-                        if kids[i] >= 0:  # C keys this line's digits: later lines with them get v there
-                            lib.ss_setk(ctx, kids[i], vid(v))
+            if starts[n] < len(block):  # more lines than the arrays hold (bounded memory): these now, the rest next
+                pending.append(block[starts[n]:])
+                block = block[:starts[n]]
+            pos = 0
+            while True:  # the lines without a value, a batch at a time: C fills in what Python just decided
+                m = lib.ss_refill(ctx, block, starts, sids, kids, vids, pos, n, idx, REFILL)
+                if m < 0:
+                    raise MemoryError("shapescan: out of memory")
+                if m == 0:
+                    break
+                todo = idx[:m]
+                pos = todo[-1] + 1
+                for i in todo:
+                    raw = block[starts[i]:starts[i + 1] - 1]
+                    s = sids[i]
+                    st = sstate.get(s) if s >= 0 else None
+                    if s < 0:  # a long line: classified each time
+                        v = _template(raw, source)
+                    elif st is None:  # first sight (most such shapes never come back: unique ids): this line only
+                        sstate[s] = _ONCE
+                        v = _template(raw, source)
                     else:
-                        v = st
-                vids[i] = vid(v)
+                        if st is _ONCE:  # seen before: work the shape out
+                            st = sstate[s] = _new_shape(raw.translate(NORM), raw, source)
+                            if st.__class__ is not _Exact:
+                                lib.ss_set(ctx, s, vid(st))
+                            elif st.spans is None:  # keyed by the whole line
+                                lib.ss_spans(ctx, s, None, -1)
+                            else:  # keyed by the bytes of its spans
+                                pairs = [x for ab in st.spans for x in ab]
+                                lib.ss_spans(ctx, s, (ctypes.c_int32 * len(pairs))(*pairs), len(st.spans))
+                        if st.__class__ is _Exact:
+                            key = st.key(raw)
+                            v = mcache.get(key)
+                            if v is None:
+                                v = mcache[key] = _template(raw, source)
+                            if kids[i] >= 0:  # C keys this line's digits: later lines with them get v there
+                                lib.ss_setk(ctx, kids[i], vid(v))
+                        else:
+                            v = st
+                    vids[i] = vid(v)
             nv = len(vobjs)
             count, last_at, touched = (ctypes.c_int64 * nv)(), (ctypes.c_int64 * nv)(), (ctypes.c_int32 * nv)()
             nt = lib.ss_tally(vids, n, nv, count, last_at, touched)

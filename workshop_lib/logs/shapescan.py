@@ -102,6 +102,7 @@ def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
         "ss_scan": (i64, [p, ctypes.c_char_p, i64, p, p, p, p, i64]),
         "ss_tally": (i64, [p, i64, i32, p, p, p]),
         "ss_select": (i64, [p, i64, p, p]), "ss_misses": (i64, [p, i64, p]),
+        "ss_refill": (i64, [p, ctypes.c_char_p, p, p, p, p, i64, i64, p, i64]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)

@@ -276,14 +276,15 @@ static int32_t key_id(ss_t *s, int32_t sid, const unsigned char *p, uint32_t len
 /* Split buf[0:len] (it ends with '\n') into lines: starts[i] is where line i begins (starts[n] = len, starts[n + 1]
  * = the longest line's length), sids[i] its shape id (-1: longer than long_line), kids[i] its exact key id (-1: not a
  * digit-sensitive shape, or no key), vids[i] the value Python set for its shape or key (-1: none). At most cap lines
- * (starts holds cap + 2). Returns the number of lines n; -1 when cap is too small, -2 when out of memory. */
+ * (starts holds cap + 2): when there are more, starts[n] < len is where the rest begins. Returns the number of lines
+ * n, or -2 when out of memory. */
 int64_t ss_scan(ss_t *s, const unsigned char *buf, int64_t len, int64_t *starts, int32_t *sids, int32_t *kids,
                 int32_t *vids, int64_t cap) {
     int64_t n = 0, pos = 0, longest = 0;
     while (pos < len) {
         const unsigned char *nl = memchr(buf + pos, '\n', (size_t)(len - pos));
         int64_t end = nl ? (int64_t)(nl - buf) : len;
-        if (n >= cap) return -1;
+        if (n >= cap) break;
         int64_t l = end - pos;
         if (l > longest) longest = l;
         int32_t sid = -1, kid = -1, vid = -1;
@@ -304,9 +305,36 @@ int64_t ss_scan(ss_t *s, const unsigned char *buf, int64_t len, int64_t *starts,
         n++;
         pos = end + 1;
     }
-    starts[n] = len;
+    starts[n] = pos < len ? pos : len;
     starts[n + 1] = longest;
     return n;
+}
+
+/* After Python set more values: from line index `from` on, give each line still without a value the value of its
+ * shape or exact key if there is one now (computing its key when its shape became digit-sensitive), and list the
+ * first maxout lines still without one in out[]. Returns how many (0: none left), -2 when out of memory. */
+int64_t ss_refill(ss_t *s, const unsigned char *buf, const int64_t *starts, const int32_t *sids, int32_t *kids,
+                  int32_t *vids, int64_t from, int64_t n, int64_t *out, int64_t maxout) {
+    int64_t k = 0;
+    for (int64_t i = from; i < n && k < maxout; i++) {
+        if (vids[i] >= 0) continue;
+        int32_t sid = sids[i];
+        if (sid >= 0) {
+            int32_t v = s->shapes.val[sid];
+            if (v == EXACT) {
+                int32_t kid = kids[i];
+                if (kid < 0) {
+                    kid = key_id(s, sid, buf + starts[i], (uint32_t)(starts[i + 1] - starts[i] - 1));
+                    if (kid == -2) return -2;
+                    kids[i] = kid;
+                }
+                v = kid >= 0 ? s->keys.val[kid] : -1;
+            }
+            vids[i] = v;
+        }
+        if (vids[i] < 0) out[k++] = i;
+    }
+    return k;
 }
 
 /* The line indexes i (in order) with no value id yet (vids[i] < 0); returns how many. */
