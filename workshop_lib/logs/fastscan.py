@@ -151,13 +151,9 @@ def _repeat(t: _Template, acc: object, no: int, raw: bytes, source: str) -> bool
 _KEY_RE = re.compile(b"|".join(re.escape(k) for k in sorted(_KEYS, key=len, reverse=True)))
 
 
-def _has_key(b: bytes) -> bool:
-    return _KEY_RE.search(b) is not None
-
-
 def _template(raw: bytes, source: str) -> object:
     """Classify one line in full: a :class:`_Template`, or ``_NEG`` when it has no key or no event."""
-    if not _has_key(raw):
+    if _KEY_RE.search(raw) is None:
         return _NEG
     ev = classify(raw, 0, source, prefiltered=True)
     if ev is None:
@@ -348,13 +344,11 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
     mcache: dict[tuple, object] = {}
     seen: list[set] = [set() for _ in accs]
     cap = LINES_MAX
-    starts, sids = (ctypes.c_int64 * (cap + 2))(), (ctypes.c_int32 * cap)()
-    kids, vids, idx = (ctypes.c_int32 * cap)(), (ctypes.c_int32 * cap)(), (ctypes.c_int64 * cap)()
+    starts, sids, kids, vids, idx = [(t * (cap + 2))() for t in (ctypes.c_int64, *[ctypes.c_int32] * 3, ctypes.c_int64)]
     base = 0
 
-    def vid(v: object) -> int:
-        x = vid_of.get(v)
-        if x is None:
+    def vid(v: object) -> int:  # the value's id (a new one for a new value)
+        if (x := vid_of.get(v)) is None:
             x = vid_of[v] = len(vobjs)
             vobjs.append(v)
         return x
