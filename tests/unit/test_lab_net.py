@@ -99,6 +99,10 @@ def test_lab_network_is_made_counted_and_removed() -> None:
     try:
         labnet.create_lab_net(net)
         labnet.create_lab_net(net)  # idempotent
+        with pytest.raises(LabError, match="netns add"):  # a second lab starting at once must not share it
+            labnet.create_lab_net(net, fresh=True)
+        assert {net.namespace(r) for r in labnet.ROLES} <= labnet.existing_namespaces()
+        assert net.bridge in labnet.existing_links()
         for role in labnet.ROLES:
             out = subprocess.run([*net.exec_prefix(role), "ip", "-o", "-4", "addr"], capture_output=True, text=True,
                                  check=True).stdout  # fmt: skip

@@ -141,19 +141,21 @@ def choose_lab_net() -> LabNet:
     raise LabError("--netns", f"all {MAX_LABS} lab networks (wslab*) are in use", "ip netns list; `workshop lab down`")
 
 
-def create_lab_net(net: LabNet) -> LabNet:
+def create_lab_net(net: LabNet, fresh: bool = False) -> LabNet:
     """Make ``net`` exist (idempotent: pieces already there are kept, missing ones added); on failure remove what
-    this call made and raise."""
+    this call made and raise. ``fresh``: the namespaces must be new (``ip netns add`` fails on an existing one, so
+    two labs starting at once never share a network: the loser raises and picks another)."""
     require_netns_support()
-    made_bridge = net.bridge not in existing_links()
+    made_bridge = False
     made_ns: list[str] = []
     try:
         for role in ROLES:  # namespaces first: a bridge without them is what remove_stale deletes
-            if net.namespace(role) not in existing_namespaces():
+            if fresh or net.namespace(role) not in existing_namespaces():
                 run_ip("netns", "add", net.namespace(role))
                 made_ns.append(net.namespace(role))
-        if made_bridge:
+        if net.bridge not in existing_links():
             run_ip("link", "add", net.bridge, "type", "bridge")
+            made_bridge = True
             run_ip("addr", "add", f"{net.bridge_addr}/{net.prefix_len}", "dev", net.bridge)
         run_ip("link", "set", net.bridge, "up")
         for role in ROLES:

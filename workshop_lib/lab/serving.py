@@ -354,11 +354,7 @@ class Lab:
         tmp, rpc = run_tmpdir(run_dir)
         state: dict = {"run": run_dir.name, "run_dir": str(run_dir), "started": time.time(), "processes": {}}
         try:
-            net = labnet.choose_lab_net() if netns else None
-            if net is not None:
-                state["net"] = net.to_json()
-                self._file.save(state)  # recorded before it exists: `lab down` removes a half-made network
-                labnet.create_lab_net(net)
+            net = self._new_net(state) if netns else None
             plan_ = plan_graph(
                 dgd, engine=engine, lab_dir=self.root, ports=ports, net=net,
                 bins={k: v for k, v in bins.items() if k in ("etcd", "nats-server")}, python=bins["python"],
@@ -381,6 +377,21 @@ class Lab:
             self.down()
             raise
         return self.status()
+
+    def _new_net(self, state: dict) -> labnet.LabNet:
+        """A new lab network, recorded in ``state`` before it exists (`lab down` removes a half-made one); another lab
+        taking the same names at the same moment makes this one pick the next."""
+        for attempt in range(5):
+            net = labnet.choose_lab_net()
+            state["net"] = net.to_json()
+            self._file.save(state)
+            try:
+                return labnet.create_lab_net(net, fresh=True)
+            except LabError:
+                if attempt == 4 or not ({net.namespace(r) for r in labnet.ROLES} & labnet.existing_namespaces()):
+                    raise
+                state.pop("net")  # another lab took these names between choose and create
+        raise AssertionError("unreachable")
 
     def down(self) -> list[str]:
         """Stop every process this lab started (decode first, etcd last) and delete its network namespaces; returns
