@@ -259,3 +259,15 @@ def test_compiled_once_into_the_cache_not_the_source_tree(lib) -> None:  # noqa:
     path = native.library_path()
     assert path.exists() and REPO not in path.parents
     assert native.build() == path  # already there: not compiled again
+
+
+@pytest.mark.parametrize("scanner", ["native", "python"])
+def test_lines_after_an_over_long_line_ending_on_a_read_boundary_are_read(tmp_path: Path, scanner: str) -> None:
+    """FileScan once took the empty rest of a read after a skipped over-long tail for the end of the file."""
+    if scanner == "native" and native.load() is None:
+        pytest.skip(f"no native scanner here: {native.scanner()}")
+    p = tmp_path / "boundary.log"
+    p.write_bytes(b"x" * 199 + b"\nBackend UCX was instantiated\n")  # the newline is the 200th byte: 2 reads of 100
+    acc = Accumulator()
+    assert feed_file(p, [acc], chunk=100, max_line=64, scanner=scanner) == 2
+    assert acc.diagnosis([str(p)], 2).nixl_backend == "UCX"

@@ -61,6 +61,7 @@ class FileScan:
         skipping = False  # inside the discarded tail of an over-long line
         while True:
             block = f.read(self.chunk)
+            eof = not block
             if skipping:
                 nl = block.find(b"\n")
                 if nl < 0 and block:
@@ -69,7 +70,7 @@ class FileScan:
                 yield carry + b"\n"  # the cut line, now complete
                 carry = b""
             data = carry + block if carry else block
-            if not block:
+            if eof:  # not merely an empty rest after a skipped tail: the lines after it still come
                 if data:
                     yield data + b"\n"
                 return
