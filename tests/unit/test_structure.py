@@ -12,28 +12,12 @@ from __future__ import annotations
 
 import ast
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "workshop_lib"
-MAX_LINES = 500
-# Modules over MAX_LINES today, with their size when this test was written: each entry may only shrink, and goes when
-# its module is split (issue 15). The list must end empty; a module that grows past its allowance fails.
-OVERSIZE_ALLOWED: dict[str, int] = {
-}
-
-# Known cycles and private imports that another area is removing (issue 15: logs/ is LOGS's). Same rule: new ones
-# fail, these may only go; the lead empties both lists at the end.
-KNOWN_CYCLES: list[set[str]] = []  # e.g. {"workshop_lib.logs.diagnose", "workshop_lib.logs.fastscan"} (gone)
-KNOWN_PRIVATE: set[str] = set()  # "<importer> imports <_name> from <module>"
-# Kubernetes names are spelled once, in workshop_lib/k8s.py; these modules still spell one (other areas' files):
-# "<file>: <value>" may only go.
-KNOWN_SPELLED: set[str] = {
-    "workshop_lib/cluster/diagnose.py: vpc.amazonaws.com/efa",
-    "workshop_lib/cluster/diagnose.py: nvidia.com/gpu",
-}
+MAX_LINES = 500  # no allowlists: issue 15 split every module over it, and removed every cycle and private import
 
 
 def module_name(path: Path) -> str:
@@ -163,27 +147,18 @@ def test_no_import_cycle() -> None:
     # Drop package<->own-submodule edges (``pkg/__init__`` re-exporting ``pkg.mod``): not a cycle between two rooms.
     pruned = {m: {t: v for t, v in e.items() if not _package_chain(m, t)} for m, e in edges.items()}
     found = find_cycles(pruned)
-    cycles = [g for g in found if set(g) not in KNOWN_CYCLES]
-    gone = [c for c in KNOWN_CYCLES if sorted(c) not in found]
-    if gone:
-        warnings.warn(f"KNOWN_CYCLES can shrink: {gone} no longer cycle", stacklevel=1)
     where = []
-    for group in cycles:
+    for group in found:
         members = set(group)
         where.append(" ; ".join(f"{m} -> {t} (line {pruned[m][t][0][0]})"
                                 for m in group for t in sorted(pruned[m]) if t in members))
-    assert not cycles, "import cycles among workshop_lib modules: " + " | ".join(where)
+    assert not found, "import cycles among workshop_lib modules: " + " | ".join(where)
 
 
 def test_no_module_over_the_size_limit() -> None:
     sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines()) for p in PKG.rglob("*.py")}
-    over = {f: n for f, n in sizes.items() if n > MAX_LINES and n > OVERSIZE_ALLOWED.get(f, MAX_LINES)}
+    over = {f: n for f, n in sizes.items() if n > MAX_LINES}
     assert not over, f"modules over {MAX_LINES} lines (split them): {over}"
-    # A module that shrank is not an error here (helpers split modules in parallel); pytest shows this warning so the
-    # allowance is lowered or dropped.
-    stale = {f: (n, sizes.get(f)) for f, n in OVERSIZE_ALLOWED.items() if sizes.get(f, 0) < n}
-    if stale:
-        warnings.warn(f"OVERSIZE_ALLOWED can shrink (allowed, now): {stale}", stacklevel=1)
 
 
 def test_no_module_named_like_the_standard_library() -> None:
@@ -197,10 +172,7 @@ def test_no_private_name_imported_across_modules() -> None:
     used = {(f"{m} imports {name} from {t}", line)
             for m, e in import_edges().items() for t, uses in e.items() for line, names in uses for name in names
             if name.startswith("_") and not name.startswith("__")}
-    bad = sorted(f"{what} (line {line})" for what, line in used if what not in KNOWN_PRIVATE)
-    gone = KNOWN_PRIVATE - {what for what, _ in used}
-    if gone:
-        warnings.warn(f"KNOWN_PRIVATE can shrink: {sorted(gone)}", stacklevel=1)
+    bad = sorted(f"{what} (line {line})" for what, line in used)
     assert not bad, "private names used across modules (make them public or move the code): " + "; ".join(bad)
 
 
@@ -223,9 +195,5 @@ def test_kubernetes_names_are_spelled_once() -> None:
         for node in ast.walk(ast.parse(p.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
                 found.setdefault(f"{p.relative_to(ROOT).as_posix()}: {node.value}", node.lineno)
-    bad = sorted(f"{k} (line {line}; use k8s.{names[k.split(': ', 1)[1]]})" for k, line in found.items()
-                 if k not in KNOWN_SPELLED)
-    gone = KNOWN_SPELLED - set(found)
-    if gone:
-        warnings.warn(f"KNOWN_SPELLED can shrink: {sorted(gone)}", stacklevel=1)
+    bad = sorted(f"{k} (line {line}; use k8s.{names[k.split(': ', 1)[1]]})" for k, line in found.items())
     assert not bad, "Kubernetes names spelled outside workshop_lib/k8s.py: " + "; ".join(bad)

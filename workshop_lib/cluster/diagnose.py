@@ -19,6 +19,7 @@ from typing import Any
 
 from workshop_lib.config import LIBFABRIC_MIN_MEMORY, parse_quantity
 from workshop_lib.errors import ConfigError
+from workshop_lib.k8s import EFA_RESOURCE, GPU_RESOURCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +38,13 @@ class Problem:
 
 _INSUFFICIENT = re.compile(r"Insufficient ([\w./-]+)")
 _INSUFFICIENT_FIX = {
-    "vpc.amazonaws.com/efa": "no node has that many free EFA devices: check the EFA device plugin DaemonSet runs on "
+    EFA_RESOURCE: "no node has that many free EFA devices: check the EFA device plugin DaemonSet runs on "
     "the GPU nodes (workshop preflight), lower efa_per_worker, or free the EFA devices other pods hold",
     "hugepages-2Mi": "pre-allocate 2Mi hugepages on the GPU nodes (node group user data: vm.nr_hugepages) or lower "
     "hugepages_2mi in the config",
     "hugepages-1Gi": "pre-allocate 1Gi hugepages on the GPU nodes or drop the request",
     "memory": "lower worker_memory, or use a larger instance / free node memory (kubectl describe node)",
-    "nvidia.com/gpu": "free GPUs (kubectl get pods -A -o wide on the GPU nodes) or lower gpus_per_worker",
+    GPU_RESOURCE: "free GPUs (kubectl get pods -A -o wide on the GPU nodes) or lower gpus_per_worker",
     "cpu": "lower worker_cpu or free CPU on the GPU nodes",
 }
 
