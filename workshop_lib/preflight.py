@@ -422,7 +422,7 @@ def preflight_eks(cluster: Cluster, cfg: WorkshopConfig) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------------ local target
 def local_rows() -> list[Check]:
-    """The local lab's prerequisites: Linux, Python, cores, and ``workshop_lib.lab.setup.status()`` when present."""
+    """The local lab's prerequisites: Linux, Python, cores, then the rows of ``workshop_lib.lab.setup.status()``."""
     rows = [
         Check("operating system", PASS if sys.platform == "linux" else FAIL, f"{_platform.system()} {_platform.release()}",
             "Linux", fix="" if sys.platform == "linux" else "run the local lab on Linux (a VM or container works)"),
@@ -434,11 +434,8 @@ def local_rows() -> list[Check]:
                     fix="" if cores >= 2 else "the lab runs on one core, slowly"))
     from workshop_lib.lab import setup as lab_setup
 
-    for item in lab_setup.status():
-        # libfabric is optional: without it the LIBFABRIC lessons say so and the UCX path still runs
-        missing = WARN if item.name in lab_setup.OPTIONAL_ITEMS else FAIL
-        rows.append(Check(str(item.name), PASS if item.ok else missing, str(item.found), str(item.expected),
-                        fix="" if item.ok else str(item.fix)))
+    # already Check rows: an optional item (libfabric: the LIBFABRIC lessons say so and UCX still runs) is WARN
+    rows.extend(lab_setup.status())
     return rows
 
 

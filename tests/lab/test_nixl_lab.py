@@ -29,9 +29,10 @@ SIZES = [4096, 1 << 20]
 def _require_lab() -> None:
     if sys.platform != "linux":
         pytest.skip("the local lab runs on Linux only")
-    bad = [i for i in lab_setup.status() if not i.ok and i.name in ("libcuda.so.1", "libcudart.so.12", "nixl wheels")]
+    needs = ("libcuda.so.1", "libcudart.so.12", "nixl wheels")
+    bad = [i for i in lab_setup.status() if i.status != "PASS" and i.check in needs]
     if bad:
-        pytest.skip(f"lab not set up ({bad[0].name}: {bad[0].found}); run `workshop lab setup`")
+        pytest.skip(f"lab not set up ({bad[0].check}: {bad[0].found}); run `workshop lab setup`")
 
 
 def _require_libfabric() -> None:

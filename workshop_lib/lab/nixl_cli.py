@@ -23,9 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from workshop_lib import table
+from workshop_lib.checks import WARN, Check, CheckTable
 from workshop_lib.config import KV_BACKENDS
 from workshop_lib.errors import ConfigError
 from workshop_lib.lab.nixl_plan import MEMS, OPS
+
+SETUP_COLUMNS = ["status", "check", "found", "expected"]  # the setup table's text columns; the fix goes below
 
 
 def _sizes(text: str) -> list[int]:
@@ -77,20 +81,21 @@ def add_setup_parser(lab_subparsers: Any) -> argparse.ArgumentParser:
         description="Prepare this Linux machine for the local lab. A second run only checks (under 2 s).",
     )
     p.add_argument("--check", action="store_true", help="only check and report; change nothing")
-    p.add_argument("--json", action="store_true", help="print the status items as JSON")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON (check, status, found, expected, ...)")
     p.set_defaults(func=run_setup)
     return p
 
 
-def format_items(items: list[Any]) -> str:
-    """The setup items as a PASS/FAIL table (:func:`workshop_lib.table.text`), with what was expected and the fix
-    under each failure."""
-    from workshop_lib import table
+def setup_table(items: list[Check]) -> CheckTable:
+    """The setup rows (:func:`workshop_lib.lab.setup.status`) as the kit's verdict table."""
+    return CheckTable("local lab setup", list(items))
 
-    rows = [{"mark": "ok" if i.ok else "FAIL", "item": i.name, "found": i.found,
-             "expected": "" if i.ok else i.expected, "fix": "" if i.ok else i.fix} for i in items]
-    cols = ["mark", "item", "found"] + (["expected"] if any(not i.ok for i in items) else [])
-    return table.text(rows, cols, width=None, below="fix", headers={"mark": ""})
+
+def format_items(items: list[Check]) -> str:
+    """The setup rows as text through the one renderer (:func:`workshop_lib.table.text`): the table's verdict line,
+    then status, check, found, expected, with each fix (kept only where a row is not PASS) on its own line."""
+    t = setup_table(items)
+    return table.text(t.rows, SETUP_COLUMNS, title=t.caption(), width=None, below="fix", headers={"status": ""})
 
 
 def run_setup(args: argparse.Namespace) -> int:
@@ -100,12 +105,12 @@ def run_setup(args: argparse.Namespace) -> int:
     items = lab_setup.setup(check=args.check, progress=not args.json)
     secs = time.monotonic() - t0
     if args.json:
-        print(json.dumps([i.to_dict() for i in items], indent=2))
+        print(setup_table(items).to_json())
     else:
         print(format_items(items))
-        opt = [i for i in items if not i.ok and i.name in lab_setup.OPTIONAL_ITEMS]
+        opt = [i for i in items if i.status == WARN]
         if opt:
-            print(f"note: {', '.join(i.name for i in opt)} unavailable: LIBFABRIC runs are skipped; UCX works.")
+            print(f"note: {', '.join(i.check for i in opt)} unavailable: LIBFABRIC runs are skipped; UCX works.")
         print(f"({'checked' if args.check else 'setup'} in {secs:.1f} s; lab directory {lab_setup.lab_dir()})")
     return 1 if lab_setup.failed(items) else 0
 

