@@ -77,9 +77,10 @@ def test_real_sweep_ucx_and_libfabric_into_one_frame(tmp_path):
 
     if sys.platform != "linux":
         pytest.skip("the local lab runs on Linux only")
-    bad = [i for i in lab_setup.status() if not i.ok and i.name in ("libcuda.so.1", "libcudart.so.12", "nixl wheels")]
+    needs = ("libcuda.so.1", "libcudart.so.12", "nixl wheels")
+    bad = [i for i in lab_setup.status() if i.status != "PASS" and i.check in needs]
     if bad:
-        pytest.skip(f"lab not set up ({bad[0].name}: {bad[0].found}); run `workshop lab setup`")
+        pytest.skip(f"lab not set up ({bad[0].check}: {bad[0].found}); run `workshop lab setup`")
     backends = ["UCX"] + ([] if lab_setup.libfabric_unavailable_reason() else ["LIBFABRIC"])
     df = sweep_nixl(backends, "READ", "4K,1M", iters=10, log_dir=tmp_path, progress=False)
     assert list(df.columns) == COLUMNS
