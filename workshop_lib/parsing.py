@@ -36,7 +36,7 @@ _UNITS = {
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
 
 
-def parse_size(token: str, where: str = "--sizes") -> int:
+def parse_size(token: str, where: str = "sizes") -> int:
     """``"4K"`` -> 4096. Units K, M, G (powers of 1024; KB, KiB and B also accepted)."""
     m = _SIZE_RE.match(token)
     unit = m.group(2).upper() if m else ""
@@ -56,38 +56,39 @@ def format_size(n: int) -> str:
     return str(n)
 
 
-def parse_sizes(text: str) -> list[int]:
+def parse_sizes(text: str, where: str = "sizes") -> list[int]:
     """``"4K,64K,1M"`` or ``"4K..64M"`` (every power of two from 4K to 64M), or both mixed, in order, deduplicated.
 
-    Raises :class:`ConfigError` naming the bad token.
+    Raises :class:`ConfigError` naming the field (``where``: a config field by default, a CLI flag from a CLI) and the
+    bad token.
     """
     if not text or not text.strip():
-        raise ConfigError("--sizes", "no sizes given", "write e.g. 4K,64K,1M or 4K..64M")
+        raise ConfigError(where, "no sizes given", "write e.g. 4K,64K,1M or 4K..64M")
     out: list[int] = []
     for token in text.split(","):
         if not token.strip():
-            raise ConfigError("--sizes", f"empty item in {text!r}", "separate sizes with single commas")
+            raise ConfigError(where, f"empty item in {text!r}", "separate sizes with single commas")
         if ".." in token:
             lo_t, _, hi_t = token.partition("..")
-            lo, hi = parse_size(lo_t), parse_size(hi_t)
+            lo, hi = parse_size(lo_t, where), parse_size(hi_t, where)
             if lo & (lo - 1):
                 raise ConfigError(
-                    "--sizes",
+                    where,
                     f"{lo_t.strip()!r} in {token.strip()!r} is not a power of two",
                     "ranges run over powers of two, e.g. 4K..64M",
                 )
             if hi < lo:
-                raise ConfigError("--sizes", f"range {token.strip()!r} runs backwards", "write the smaller size first")
+                raise ConfigError(where, f"range {token.strip()!r} runs backwards", "write the smaller size first")
             n = lo
             while n <= hi:
                 out.append(n)
                 n *= 2
         else:
-            out.append(parse_size(token))
+            out.append(parse_size(token, where))
     return list(dict.fromkeys(out))
 
 
-def parse_concurrency(text: str, where: str = "--concurrency", example: str = "1,5,10,20") -> list[int]:
+def parse_concurrency(text: str, where: str = "concurrency", example: str = "1,5,10,20") -> list[int]:
     """``"1,5,10"`` -> ``[1, 5, 10]``: a comma-separated list of positive integers (concurrency levels).
 
     Args:

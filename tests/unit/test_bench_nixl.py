@@ -60,7 +60,7 @@ def test_published_points_and_seed_figures():
 
 
 @pytest.mark.parametrize(("kwargs", "field"), [({"backends": "TCP"}, "backend"), ({"ops": "COPY"}, "op"),
-                                               ({"sizes": "4Q"}, "--sizes")])
+                                               ({"sizes": "4Q"}, "sizes")])
 def test_sweep_rejects_bad_arguments_before_running(kwargs, field):
     with pytest.raises(ConfigError) as exc:
         sweep_nixl(**kwargs, progress=False)

@@ -71,7 +71,7 @@ def test_parse_sizes_bad_names_the_token(text: str, bad: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_sizes(text)
     assert bad in str(err.value)
-    assert str(err.value).startswith("--sizes:")
+    assert str(err.value).startswith("sizes:")
 
 
 @pytest.mark.parametrize("text", ["", "  ", "4K,,1M"])

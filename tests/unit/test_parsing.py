@@ -21,13 +21,13 @@ def test_format_size_keeps_what_no_unit_divides(n: int, label: str) -> None:
 
 @pytest.mark.parametrize("text", ["4X", "0K", "", "4K,,8K", "3K..8K", "8K..4K"])
 def test_bad_sizes_name_the_field(text: str) -> None:
-    with pytest.raises(ConfigError, match="--sizes"):
+    with pytest.raises(ConfigError, match="^sizes: "):
         parse_sizes(text)
 
 
 def test_parse_concurrency_and_its_errors_name_the_given_field() -> None:
     assert parse_concurrency(" 1, 5,10 ") == [1, 5, 10]
-    with pytest.raises(ConfigError, match="--concurrency.*not a list of integers"):
+    with pytest.raises(ConfigError, match="^concurrency: .*not a list of integers"):
         parse_concurrency("1,x")
     with pytest.raises(ConfigError, match=r"concurrency: .*positive.*concurrency=1,5"):
         parse_concurrency("0,2", where="concurrency", example="concurrency=1,5")

@@ -74,7 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
     from workshop_lib.bench.serve import run_sweep
     from workshop_lib.parsing import parse_concurrency
 
-    res = run_sweep(args.url, args.model, parse_concurrency(args.concurrency), args.requests, isl=args.isl,
+    res = run_sweep(args.url, args.model, parse_concurrency(args.concurrency, where="--concurrency"), args.requests, isl=args.isl,
                     osl=args.osl, endpoint=args.endpoint, warmup=args.warmup, progress=not args.quiet,
                     timeout_s=args.timeout, tokenizer=args.tokenizer, transport=args.transport)
     if args.json_out:
@@ -105,7 +105,7 @@ def _aiperf_cmd(args: argparse.Namespace) -> int:
     from workshop_lib.parsing import parse_concurrency
 
     endpoint_url(args.url, args.endpoint)  # the same URL/endpoint check as `bench serve`
-    for c in parse_concurrency(args.concurrency):
+    for c in parse_concurrency(args.concurrency, where="--concurrency"):
         cmd = aiperf_command(args.url, args.model, c, args.requests, args.isl, args.osl, args.endpoint,
                              Path(args.artifact_dir) / f"c{c}", args.tokenizer, warmup=args.warmup)
         print(shell_line(cmd))
