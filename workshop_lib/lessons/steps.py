@@ -22,10 +22,8 @@ LOCAL_ONLY = "drills run on the local lab: rerun this notebook with TARGET = \"l
 
 
 def _cluster() -> Any:
-    try:
-        from workshop_lib.targets.eks import cluster
-    except ImportError:  # pragma: no cover - before the targets package
-        from workshop_lib.sections.eks import cluster  # type: ignore[no-redef]
+    from workshop_lib.targets.eks import cluster
+
     return cluster()
 
 
