@@ -18,6 +18,17 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
+def lab_missing(rows: list | None = None) -> str | None:
+    """The local lab's missing prerequisites as one line (the ``check`` names of the FAIL setup rows), or None.
+
+    ``rows`` defaults to ``workshop_lib.lab.setup.status()``; a test skips with ``run `workshop lab setup``` and this.
+    """
+    from workshop_lib.lab import setup
+
+    missing = setup.failed(setup.status() if rows is None else rows)
+    return ", ".join(i.check for i in missing) if missing else None
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return REPO

@@ -23,12 +23,12 @@ NOTEBOOKS = sorted(str(p.relative_to(REPO)) for p in (REPO / "notebooks").glob("
 
 def test_nbval_lax_all_notebooks(tmp_path: Path) -> None:
     assert len(NOTEBOOKS) == 4
-    from workshop_lib.lab import setup
+    from tests.conftest import lab_missing
     from workshop_lib.lab.serving import Lab
 
-    missing = setup.failed(setup.status())
+    missing = lab_missing()
     if missing:
-        pytest.skip(f"local lab not set up ({', '.join(str(i.name) for i in missing)}): run `workshop lab setup`")
+        pytest.skip(f"local lab not set up ({missing}): run `workshop lab setup`")
     status = Lab().status()
     was_running = status.running
     if was_running and (status.engine or "mocker") != "mocker":

@@ -30,10 +30,9 @@ def default_engine() -> str:
 
 
 def _lab_ready() -> str | None:
-    from workshop_lib.lab import setup
+    from tests.conftest import lab_missing
 
-    missing = setup.failed(setup.status())
-    return ", ".join(str(i.name) for i in missing) if missing else None
+    return lab_missing()
 
 
 @pytest.fixture(scope="module")

@@ -222,6 +222,15 @@ def test_failed_ignores_optional_libfabric() -> None:
     assert [i.check for i in lab_setup.failed(items)] == ["libcudart.so.12"]
 
 
+def test_lab_missing_names_the_failed_rows_for_a_skip() -> None:
+    """The tests' skip reason reads the rows' ``check`` (a SetupItem ``.name`` left behind raised AttributeError)."""
+    from tests.conftest import lab_missing
+
+    rows = [item("libfabric", False, "not found", ">= 2.1", "run setup"), item("etcd", False, "absent", "", "apt")]
+    assert lab_missing(rows) == "etcd"
+    assert lab_missing([item("etcd", True, "3.5", "", "")]) is None
+
+
 def test_libfabric_pin_comes_from_versions() -> None:
     from workshop_lib import versions
 

@@ -15,10 +15,9 @@ LF_LINE = "2026-12-07 11:54:41 NIXL INFO    _api.py:363 Backend LIBFABRIC was in
 
 
 def _lab_missing() -> str | None:
-    from workshop_lib.lab import setup
+    from tests.conftest import lab_missing
 
-    missing = setup.failed(setup.status())
-    return ", ".join(str(i.name) for i in missing) if missing else None
+    return lab_missing()
 
 
 def test_backend_env_check() -> None:

@@ -55,11 +55,11 @@ def test_peak_sampler_ignores_other_processes() -> None:
 @pytest.mark.lab
 @pytest.mark.slow
 def test_pair_rss_libfabric_vs_ucx(tmp_path: Path) -> None:
-    from workshop_lib.lab import setup
+    from tests.conftest import lab_missing
 
-    missing = setup.failed(setup.status())
+    missing = lab_missing()
     if missing:
-        pytest.skip(f"local lab not set up ({', '.join(str(i.name) for i in missing)}): run `workshop lab setup`")
+        pytest.skip(f"local lab not set up ({missing}): run `workshop lab setup`")
     m = memory.measure_backends(tmp_path)
     assert set(m["backend"]) == {"UCX", "LIBFABRIC"} and m["verified"].all() and (m["agents"] == 2).all()
     extra = memory.libfabric_overhead_mib(m)
