@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workshop_lib.parsing import MiB
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-MiB = 2**20
-GiB = 2**30
 MEASURED = "measured here"
 ASSERTED = "asserted (not measured here)"
 BUDGET_COLUMNS = ["term", "per worker", "mib", "how we know", "basis"]

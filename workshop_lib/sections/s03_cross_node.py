@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from workshop_lib.checks import CheckTable
 from workshop_lib.config import INSTANCE_TYPES, LIBFABRIC_MIN_MEMORY
+from workshop_lib.parsing import KiB, MiB
 from workshop_lib.record import record
 from workshop_lib.sections.common import Context, use_netns
 from workshop_lib.sections.s02_single_node import first_line, pair_spec, validated
@@ -27,8 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # NIXL 0.9.0 LIBFABRIC rail manager: one control rail, and a control pool of 4096 buffers x 8 KiB per rail.
 CONTROL_RAILS = 1
 CONTROL_POOL_BUFFERS = 4096
-CONTROL_BUFFER_BYTES = 8 * 1024
-MiB = 2**20
+CONTROL_BUFFER_BYTES = 8 * KiB
 EXPECTED_HANDSHAKES = 8  # per side, in the seed workshop's cross-node run
 TCP_FALLBACK = "tcp-fallback"
 BACKEND = "LIBFABRIC"  # the cross-node graph's backend (its profile renders LIBFABRIC over EFA)
