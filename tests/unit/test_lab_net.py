@@ -154,3 +154,25 @@ def test_lab_up_netns_without_root_is_refused_naming_the_fix(tmp_path: Path, mon
     with pytest.raises(LabUnsupported, match=r"--netns: two network namespaces need root.*drop --netns"):
         Lab(root=tmp_path).up(engine="vllm", netns=True, progress=False)
     assert not (tmp_path / "state.json").exists()  # nothing was started or recorded
+
+
+def test_a_lab_that_loses_every_race_for_a_network_does_not_record_the_winners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`_new_net` gives up after 5 collisions; the names another lab took must not stay in this lab's state, or the
+    clean-up of the failed start (`lab down`) would delete the other lab's namespaces."""
+    from workshop_lib.lab import serving
+
+    net = labnet.plan_lab_net(0)
+
+    def collide(n: labnet.LabNet, fresh: bool = False) -> labnet.LabNet:
+        raise LabError("ip netns add", "File exists", "another lab")
+
+    monkeypatch.setattr(labnet, "choose_lab_net", lambda: net)
+    monkeypatch.setattr(labnet, "create_lab_net", collide)
+    monkeypatch.setattr(labnet, "existing_namespaces", lambda: {net.namespace(r) for r in labnet.ROLES})
+    lab = serving.Lab(tmp_path / "lab")
+    state: dict = {"processes": {}}
+    with pytest.raises(LabError, match="File exists"):
+        lab._new_net(state)
+    assert "net" not in state and "net" not in (lab._load() or {})

@@ -388,9 +388,12 @@ class Lab:
             try:
                 return labnet.create_lab_net(net, fresh=True)
             except LabError:
-                if attempt == 4 or not ({net.namespace(r) for r in labnet.ROLES} & labnet.existing_namespaces()):
+                taken = bool({net.namespace(r) for r in labnet.ROLES} & labnet.existing_namespaces())
+                if taken:  # another lab took these names between choose and create: they are not ours to delete
+                    state.pop("net")
+                    self._file.save(state)
+                if attempt == 4 or not taken:
                     raise
-                state.pop("net")  # another lab took these names between choose and create
         raise AssertionError("unreachable")
 
     def down(self) -> list[str]:
