@@ -69,3 +69,29 @@ def test_first_line(tmp_path: Path) -> None:
     p.write_text("x\nBootstrap: decode connecting to 127.0.0.1:50100\ndecode received ACK\n")
     assert first_line(p, "received ACK", "decode connecting") == "Bootstrap: decode connecting to 127.0.0.1:50100"
     assert first_line(p, "nothing") is None and first_line(tmp_path / "missing.log", "x") is None
+
+
+def test_eks_platform_install_and_uninstall_use_the_same_kube_context(monkeypatch) -> None:
+    """WORKSHOP_KUBE_CONTEXT picks the cluster for install_platform; uninstall_platform must remove from that one."""
+    from workshop_lib import dynamo_platform, helm_runner
+
+    monkeypatch.setenv("WORKSHOP_KUBE_CONTEXT", "workshop-ctx")
+    monkeypatch.setattr(dynamo_platform, "helm_binary", lambda: "helm")
+    monkeypatch.setattr(eks, "cluster", lambda: object())
+    monkeypatch.setattr(dynamo_platform, "verify_platform", lambda *a, **k: None)
+    ran: list[list[str]] = []
+
+    def record(argv: list[str]) -> str:
+        ran.append(argv)
+        return ""
+
+    monkeypatch.setattr(dynamo_platform, "run_helm", lambda argv, runner=None: record(argv))
+    monkeypatch.setattr(helm_runner, "run_helm", lambda argv, runner=None, **_: record(argv))
+    target = eks.EksTarget(WorkshopConfig(target="eks"))
+    target.install_platform()
+    target.uninstall_platform()
+    installs = [a for a in ran if "upgrade" in a]
+    uninstalls = [a for a in ran if "uninstall" in a]
+    assert installs and uninstalls
+    assert all(a[a.index("--kube-context") + 1] == "workshop-ctx" for a in installs + uninstalls if "--kube-context" in a)
+    assert all("--kube-context" in a for a in installs + uninstalls), ran

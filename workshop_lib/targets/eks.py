@@ -1,5 +1,6 @@
 """The eks target: a real cluster through the kubeconfig, with :mod:`workshop_lib.cluster` (apply, watch, logs,
-port-forward), :mod:`workshop_lib.dynamo_platform` (the one Helm runner) and :mod:`workshop_lib.preflight`.
+port-forward), :mod:`workshop_lib.dynamo_platform` (the platform's Helm releases, through the one Helm runner
+:mod:`workshop_lib.helm_runner`) and :mod:`workshop_lib.preflight`.
 
 Example:
     >>> from workshop_lib.config import WorkshopConfig
@@ -260,12 +261,13 @@ class EksTarget(Target):
                 "the value was not displayed or stored in this notebook")
 
     def uninstall_platform(self) -> list[str]:
-        from workshop_lib.helm_runner import run_helm
+        from workshop_lib.helm_runner import kube_flags, run_helm
         from workshop_lib.manifests import platform_releases
 
         out = []
+        flags = kube_flags(None, os.environ.get("WORKSHOP_KUBE_CONTEXT") or None)  # the context install_platform used
         for rel in reversed(platform_releases(self.cfg)):
-            run_helm(["helm", "uninstall", rel.name, "--namespace", rel.namespace, "--ignore-not-found"])
+            run_helm(["helm", "uninstall", rel.name, "--namespace", rel.namespace, "--ignore-not-found", *flags])
             out.append(f"uninstalled {rel.name} ({rel.namespace})")
         return out
 
