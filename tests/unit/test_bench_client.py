@@ -67,3 +67,14 @@ def test_no_second_streaming_client_in_the_package(repo_root) -> None:
     allowed = {f"workshop_lib/bench/{m}.py" for m in ("client", "rawhttp", "serve", "testserver")}  # serve: docstring
     found = {str(p.relative_to(repo_root)) for p in (repo_root / "workshop_lib").rglob("*.py") if sse.search(p.read_text())}
     assert found <= allowed, f"streaming-client code outside bench/client.py: {sorted(found - allowed)}"
+
+
+@pytest.mark.parametrize(("model", "stream", "says"), [
+    ("fault-nonjson", True, "not a JSON object"),                  # was skipped: the answer looked complete
+    ("fault-error-event", True, "error event: {'message': 'injected engine error'}"),  # was "ended without [DONE]"
+    ("m", False, "the answer is not a JSON object"),               # the server streams anyway: was a JSONDecodeError
+])
+def test_a_bad_answer_is_a_one_line_lab_error_naming_it(url: str, model: str, stream: bool, says: str) -> None:
+    with pytest.raises(LabError) as err:
+        chat(url, model, "hi", stream=stream, max_tokens=TOKENS, timeout=60)
+    assert says in str(err.value) and "Fix:" in str(err.value)

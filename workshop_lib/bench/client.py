@@ -205,9 +205,13 @@ def finish_record(rec: RequestRecord, sse: RecordReader) -> None:
 
 
 class ChatReader(SSEReader):
-    """The single request's reader: every event parsed, the text, the time of each text chunk, usage, finish."""
+    """The single request's reader: every event parsed, the text, the time of each text chunk, usage, finish.
 
-    __slots__ = ("events", "parts", "times_ns", "usage_tokens", "finish")
+    A ``data:`` line that is not a JSON object, or an ``{"error": ...}`` event, stops it with :attr:`error` set (the
+    request failed: nothing is skipped silently).
+    """
+
+    __slots__ = ("events", "parts", "times_ns", "usage_tokens", "finish", "error")
 
     def __init__(self) -> None:
         super().__init__()
@@ -216,22 +220,27 @@ class ChatReader(SSEReader):
         self.times_ns: list[int] = []
         self.usage_tokens: int | None = None
         self.finish: str | None = None
+        self.error: str | None = None
 
     @property
     def stopped(self) -> bool:
-        return self.done
+        return self.done or self.error is not None
 
     def on_data(self, payload: bytes, now_ns: int) -> None:
-        if self.done:
+        if self.stopped:
             return
         ev = parse_data(payload)
         if ev is None:
+            self.error = f"a data line is not a JSON object: {payload[:80]!r}"
             return
         if ev == "[DONE]":
             self.done = True
             return
         assert isinstance(ev, dict)
         self.events.append(ev)
+        if ev.get("error"):
+            self.error = f"the stream carried an error event: {str(ev['error'])[:300]}"
+            return
         for ch in ev.get("choices") or []:
             content = (ch.get("delta") or {}).get("content")
             if content:
@@ -273,7 +282,13 @@ def chat(url: str, model: str, prompt: str, *, stream: bool, max_tokens: int = 3
             if not stream:
                 r = client.post(endpoint, json=body)
                 _check(r, endpoint)
-                data = r.json()
+                try:
+                    data = r.json()
+                except ValueError:
+                    data = None
+                if not isinstance(data, dict):
+                    raise LabError(f"POST {endpoint}", f"the answer is not a JSON object: {r.text[:120]!r}",
+                                   _http_fix(r.status_code, endpoint))
                 total = (time.perf_counter_ns() - t0) / 1e9
                 choice = (data.get("choices") or [{}])[0]
                 text = (choice.get("message") or {}).get("content") or ""
@@ -310,9 +325,11 @@ def _stream(client: httpx.Client, endpoint: str, body: dict, t0: int) -> ChatRes
         _check(r, endpoint)
         for data in r.iter_bytes():
             reader.feed(data, time.perf_counter_ns())
-            if reader.done:
+            if reader.stopped:
                 break
     total = (time.perf_counter_ns() - t0) / 1e9
+    if reader.error:
+        raise LabError(f"POST {endpoint}", reader.error, _http_fix(r.status_code, endpoint))
     if not reader.done:
         raise LabError(f"POST {endpoint}", "the stream ended without `data: [DONE]`", "read the frontend log")
     times = [(t - t0) / 1e9 for t in reader.times_ns]
