@@ -3,7 +3,7 @@
 ``serving_lab`` (session scope) is one running serving lab (etcd, NATS, Dynamo frontend, mocker prefill + decode) in a
 temporary lab directory, shared by every test of the session that asks for it; it is stopped at the end of the
 session. It yields a :class:`ServingLab` with ``lab`` (the :class:`~workshop_lib.lab.serving.Lab`), ``status`` (the
-:class:`~workshop_lib.lab.serving.LabStatus` returned by ``up``), ``url`` and ``model``. Do not stop or kill its
+:class:`~workshop_lib.lab.labstate.LabStatus` returned by ``up``), ``url`` and ``model``. Do not stop or kill its
 processes in a test (start your own ``Lab(root=tmp_path)`` for that); reading its logs is fine::
 
     @pytest.mark.lab

@@ -54,7 +54,7 @@ class Supervisor:
             p.poll()  # reap our own children so a dead one is not a zombie
 
     def start_all(self, steps: list, state: dict, timeout: float, progress: bool) -> None:
-        """Start ``steps`` (:class:`~workshop_lib.lab.graph.LocalProcess`) in order, wait for the infrastructure to
+        """Start ``steps`` (:class:`~workshop_lib.lab.graphplan.LocalProcess`) in order, wait for the infrastructure to
         accept connections, for every process to be healthy, then for one warm-up completion."""
         from tqdm.auto import tqdm
 
