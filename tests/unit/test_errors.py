@@ -195,3 +195,19 @@ def test_nixlbench_on_a_file_that_is_not_nixlbench(tmp_path: Path, capsys) -> No
 def test_aiperf_cmd_checks_the_url(capsys) -> None:
     assert main(["bench", "aiperf-cmd", "--url", "fe:8000", "--model", "m"]) == 1
     assert "url: 'fe:8000' is not an http(s) URL" in _one_line_error(capsys)
+
+
+def test_no_error_is_raised_with_an_empty_fix(repo_root: Path) -> None:
+    """Every WorkshopError the package raises names the fix: a literal "" as the fix (third argument) fails this."""
+    import ast
+
+    bad = []
+    for path in sorted((repo_root / "workshop_lib").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")).endswith(
+                    ("Error", "Unsupported", "Timeout"))):
+                continue
+            fix = node.args[2] if len(node.args) >= 3 else next((k.value for k in node.keywords if k.arg == "fix"), None)
+            if isinstance(fix, ast.Constant) and fix.value == "":
+                bad.append(f"{path.relative_to(repo_root)}:{node.lineno}")
+    assert not bad, f"errors raised without a fix: {bad}"

@@ -65,7 +65,8 @@ def run_ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``ip ARGS``; raise :class:`LabError` with its stderr when it fails and ``check``."""
     res = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=15)
     if check and res.returncode != 0:
-        raise LabError("--netns", f"`ip {' '.join(args)}` failed: {res.stderr.strip()}", "")
+        raise LabError("--netns", f"`ip {' '.join(args)}` failed: {res.stderr.strip()}",
+                       "`workshop lab down` removes a half-made lab network; check `ip netns list` and `ip link`")
     return res
 
 
@@ -124,7 +125,8 @@ def wait_running(ns: str, dev: str, timeout: float = 10.0) -> None:
         if "LOWER_UP" in out and "state UP" in out and "NO-CARRIER" not in out:
             return
         if time.monotonic() > deadline:
-            raise LabError("--netns", f"{dev} in {ns} did not come up within {timeout:.0f} s: {out.strip()}", "")
+            raise LabError("--netns", f"{dev} in {ns} did not come up within {timeout:.0f} s: {out.strip()}",
+                           f"`ip -n {ns} link show {dev}`; `workshop lab down`, then try again")
         time.sleep(0.05)
 
 

@@ -173,13 +173,16 @@ def fetch_libfabric_source(log: Path, say: Progress = say) -> Path:
     opts = _apt_private_opts(root)
     say(f"fetching libfabric {ver} source from Debian trixie ({mirror})")
     if run_logged(["apt-get", *opts, "update"], log) != 0:
-        raise LabError("libfabric", f"apt-get update of the private trixie source list failed (see {log})", "")
+        raise LabError("libfabric", f"apt-get update of the private trixie source list failed (see {log})",
+                       f"check access to {mirror} (proxy, DNS), then rerun `workshop lab setup`")
     pkg = f"libfabric={ver}-{LIBFABRIC_DEBIAN_REVISION}"
     # The .dsc/.debian.tar may 404 on some mirrors; only the upstream tarball is needed, so judge by the file.
     run_logged(["apt-get", *opts, "source", "--download-only", pkg], log, cwd=src)
     have = sorted(src.glob(f"libfabric_{ver}.orig.tar.*"))
     if not have:
-        raise LabError("libfabric", f"apt-get source --download-only {pkg} gave no orig tarball (see {log})", "")
+        raise LabError("libfabric", f"apt-get source --download-only {pkg} gave no orig tarball (see {log})",
+                       f"read {log}; or put libfabric_{ver}.orig.tar.* from a Debian mirror into {src} and rerun "
+                       "`workshop lab setup`")
     shutil.rmtree(root, ignore_errors=True)  # the trixie lists (20+ MB) are not needed once the tarball is here
     return have[0]
 
@@ -256,7 +259,8 @@ def _fetch_and_build(step: Callable[..., None], prefix: Path, log: Path, say: Pr
         tf.extractall(build, filter="data")
     srcdirs = [d for d in build.iterdir() if d.is_dir()]
     if len(srcdirs) != 1:
-        raise LabError("libfabric", f"unexpected layout in {tarball.name}: {[d.name for d in srcdirs]}", "")
+        raise LabError("libfabric", f"unexpected layout in {tarball.name}: {[d.name for d in srcdirs]}",
+                       f"delete {tarball} (a partial download?) and rerun `workshop lab setup`")
     srcdir = srcdirs[0]
     shutil.rmtree(prefix, ignore_errors=True)
     step("autogen.sh", ["./autogen.sh"], srcdir)
@@ -269,7 +273,8 @@ def _fetch_and_build(step: Callable[..., None], prefix: Path, log: Path, say: Pr
     lib = prefix / "lib" / "libfabric.so.1"
     v = libfabric_version(lib)
     if v is None or v < LIBFABRIC_MIN:
-        raise LabError("libfabric", f"the built {lib} reports version {v}, expected >= {LIBFABRIC_MIN}", "")
+        raise LabError("libfabric", f"the built {lib} reports version {v}, expected >= {LIBFABRIC_MIN}",
+                       f"read {log}; delete {prefix} and rerun `workshop lab setup`")
     shutil.rmtree(build, ignore_errors=True)
     return lib
 
