@@ -129,8 +129,8 @@ class LocalTarget(Target):
 
             graph = next(iter(dgds(render(self.cfg, "single-node"))), None)
         kwargs: dict[str, Any] = {"progress": True}
-        # The single-node graph runs on this machine's loopback; network namespaces are section 3's two "nodes"
-        # (the NIXL pair), as the lab does not yet run a graph across namespaces.
+        # The single-node graph runs on this machine's loopback; section 3 runs the cross-node graph across two
+        # network namespaces (cross_node_graph). A running lab is kept as it is: Lab.up does not compare `graph`.
         for arg, value in (("graph", graph), ("engine", self.cfg.engine)):
             if value is not None and self._lab_takes(arg):
                 kwargs[arg] = value
