@@ -286,7 +286,7 @@ By the end you can:
 | `TARGET` | what this notebook does |
 |---|---|
 | `eks` | renders, validates and applies the cross-node DGD, waits, diagnoses both workers' logs, detects and explains OOMKilled |
-| `local` | runs two NIXL LIBFABRIC agents in two network namespaces joined by a veth pair (two "nodes"; loopback when not root), diagnoses their logs, and measures what the LIBFABRIC backend costs in memory |"""),
+| `local` | runs the cross-node graph's real prefill and decode workers in two network namespaces on a bridge (two "nodes", the real engine, as root; else a named loopback fallback) and checks one completion's KV bytes on both veths; runs two NIXL LIBFABRIC agents the same way, diagnoses their logs, and measures what the LIBFABRIC backend costs in memory |"""),
     ("code", "from workshop_lib.lessons import dgd, efa_reference, memory, predict, steps\n"
              "from workshop_lib.sections import common, troubleshoot\n"
              "from workshop_lib.sections import s03_cross_node as s03\n"
@@ -306,8 +306,9 @@ framework's own way (vLLM: `kv_connector_extra_config.backends`; TRT-LLM: `TRTLL
 below are the worker parts that make it cross-node and EFA:"""),
     ("code", "view = dgd.dgd_view(ctx.cfg, \"cross-node\")\n"
              "view.parts[view.parts.service == \"PrefillWorker\"]"),
-    ("markdown", """On local the two "nodes" are two network namespaces joined by a virtual Ethernet pair; a NIXL LIBFABRIC
-agent runs in each and one reads the other's memory. No EFA exists here, so libfabric must fall back to TCP: watch
+    ("markdown", """On local the two "nodes" are two network namespaces, each with one virtual Ethernet link: the graph's prefill and
+decode workers run one in each (the KV cache of a completion must cross both links), and so do the two agents of a
+NIXL LIBFABRIC pair, where one reads the other's memory. No EFA exists here, so libfabric must fall back to TCP: watch
 for it below.
 
 On eks, a freshly deployed graph has not connected its workers yet: vLLM's NixlConnector opens the NIXL connection to
