@@ -156,7 +156,9 @@ def to_json(rows: Any, columns: Sequence[str] | None = None, *, below: str | Non
     if columns is not None:
         keep = [*columns, *([below] if below and below not in columns else [])]
         recs = [{c: r.get(c) for c in keep} for r in recs]
-    return json.dumps(recs, indent=2, default=str)
+    # NaN (a DataFrame's missing cell) is not JSON: it becomes null, as an empty cell reads in the text table
+    recs = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in recs]
+    return json.dumps(recs, indent=2, default=str, allow_nan=False)
 
 
 def render(rows: Any, columns: Sequence[str], fmt: str = "text", *, title: str = "", width: int | None = WIDTH,

@@ -75,3 +75,16 @@ def test_numbers_align_right_and_nan_is_empty() -> None:
     lines = table.text(df, list(df.columns), width=None).splitlines()
     assert lines[2] == "          1       47.209  a"
     assert lines[3] == "         10               bb"
+
+
+def test_json_of_a_frame_with_a_missing_cell_is_valid_json() -> None:
+    """A DataFrame's NaN cell is null in the JSON (bare NaN is not JSON; allow_nan=False would raise on it)."""
+    import json
+
+    import pandas as pd
+
+    from workshop_lib.table import to_json
+
+    out = to_json(pd.DataFrame([{"size": "4K", "gbps": float("nan")}, {"size": "1M", "gbps": 1.5}]))
+    assert json.loads(out, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c))) == [
+        {"size": "4K", "gbps": None}, {"size": "1M", "gbps": 1.5}]
