@@ -48,12 +48,17 @@ def parse_size(token: str, where: str = "sizes") -> int:
     return value
 
 
-def format_size(n: int) -> str:
-    """4096 -> ``"4K"``; 1536 -> ``"1536"`` (exact, shortest unit; binary units as nixlbench writes them)."""
+def format_size(n: float, approx: bool = False) -> str:
+    """4096 -> ``"4K"``; 1536 -> ``"1536"`` (exact, shortest unit; binary units as nixlbench writes them).
+
+    ``approx=True`` (a plot's axis ticks): the largest unit that fits, fractional where needed (1536 -> ``"1.5K"``).
+    """
     for unit, mult in (("G", GiB), ("M", MiB), ("K", KiB)):
-        if n > 0 and n % mult == 0:
-            return f"{n // mult}{unit}"
-    return str(n)
+        if approx and n >= mult:
+            return f"{n / mult:g}{unit}"
+        if not approx and n > 0 and n % mult == 0:
+            return f"{int(n) // mult}{unit}"
+    return f"{n:g}" if approx else str(n)
 
 
 def parse_sizes(text: str, where: str = "sizes") -> list[int]:

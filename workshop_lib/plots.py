@@ -25,6 +25,7 @@ from matplotlib.ticker import FuncFormatter
 
 from workshop_lib import versions
 from workshop_lib.config import INSTANCE_TYPES
+from workshop_lib.parsing import format_size
 
 EKS_LABELS = {"UCX": "UCX (TCP)", "LIBFABRIC": "LIBFABRIC (EFA)"}
 COLORS = {"UCX": "#d62728", "LIBFABRIC": "#1f77b4"}
@@ -187,18 +188,6 @@ def speedup_table(runs: Mapping[str, pd.DataFrame], baseline: str, candidate: st
     return m.sort_values("concurrency", ignore_index=True)
 
 
-def human_bytes(n: float) -> str:
-    """``4096`` -> ``'4K'``, ``2**20`` -> ``'1M'`` (binary units, as nixlbench sizes are given).
-
-    >>> human_bytes(64 * 2**20)
-    '64M'
-    """
-    for unit, size in (("G", 2**30), ("M", 2**20), ("K", 2**10)):
-        if n >= size:
-            return f"{n / size:g}{unit}"
-    return f"{n:g}"
-
-
 def efa_line_rate_gbytes(instance_type: str = "p5.48xlarge") -> float:
     """Aggregate EFA line rate of one instance in GB/s (p5.48xlarge: 3200 Gbps = 400 GB/s).
 
@@ -243,7 +232,7 @@ def plot_bandwidth(df: pd.DataFrame, info: FigureInfo, instance_type: str = "p5.
                    f"{inst.efa_gbps_total // inst.efa} Gbps = {rate:g} GB/s")
     for a in axes:
         a.set_xscale("log", base=2)
-        a.xaxis.set_major_formatter(FuncFormatter(lambda v, _: human_bytes(v)))
+        a.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_size(v, approx=True)))
         a.set_yscale("log")
         a.set_xlabel("block size")
         a.set_ylabel("bandwidth (GB/s)")

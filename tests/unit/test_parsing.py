@@ -40,8 +40,14 @@ def test_one_definition_of_each_helper(repo_root) -> None:
     import re
 
     homes = {"parse_size": "parsing.py", "parse_sizes": "parsing.py", "format_size": "parsing.py",
-             "size_label": "parsing.py", "parse_concurrency": "parsing.py", "percentile": "bench/stats.py"}
+             "size_label": "parsing.py", "human_bytes": "parsing.py", "parse_concurrency": "parsing.py", "percentile": "bench/stats.py"}
     defn = re.compile(r"^\s*def (" + "|".join(homes) + r")\(", re.M)
     pkg = repo_root / "workshop_lib"
     where = {(m, str(p.relative_to(pkg))) for p in pkg.rglob("*.py") for m in defn.findall(p.read_text())}
     assert where <= set(homes.items()), f"defined outside their one home: {sorted(where - set(homes.items()))}"
+
+
+def test_format_size_exact_and_approx() -> None:
+    """One size formatter: exact labels for block sizes, fractional ones for a plot's axis ticks."""
+    assert [format_size(b) for b in (512, 1536, 4096, 2**20, 64 * 2**20)] == ["512", "1536", "4K", "1M", "64M"]
+    assert [format_size(b, approx=True) for b in (512, 1536, 4096, 1.5 * 2**20)] == ["512", "1.5K", "4K", "1.5M"]

@@ -10,6 +10,7 @@ import pytest
 from workshop_lib import plots, versions
 from workshop_lib.bench.nixl import nixlbench_frame
 from workshop_lib.bench.published import seed_ttft
+from workshop_lib.parsing import format_size
 
 
 def _frame(ttft: list[float], itl: list[float], tps: list[float]) -> pd.DataFrame:
@@ -60,7 +61,7 @@ def test_throughput_latency_and_speedup(tmp_path):
 def test_bandwidth_figure_with_line_rate_and_published(tmp_path, fixtures_dir):
     assert plots.efa_line_rate_gbytes("p5.48xlarge") == 400.0
     assert plots.efa_line_rate_gbytes("p4d.24xlarge") == 50.0
-    assert [plots.human_bytes(b) for b in (512, 4096, 2**20, 64 * 2**20)] == ["512", "4K", "1M", "64M"]
+    assert [format_size(b, approx=True) for b in (512, 4096, 2**20, 64 * 2**20)] == ["512", "4K", "1M", "64M"]
     df = nixlbench_frame(fixtures_dir / "nixlbench" / "nixlbench-libfabric-efa-pod-a.log")
     info = plots.FigureInfo.for_target("eks", run_date="2026-05-23")
     fig = plots.plot_bandwidth(df, info, path=tmp_path / "bw.png")

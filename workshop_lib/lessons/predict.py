@@ -93,12 +93,12 @@ def recorded_value(records: dict[str, Any], *names: str) -> Any:
 
 def best_block(transfer: pd.DataFrame, backend: str | None = None) -> str | None:
     """The block size with the highest GB/s (e.g. ``'1M'``) in a transfer table (``block_size``, ``gbps``)."""
-    from workshop_lib.plots import human_bytes
+    from workshop_lib.parsing import format_size
 
     t = transfer if backend is None else transfer[transfer["backend"] == backend]
     if t.empty or "gbps" not in t or "block_size" not in t:
         return None
-    return human_bytes(int(t.loc[t["gbps"].idxmax(), "block_size"]))
+    return format_size(int(t.loc[t["gbps"].idxmax(), "block_size"]))
 
 
 QUESTIONS: dict[str, str] = {

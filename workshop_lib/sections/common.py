@@ -166,7 +166,7 @@ def transfer_view(frame: Any) -> Any:
     its transport), and whether every transfer was checked byte for byte."""
     import pandas as pd
 
-    from workshop_lib.plots import human_bytes
+    from workshop_lib.parsing import format_size
 
     out = pd.DataFrame({"block size": sorted(frame["block_size"].unique())})
     # below 1 GB/s (the local lab over TCP) MB/s reads better than 0.00x GB/s
@@ -179,5 +179,5 @@ def transfer_view(frame: Any) -> Any:
         out[f"{name} latency {'p50' if g['lat_p50_us'].notna().any() else 'avg'} (us)"] = out["block size"].map(lat).round(1)
     if frame["source"].eq("lab").all():
         out["verified"] = out["block size"].map(frame.groupby("block_size")["verified"].all())
-    out["block size"] = out["block size"].map(human_bytes)
+    out["block size"] = out["block size"].map(lambda b: format_size(int(b)))
     return out

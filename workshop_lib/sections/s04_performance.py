@@ -299,9 +299,9 @@ def verify(ctx: Context) -> CheckTable:
 
 
 def _peak_size(g: pd.DataFrame) -> str:
-    from workshop_lib.plots import human_bytes
+    from workshop_lib.parsing import format_size
 
-    return human_bytes(int(g.loc[g["gbps"].idxmax(), "block_size"]))
+    return format_size(int(g.loc[g["gbps"].idxmax(), "block_size"]))
 
 
 def teardown(ctx: Context, confirm: bool) -> list[str]:
