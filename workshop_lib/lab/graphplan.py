@@ -78,13 +78,14 @@ class GraphPlan:
 
     def table(self) -> str:
         """The substitution table, one row per difference, then what the lab cannot honour."""
-        rows = [("service", "field", "in the DGD", "here", "why")]
-        rows += [(s.service, s.field, s.dgd, s.local, s.why) for s in self.substitutions]
-        widths = [min(max(len(r[i]) for r in rows), 48) for i in range(4)]
+        from workshop_lib.table import clip, text
+
+        cols = ("service", "field", "in the DGD", "here", "why")
+        rows = [dict(zip(cols, (clip(s.service, 48), clip(s.field, 48), clip(s.dgd, 48), clip(s.local, 48), s.why),
+                         strict=True)) for s in self.substitutions]
         out = [f"graph {self.dgd_name}: engine {self.engine}, KV backend {self.kv_backend or '-'}"]
         out.append(f"network: {self.net.describe()}" if self.net else "network: loopback (one host, no namespaces)")
-        for r in rows:
-            out.append("  ".join(c[:48].ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
+        out.append(text(rows, cols, width=None))
         if self.unhonoured:
             out.append("not honoured here:")
             out += [f"  - {u}" for u in self.unhonoured]

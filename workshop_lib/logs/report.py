@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from workshop_lib.logs.nixlbench import NixlbenchResult
 from workshop_lib.logs.result import Diagnosis, MultiDiagnosis
+from workshop_lib.table import text
 
 EXIT_CODES = {"efa-rdma": 0, "ucx": 0, "unknown": 0, "error": 3, "tcp-fallback": 4}
 
@@ -47,10 +48,7 @@ def render_pods(md: MultiDiagnosis) -> str:
     rows = md.pod_rows()
     cols = ("pod", "verdict", "nixl_backend", "libfabric_provider", "efa_devices", "data_rails", "handshakes", "errors",
             "first_error")
-    table = [[_fmt(r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
-    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
-    lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)) for t in table]
+    lines = ["  " + line for line in text([{c: _fmt(r[c]) for c in cols} for r in rows], cols, width=None).splitlines()]
     s = md.summary()
     lines.append(f"  combined verdict: {s['verdict']} ({s['text'] or 'no pods'})")
     return "== pods\n" + "\n".join(lines)
@@ -71,5 +69,5 @@ def render_nixlbench(r: NixlbenchResult) -> str:
     if r.table.empty:
         out.append("no result rows (a target-side log prints the banner only)")
     else:
-        out.append(r.table.to_string(index=False))
+        out.append(r.table.to_string(index=False))  # pandas keeps nixlbench's full precision (table.text rounds)
     return "\n".join(out)
