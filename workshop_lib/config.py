@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 import yaml
 
 from workshop_lib import versions
+from workshop_lib.choices import ENGINES, FRAMEWORKS, KV_BACKENDS, PROFILES, TARGETS
 from workshop_lib.errors import ConfigError
 
 
@@ -49,13 +50,7 @@ INSTANCE_TYPES: dict[str, InstanceType] = {
     ]
 }
 
-TARGETS = ("local", "eks")
-FRAMEWORKS = ("vllm", "trtllm")
-KV_BACKENDS = ("UCX", "LIBFABRIC")
-PROFILES = ("platform", "single-node", "cross-node", "bench")
-# ``vllm``: real vLLM workers (the workshop's engine); ``mocker``: Dynamo's mocker engine, for machines without the
-# memory/GPU for vLLM. WORKSHOP_ENGINE sets the default (e.g. ``WORKSHOP_ENGINE=mocker`` on a small laptop or CI).
-ENGINES = ("vllm", "mocker")
+# The lists of choices live in workshop_lib.choices (no imports: the CLI reads them without loading this module).
 ENGINE_ENV = "WORKSHOP_ENGINE"
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")

@@ -32,11 +32,10 @@ import httpx
 
 from workshop_lib.bench.rawhttp import RawConnection, StreamCut
 from workshop_lib.bench.stats import RequestRecord
+from workshop_lib.choices import ENDPOINTS, TRANSPORTS
 from workshop_lib.errors import ConfigError, LabError
 
-ENDPOINTS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
-TRANSPORTS = ("auto", "raw", "httpx")
 _TEXT = re.compile(rb'"(?:content|text|reasoning_content)"\s*:\s*"(?!")')
 _USAGE_NULL = re.compile(rb'"usage"\s*:\s*null')
 

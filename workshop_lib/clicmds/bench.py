@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from workshop_lib.choices import ENDPOINTS, TRANSPORTS
 from workshop_lib.errors import ConfigError
 
 _SHOW = ["concurrency", "requests", "errors", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "e2e_p50_ms",
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = bsub.add_parser("serve", help="streaming load sweep against an OpenAI-compatible frontend")
     s.add_argument("--url", required=True, help="frontend base URL, e.g. http://127.0.0.1:8000")
     s.add_argument("--model", required=True, help="served model id (see /v1/models)")
-    s.add_argument("--endpoint", choices=["chat", "completions"], default="chat")
+    s.add_argument("--endpoint", choices=list(ENDPOINTS), default="chat")
     s.add_argument("--concurrency", default="1,5,10,20", help="levels, comma-separated (default 1,5,10,20)")
     s.add_argument("--requests", type=int, default=100, help="measured requests per level (default 100)")
     s.add_argument("--isl", type=int, default=512, help="input tokens per prompt, approximate (default 512)")
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--warmup", type=int, default=2, help="unmeasured requests per level (default 2)")
     s.add_argument("--tokenizer", help="directory with tokenizer.json to size prompts exactly")
     s.add_argument("--timeout", type=float, default=600.0, help="per-request read timeout, s")
-    s.add_argument("--transport", choices=["auto", "raw", "httpx"], default="auto")
+    s.add_argument("--transport", choices=TRANSPORTS, default="auto")
     s.add_argument("--json", dest="json_out", help="write the result JSON here")
     s.add_argument("--csv", dest="csv_out", help="write the per-level table as CSV here")
     s.add_argument("--requests-csv", help="write one row per request as CSV here")
@@ -47,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = bsub.add_parser("aiperf-cmd", help="print the equivalent aiperf command (one per concurrency level)")
     a.add_argument("--url", required=True)
     a.add_argument("--model", required=True)
-    a.add_argument("--endpoint", choices=["chat", "completions"], default="chat")
+    a.add_argument("--endpoint", choices=list(ENDPOINTS), default="chat")
     a.add_argument("--concurrency", default="1,5,10,20")
     a.add_argument("--requests", type=int, default=100)
     a.add_argument("--isl", type=int, default=512)

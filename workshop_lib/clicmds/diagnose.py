@@ -20,6 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
+from workshop_lib.choices import FRAMEWORKS
 from workshop_lib.logs.diagnose import diagnose_files
 from workshop_lib.logs.report import EXIT_CODES, render_diagnosis, render_multi
 from workshop_lib.logs.shapescan import scanner
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="log files or directories of them (e.g. kubectl logs POD > logs/POD.log)")
     p.add_argument("--json", action="store_true", help="print JSON (the contract plus versions, notes, pods)")
     p.add_argument("--env", metavar="FILE", help="the worker's environment (kubectl exec POD -- env > FILE)")
-    p.add_argument("--framework", choices=("vllm", "trtllm"), help="the engine, for engine-specific env checks")
+    p.add_argument("--framework", choices=FRAMEWORKS, help="the engine, for engine-specific env checks")
     p.set_defaults(func=run)
 
 
