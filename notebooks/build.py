@@ -418,8 +418,10 @@ An appendix at the end shows what NIXL does on real GPUs (a recorded 2x H100 run
     ("markdown", """## Step 1 · Serving sweep
 
 Each concurrency level sends a fixed number of streamed requests and records TTFT, ITL and throughput. On eks it runs
-once against the UCX deployment and once against the LIBFABRIC one. On local the lab's workers run on a CPU over
-loopback, so the sweep shows how the architecture behaves under load, not a backend comparison."""),
+once against the UCX deployment and once against the LIBFABRIC one. On local it runs against the lab as it stands:
+after notebook 03 (as root, real engine) the cross-node graph's workers in two network namespaces, else the
+single-node graph over loopback; the run's label says which graph and network. Either way the workers run on a CPU,
+so the sweep shows how the architecture behaves under load, not a backend comparison."""),
     ("markdown", """**On eks: class mode or one graph at a time.** In a class the instructor deploys the UCX and LIBFABRIC
 graphs before the session (on four nodes) and attendees set `UCX_URL` and `LIBFABRIC_URL` to their frontends: the
 sweep then deploys nothing and fits the 10-minute slot. Self-paced, each cross-node worker asks for its node's EFA

@@ -172,6 +172,28 @@ def test_up_is_idempotent(lab: tuple[Lab, float]) -> None:
     assert time.monotonic() - t0 < 10
 
 
+def test_another_graph_is_refused_and_replace_swaps_it(lab: tuple[Lab, float]) -> None:
+    """A running lab is never silently taken for another graph: `up(graph=other)` raises naming both graphs;
+    `replace=True` stops it and starts the other one (what notebook 03 and the local target do)."""
+    from workshop_lib.lab.graph import render_lab_dgd
+
+    lab_ = lab[0]
+    mine = render_lab_dgd("UCX")
+    assert lab_.status().graph == mine["metadata"]["name"]
+    assert lab_.up(graph=mine, progress=False).healthy  # the same graph: kept as it is
+    other = json.loads(json.dumps(mine))
+    other["metadata"]["name"] = "another-graph"
+    with pytest.raises(LabError, match="another-graph") as err:
+        lab_.up(graph=other, progress=False)
+    assert mine["metadata"]["name"] in str(err.value) and "lab down" in str(err.value)
+    before = lab_.status().processes["frontend"].pid
+    st = lab_.up(graph=other, progress=False, replace=True, timeout=180)
+    assert st.healthy and st.graph == "another-graph" and st.processes["frontend"].pid != before
+    assert lab_.status().to_json()["graph"] == "another-graph"
+    r = chat(st.frontend_url, st.model, "hello", stream=True, max_tokens=4)
+    assert r.tokens > 0
+
+
 def test_a_killed_worker_is_reported_with_its_log_and_up_restarts_it(lab: tuple[Lab, float]) -> None:
     """Issue 16 item 4: after kill -9 of the decode worker, status names it (with its log) and `lab up` restarts only
     it; the prefill worker keeps its pid."""

@@ -47,21 +47,32 @@ def test_kv_that_did_not_cross_fails(tmp_path: Path, broken: dict[str, Any]) -> 
 
 
 def test_loopback_fallback_is_a_named_warning_never_a_pass(tmp_path: Path) -> None:
-    row = _rows(_ctx(tmp_path, {"mode": "loopback", "why": "network namespaces need root"}))[FALLBACK]
+    row = _rows(_ctx(tmp_path, {"mode": "loopback", "why": "network namespaces need root", "reason": "not-root"}))[
+        FALLBACK]
     assert row.status == "WARN" and "network namespaces need root" in str(row.found)
 
 
 def test_the_mocker_fallback_is_expected(tmp_path: Path) -> None:
-    rows = _rows(_ctx(tmp_path, {"mode": "loopback", "why": "engine mocker moves no KV bytes"}, engine="mocker"))
+    rows = _rows(_ctx(tmp_path, {"mode": "loopback", "why": "engine mocker moves no KV bytes", "reason": "mocker"},
+                      engine="mocker"))
     assert rows[FALLBACK].status == "EXPECTED" and ROW not in rows
+
+
+def test_the_fallback_is_judged_by_its_reason_code_not_its_wording(tmp_path: Path) -> None:
+    """Not root, with a reason sentence that happens to say "mocker": still a WARN (the code decides, not the prose)."""
+    row = _rows(_ctx(tmp_path, {"mode": "loopback", "why": "not the mocker: namespaces need root",
+                                "reason": "not-root"}))[FALLBACK]
+    assert row.status == "WARN"
 
 
 def test_local_target_names_its_fallback_without_starting_a_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = start({"TARGET": "local", "WORK_DIR": str(tmp_path)}, "03")
     assert _Local(ctx.cfg, "vllm", netns=False).cross_node_graph({})["why"].startswith("NETNS is off")
+    assert _Local(ctx.cfg, "vllm", netns=False).cross_node_graph({})["reason"] == "netns-off"
     assert "mocker" in _Local(ctx.cfg, "mocker").cross_node_graph({})["why"]
+    assert _Local(ctx.cfg, "mocker").cross_node_graph({})["reason"] == "mocker"
     from workshop_lib.lab import netns
 
     monkeypatch.setattr(netns, "can_isolate", lambda: False)
     got = _Local(ctx.cfg, "vllm").cross_node_graph({})
-    assert got["mode"] == "loopback" and "need root" in got["why"]
+    assert got["mode"] == "loopback" and "need root" in got["why"] and got["reason"] == "not-root"

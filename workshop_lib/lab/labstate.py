@@ -67,6 +67,7 @@ class LabStatus:
     notes: list[str] = field(default_factory=list)
     net: dict | None = None  # the two network namespaces (``--netns``), None on loopback
     veth: dict | None = None  # each worker veth's byte counters now (``--netns``)
+    graph: str | None = None  # the running DGD's metadata.name
 
     @property
     def healthy(self) -> bool:
@@ -88,6 +89,7 @@ class LabStatus:
             "model": self.model,
             "engine": self.engine,
             "kv_backend": self.kv_backend,
+            "graph": self.graph,
             "kv": self.kv,
             "net": self.net,
             "veth": self.veth,
@@ -95,6 +97,18 @@ class LabStatus:
             "rss_mb": self.rss_mb,
             "processes": {k: v.to_json() for k, v in self.processes.items()},
         }
+
+
+def graph_name(dgd: dict | None) -> str | None:
+    """A DGD's ``metadata.name`` (None without a graph)."""
+    if not isinstance(dgd, dict):
+        return None
+    return str((dgd.get("metadata") or {}).get("name") or "unnamed graph")
+
+
+def same_graph(a: dict | None, b: dict | None) -> bool:
+    """Whether two DGDs are the same document (compared as canonical JSON: a state file's copy equals the render)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
 class StateFile:

@@ -39,6 +39,7 @@ from workshop_lib.lab.labstate import (
     LabStatus,
     ProcStatus,
     StateFile,
+    graph_name,
     keep_runs,
     new_run_dir,
     prune_runs,
@@ -46,6 +47,7 @@ from workshop_lib.lab.labstate import (
     remove_rpc_dir,
     require_engine,
     run_tmpdir,
+    same_graph,
 )
 from workshop_lib.lab.model import ensure_model
 from workshop_lib.lab.stack import (
@@ -202,6 +204,7 @@ class Lab:
         return LabStatus(
             running, Path(state["run_dir"]), url, model, out, engine, state.get("kv_backend"), kv,
             list(state.get("notes", [])), state.get("net"), self.veth_counters() if running and counters else None,
+            graph_name(state.get("graph")),
         )  # fmt: skip
 
     # -- actions --------------------------------------------------------------------------------------------------
@@ -227,6 +230,7 @@ class Lab:
         engine: str | None = None,
         kv_backend: str = "UCX",
         netns: bool | None = None,
+        replace: bool = False,
     ) -> LabStatus:
         """Bring the lab to its declared state and return once a completion works.
 
@@ -234,7 +238,9 @@ class Lab:
         ``kv_backend``) on ``engine`` (``vllm`` the real engine, ``mocker`` Dynamo's simulated one; library default
         mocker, the CLI's vllm); ``netns`` puts the two workers in two network namespaces (root, real engine; None:
         as the running lab, else off). A running lab is kept: what died is restarted (in start order, in its namespace), the rest is left alone;
-        asking for another engine, backend or network than the running lab's raises (``lab down`` first).
+        asking for another engine, backend, network or ``graph`` than the running lab's raises (``lab down`` first),
+        unless ``replace``: then the running lab goes down and the asked one starts (as applying another DGD replaces
+        the running one on EKS).
 
         Raises:
             LabUnsupported: not Linux, or ``netns`` without root or ``ip``.
@@ -249,7 +255,19 @@ class Lab:
         own = self._net(state)
         remove_stale_netns("lab up", keep=_names(own))
         current = self.status()
+        if state and current.running and replace and graph is not None and not same_graph(graph, state.get("graph")):
+            if progress:
+                print(f"lab up: the running lab holds graph {graph_name(state.get('graph'))!r}: stopping it for "
+                      f"{graph_name(graph)!r}", file=sys.stderr, flush=True)
+            self.down()
+            state, current = self._load(), self.status()
         if state and current.running:
+            if graph is not None and not same_graph(graph, state.get("graph")):
+                raise LabError(
+                    "lab up",
+                    f"the running lab holds graph {graph_name(state.get('graph'))!r}, not {graph_name(graph)!r}",
+                    "run `workshop lab down` first (or pass replace=True), then start the graph you want",
+                )
             want_engine = check_engine(engine) if engine else state.get("engine", "mocker")
             want_backend = check_backend(kv_backend) if engine and want_engine == "vllm" else state.get("kv_backend")
             if (want_engine != state.get("engine", "mocker") or (netns is not None and netns != (own is not None)) or (

@@ -261,7 +261,7 @@ def verify(ctx: Context) -> CheckTable:
                               f"decode veth received {graph.get('decode_rx_bytes')} B, "
                               f"{graph.get('nixl_failed')} failed transfers",
                      fix="workshop lab logs decode; workshop lab status --json (veth and kv counters)")
-    elif graph is not None and "mocker" in str(graph.get("why")):  # the lighter engine, chosen: nothing to move
+    elif graph is not None and graph.get("reason") == "mocker":  # the lighter engine, chosen: nothing to move
         t.expected_here("cross-node graph: where the workers ran", f"loopback (fallback: {graph.get('why')})",
                         "two network namespaces", why="the mocker engine moves no KV bytes",
                         evidence="the NIXL pair above moved real bytes between the two namespaces instead")

@@ -130,7 +130,10 @@ class LocalTarget(Target):
             graph = next(iter(dgds(render(self.cfg, "single-node"))), None)
         kwargs: dict[str, Any] = {"progress": True}
         # The single-node graph runs on this machine's loopback; section 3 runs the cross-node graph across two
-        # network namespaces (cross_node_graph). A running lab is kept as it is: Lab.up does not compare `graph`.
+        # network namespaces (cross_node_graph). A running lab holding another graph is replaced (as applying another
+        # DGD does on EKS), saying so; the same graph is kept and only what died is restarted.
+        if self._lab_takes("replace"):
+            kwargs["replace"] = True
         for arg, value in (("graph", graph), ("engine", self.cfg.engine)):
             if value is not None and self._lab_takes(arg):
                 kwargs[arg] = value
@@ -224,22 +227,25 @@ class LocalTarget(Target):
         from workshop_lib.lab.crossnode import kv_over_veth
         from workshop_lib.lab.netns import can_isolate
 
-        why = None
+        why = reason = None
         if not self.netns:
-            why = "NETNS is off (or not root): the workers share the host's loopback"
+            why, reason = "NETNS is off (or not root): the workers share the host's loopback", "netns-off"
         elif not can_isolate():
             why = "network namespaces need root and iproute2 (`ip`): the workers share the host's loopback"
+            reason = "not-root"
         elif self.engine != "vllm":
             why = "engine mocker moves no KV bytes: nothing to cross between namespaces (use ENGINE='vllm')"
+            reason = "mocker"
         elif dgd is None:
-            why = "the render holds no DynamoGraphDeployment"
+            why, reason = "the render holds no DynamoGraphDeployment", "no-dgd"
         if why:
-            return {"mode": "loopback", "why": why}
+            return {"mode": "loopback", "why": why, "reason": reason}
         lab = self.lab()
         st = lab.status()
         if st.running and not st.net:
             lab.down()  # the single-node graph on loopback gives way to the cross-node one
-        self._status = lab.up(graph=dgd, engine="vllm", netns=True, progress=True)
+        # replace: a namespaced lab holding another graph (e.g. `workshop lab up --netns` by hand) gives way too
+        self._status = lab.up(graph=dgd, engine="vllm", netns=True, progress=True, replace=True)
         ev = kv_over_veth(lab)
         return {"mode": "netns", "why": "two network namespaces joined through a bridge (root)", **ev,
                 "kv_backend": self._status.kv_backend}
@@ -258,7 +264,9 @@ class LocalTarget(Target):
         if not st.healthy:
             st = self._up()
         model = str(st.model)
-        yield ServingRun(f"lab ({SERVING_TEXT.get(self.engine, self.engine)})", str(st.frontend_url), model,
+        where = "two network namespaces" if st.net else "loopback"
+        yield ServingRun(f"lab ({SERVING_TEXT.get(self.engine, self.engine)}; graph {st.graph or '?'}, {where})",
+                         str(st.frontend_url), model,
                          tokenizer=model if Path(model).is_dir() else None)
 
     def transfer_sweep(self, backends: tuple[str, ...], sizes: str, iters: int, work_dir: Path) -> pd.DataFrame:
