@@ -39,9 +39,10 @@ def lab_dir() -> Path:
     """``$WORKSHOP_LAB_DIR``, else ``.lab`` at the repository root (the current directory outside a checkout).
 
     Example:
-        >>> os.environ["WORKSHOP_LAB_DIR"] = "/tmp/lab"; str(lab_dir())
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, {"WORKSHOP_LAB_DIR": "/tmp/lab"}):
+        ...     str(lab_dir())
         '/tmp/lab'
-        >>> del os.environ["WORKSHOP_LAB_DIR"]
     """
     env = os.environ.get("WORKSHOP_LAB_DIR")
     if env:

@@ -8,7 +8,7 @@ Example:
     >>> import argparse
     >>> p = argparse.ArgumentParser(prog="workshop lab")
     >>> sub = p.add_subparsers(dest="lab_command")
-    >>> add_setup_parser(sub); add_nixl_parser(sub)
+    >>> _ = add_setup_parser(sub), add_nixl_parser(sub)
     >>> p.parse_args(["nixl", "--backend", "UCX", "--sizes", "4K,1M"]).sizes
     [4096, 1048576]
 """

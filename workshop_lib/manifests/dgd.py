@@ -8,7 +8,6 @@ of one availability zone). The NIXL backend is chosen through the mechanism each
 
 Example:
     >>> from workshop_lib.config import WorkshopConfig
-from workshop_lib.k8s import DGD_API, DGD_KIND, EFA_RESOURCE, INSTANCE_LABEL, ZONE_LABEL
     >>> dgd = base_dgd(WorkshopConfig(), "single-node")
     >>> sorted(dgd["spec"]["services"])
     ['DecodeWorker', 'Frontend', 'PrefillWorker']
