@@ -373,6 +373,10 @@ class Lab:
         state: dict = {"run": run_dir.name, "run_dir": str(run_dir), "started": time.time(), "processes": {}}
         try:
             net = self._new_net(state) if netns else None
+            if net is not None and labnet.host_address() is None:  # named, not silent: see labnet.create_lab_net
+                moved = [*moved, "no default route on this host: the worker namespaces got no route to the frontend's "
+                         "response-stream address (Dynamo 0.9.0 advertises the default-route address); if completions "
+                         "time out, add a default route or run without --netns"]
             plan_ = plan_graph(
                 dgd, engine=engine, lab_dir=self.root, ports=ports, net=net,
                 bins={k: v for k, v in bins.items() if k in ("etcd", "nats-server")}, python=bins["python"],
