@@ -103,14 +103,18 @@ def _exact_cases() -> list[tuple[list[bytes], tuple | None]]:
         kinds.add(st.spans)
         variants = [bytes(rng.choice(b"0123456789"[:rng.choice([2, 10])]) if 48 <= c <= 57 else c for c in line)
                     for _ in range(40)]
+        for a, b, vals in st.spans or ():  # a compared number: also the values it is compared with
+            variants += [x[:a] + v + x[b:] for x in variants[:6] for v in vals or () if len(v) == b - a]
         cases.append((variants, st.spans))
     return cases
 
 
 def _check_keys(lib, cases) -> None:  # noqa: ANN001
+    from workshop_lib.logs.fastscan import _Exact
+
     for variants, spans in cases:
         kids = native.exact_key_ids(lib, variants, spans)
-        py = [(x,) if spans is None else tuple(x[a:b] for a, b in spans) for x in variants]
+        py = [_Exact(spans).key(x)[1:] if spans is not None else (x,) for x in variants]  # the Python key
         by_py: dict[tuple, int] = {}
         by_kid: dict[int, tuple] = {}
         for key, kid in zip(py, kids, strict=True):
@@ -122,7 +126,24 @@ def _check_keys(lib, cases) -> None:  # noqa: ANN001
 def test_exact_keys_are_exactly_the_python_keys(lib) -> None:  # noqa: ANN001
     cases = _exact_cases()
     assert len(cases) >= 3 and any(spans is None for _, spans in cases)
+    assert any(vals for _, spans in cases for _, _, vals in spans or ()), "no compared number among the cases"
     _check_keys(lib, cases)
+
+
+def test_a_mutated_value_compare_is_caught(tmp_path: Path) -> None:
+    """The C key of a compared number (``returned -61``): a mutant that ignores which value it equals is caught."""
+    if native.compiler() is None:
+        pytest.skip("no C compiler")
+    src = native.SOURCE.read_text()
+    old = "kb[kl++] = which;"
+    assert old in src
+    mutant = tmp_path / "mutant_which.c"
+    mutant.write_text(src.replace(old, "kb[kl++] = 0;"))
+    import ctypes
+
+    lib = native.bind(ctypes.CDLL(str(native.build(mutant, tmp_path / "mutant_which.so"))))
+    with pytest.raises(AssertionError):
+        _check_keys(lib, _exact_cases())
 
 
 def test_a_mutated_key_is_caught(tmp_path: Path) -> None:

@@ -62,12 +62,12 @@ def read_env(path: str) -> dict[str, str]:
 
 def version_truth(versions: dict, env: dict[str, str] | None, framework: str | None) -> dict:
     """What was loaded (from the log) and which env vars are no-ops for it (from envaudit's one table)."""
-    from workshop_lib.manifests.envaudit import unread_env
-
     seen = dict(versions.get("versions") or {})
     out: dict = {"loaded": seen, "loaded_from": dict(versions.get("loaded_from") or {}),
                  "nixl_log_format": versions.get("nixl_log_format"), "unread_env": []}
-    if env is not None:
+    if env is not None:  # envaudit (and the manifests package under it) only when there is an env to check
+        from workshop_lib.manifests.envaudit import unread_env
+
         nixl = seen.get("nixl")
         for u in unread_env(env, framework):
             item = {"name": u.name, "value": u.value, "message": u.message(), "fix": u.fix()}

@@ -212,7 +212,12 @@ class _Exact:
         """The message-cache key: this shape (the object itself: one per cached shape) and the digits that matter."""
         if self.spans is None:
             return (raw,)
-        return (self, *[raw[a:b] for a, b in self.spans])
+        return (self, *[raw[a:b] if vals is None else _which(raw[a:b], vals) for a, b, vals in self.spans])
+
+
+def _which(x: bytes, vals: tuple[bytes, ...]) -> int:
+    """Which of ``vals`` ``x`` equals (-1: none): a compared number counts only through that."""
+    return vals.index(x) if x in vals else -1
 
 
 def _new_shape(norm: bytes, raw: bytes, source: str) -> object:
@@ -333,6 +338,8 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
     Python decided per shape, counts, last occurrences and the lines to visit."""
     import ctypes
 
+    from workshop_lib.logs import shapescan as native
+
     source = str(path)
     scan = FileScan(path, chunk=chunk, max_line=max_line)
     ctx = lib.ss_new(LONG_LINE)
@@ -353,8 +360,8 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
             vobjs.append(v)
         return x
 
-    chunks = scan.chunks(count=False)
-    pending: list[bytes] = []  # the rest of a block with more lines than LINES_MAX
+    chunks = scan.views()  # no copy per block: views into one reused buffer (each read before the next)
+    pending: list = []  # the rest of a block with more lines than LINES_MAX
     try:
         while True:
             block = pending.pop() if pending else next(chunks, None)
@@ -371,18 +378,19 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
             if len(mcache) > CACHE_MAX:
                 mcache.clear()
             while True:
-                n = lib.ss_scan(ctx, block, len(block), starts, sids, kids, vids, cap)
+                addr = _address(block)
+                n = lib.ss_scan(ctx, addr, len(block), starts, sids, kids, vids, cap)
                 if n < 0:
                     raise MemoryError("shapescan: out of memory")
                 if starts[n + 1] <= max_line:
                     break
-                block = b"".join(x[:max_line] + b"\n" for x in block.split(b"\n")[:-1])  # cut like FileScan
+                block = b"".join(x[:max_line] + b"\n" for x in bytes(block).split(b"\n")[:-1])  # cut like FileScan
             if starts[n] < len(block):  # more lines than the arrays hold (bounded memory): these now, the rest next
                 pending.append(block[starts[n]:])
                 block = block[:starts[n]]
             pos = 0
             while True:  # the lines without a value, a batch at a time: C fills in what Python just decided
-                m = lib.ss_refill(ctx, block, starts, sids, kids, vids, pos, n, idx, REFILL)
+                m = lib.ss_refill(ctx, addr, starts, sids, kids, vids, pos, n, idx, REFILL)
                 if m < 0:
                     raise MemoryError("shapescan: out of memory")
                 if m == 0:
@@ -390,7 +398,7 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                 todo = idx[:m]
                 pos = todo[-1] + 1
                 for i in todo:
-                    raw = block[starts[i]:starts[i + 1] - 1]
+                    raw = bytes(block[starts[i]:starts[i + 1] - 1])
                     s = sids[i]
                     st = sstate.get(s) if s >= 0 else None
                     if s < 0:  # a long line: classified each time
@@ -404,10 +412,10 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                             if st.__class__ is not _Exact:
                                 lib.ss_set(ctx, s, vid(st))
                             elif st.spans is None:  # keyed by the whole line
-                                lib.ss_spans(ctx, s, None, -1)
-                            else:  # keyed by the bytes of its spans
-                                pairs = [x for ab in st.spans for x in ab]
-                                lib.ss_spans(ctx, s, (ctypes.c_int32 * len(pairs))(*pairs), len(st.spans))
+                                lib.ss_spans(ctx, s, None, -1, None, 0)
+                            else:  # keyed by its spans: their bytes, or which listed value they equal
+                                triples, blob = native.span_args(st.spans)
+                                lib.ss_spans(ctx, s, triples, len(st.spans), blob, len(blob))
                         if st.__class__ is _Exact:
                             key = st.key(raw)
                             v = mcache.get(key)
@@ -435,13 +443,22 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                     flag[x] = 1
             k = lib.ss_select(vids, n, (ctypes.c_char * max(nv, 1)).from_buffer(flag), idx)
             order = sorted(idx[:k] + ref_last) if ref_last else idx[:k]
-            _visit(accs, seen, bulk, ((base + i + 1, vobjs[vids[i]], block[starts[i]:starts[i + 1] - 1])
+            _visit(accs, seen, bulk, ((base + i + 1, vobjs[vids[i]], bytes(block[starts[i]:starts[i + 1] - 1]))
                                       for i in order), source)
             _apply_bulk(accs, bulk, bc, last, base)
             base += n
     finally:
         lib.ss_free(ctx)
     return base
+
+
+def _address(block: memoryview | bytes) -> int:
+    """The address of a block's first byte for the C scanner (a view into FileScan's buffer, or bytes)."""
+    import ctypes
+
+    if isinstance(block, memoryview):
+        return ctypes.addressof(ctypes.c_char.from_buffer(block))
+    return ctypes.cast(ctypes.c_char_p(block), ctypes.c_void_p).value or 0
 
 
 def _bulk_of(bc: dict, seen: list[set], accs: Sequence) -> set:

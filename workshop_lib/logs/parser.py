@@ -158,7 +158,7 @@ def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>", prefi
         if tls and ev.event in ("line", "ucx.transport"):
             ev.event, ev.transport, ev.component = "ucx.transport", tls, "ucx"
             matched = True
-    if not ev.code and (ev.level in P.ERROR_LEVELS or ev.component == "libfabric") and P.BENIGN_RE.search(msg):
+    if not ev.code and (ev.level in P.ERROR_LEVELS or ev.component == "libfabric") and P.is_benign(msg):
         ev.event = "benign" if ev.event == "line" else ev.event
     elif not ev.code and ev.level in P.ERROR_LEVELS:
         ev.code, ev.event, matched = "GENERIC_ERROR", "error", True
@@ -192,7 +192,7 @@ def _apply_rules(ev: Event, msg: str) -> bool:
     for rule in P.RULES_BY_PRIORITY:
         if rule.key not in msg:
             continue
-        m = rule.regex.search(msg)
+        m = P.first_match(rule.regex, rule.when, msg)
         if not m:
             continue
         _fill(ev, rule, m.groupdict())

@@ -184,6 +184,12 @@ class Rule:
 
     ``sets`` holds constant column values (e.g. ``{"backend": "LIBFABRIC"}``); named groups of the regex whose names
     are columns (backend, provider, devices, rails, peer, fi_addr, transport, error) fill those columns.
+
+    A number the signature depends on (``returned -61``, ``Exit Code: 137``) is never a literal in the regex: the
+    regex captures it (``(?P<errno>\\d+)``) and ``when`` holds the condition, ``(group, inside, values)``: the match
+    counts only when the group's text is (``inside``) or is not one of ``values`` (a group that did not take part
+    passes). Every regex then tests digits only as a class, which is what lets the fast scan share one
+    classification between lines that differ in other digits (:mod:`workshop_lib.logs.shapes`).
     """
 
     event: str
@@ -193,11 +199,45 @@ class Rule:
     sets: dict[str, object] = field(default_factory=dict)
     code: str | None = None
     level: str | None = None
+    when: tuple[tuple[str, bool, frozenset[str]], ...] = ()
+
+
+Condition = tuple[str, bool, frozenset[str]]
+
+
+def _is(group: str, *values: str) -> Condition:
+    return (group, True, frozenset(values))
+
+
+def _is_not(group: str, *values: str) -> Condition:
+    return (group, False, frozenset(values))
 
 
 def _r(event: str, key: str, pattern: str, component: str | None = None, code: str | None = None,
-       level: str | None = None, **sets: object) -> Rule:
-    return Rule(event, key, re.compile(pattern), component, dict(sets), code, level)
+       level: str | None = None, when: tuple[Condition, ...] = (), **sets: object) -> Rule:
+    return Rule(event, key, re.compile(pattern), component, dict(sets), code, level, when)
+
+
+def first_match(regex: re.Pattern[str], when: tuple[Condition, ...], msg: str) -> re.Match[str] | None:
+    """The first match of ``regex`` in ``msg`` (leftmost, then the next one after it) that meets ``when``.
+
+    Example:
+        >>> rx = re.compile(r"returned -(?P<errno>\\d+)")
+        >>> first_match(rx, (_is_not("errno", "61"),), "returned -61, then returned -12")["errno"]
+        '12'
+        >>> first_match(rx, (_is("errno", "61"),), "returned -12") is None
+        True
+    """
+    if not when:
+        return regex.search(msg)
+    for m in regex.finditer(msg):
+        for group, inside, values in when:
+            val = m.group(group)
+            if val is not None and (val in values) != inside:
+                break
+        else:
+            return m
+    return None
 
 
 RULES: tuple[Rule, ...] = (
@@ -244,14 +284,14 @@ RULES: tuple[Rule, ...] = (
     # efa names its fabric "efa"; tcp and sockets name theirs after the IP subnet (e.g. 10.200.0.0/24): no provider
     _r("libfabric.opened_fabric", "Opened fabric", r"Opened fabric:? (?:(?P<provider>[A-Za-z][\w-]*)\b(?!\.)|\S+)",
        "libfabric"),
-    _r("libfabric.provider_rejected", "returned -61", r"fi_getinfo: provider (?P<provider>[\w;-]+) returned -61",
-       "libfabric"),
+    _r("libfabric.provider_rejected", "returned -",
+       r"fi_getinfo: provider (?P<provider>[\w;-]+) returned -(?P<errno>\d\d)", "libfabric", when=(_is("errno", "61"),)),
     _r("libfabric.efa_caps_unsupported", "Unsupported capabilities", r"^Unsupported capabilities", "libfabric"),
     _r("efa.handshake", "HANDSHAKE received",
        r"HANDSHAKE received from peer with explicit fi_addr (?P<fi_addr>\d+)", "libfabric", provider="efa"),
     _r("efa.peer_host", "Received peer host", r"Received peer host id:? (?P<peer>\S+)", "libfabric", provider="efa"),
-    _r("libfabric.provider", "provider ", r"^provider:?\s+(?P<provider>efa|tcp|sockets|shm|verbs|udp|psm3|opx)\b",
-       "libfabric"),
+    _r("libfabric.provider", "provider ", r"^provider:?\s+(?P<provider>efa|tcp|sockets|shm|verbs|udp|psm\d|opx)\b",
+       "libfabric", when=(_is("provider", "efa", "tcp", "sockets", "shm", "verbs", "udp", "psm3", "opx"),)),
     # UCX
     _r("ucx.transport", "cfg#", r"(?:(?P<scope>intra|inter)-node|self) cfg#\d+", "ucx"),
     # a UCX_PROTO_INFO table row for the largest messages (``| 8185..inf | zero-copy | cma/memory |``): the
@@ -271,7 +311,8 @@ RULES: tuple[Rule, ...] = (
        "libfabric"),
     _r("libfabric.version", "libfabric:", r"^(?:fi_info: [\d.]+ )?libfabric:? (?P<detail>\d+\.\d+\.\d+\w*)$",
        "libfabric"),
-    _r("vllm.connector", "connector with name", r"Creating v1 connector with name: (?P<name>\w+)", "vllm"),
+    _r("vllm.connector", "connector with name", r"Creating v(?P<api>\d) connector with name: (?P<name>\w+)", "vllm",
+       when=(_is("api", "1"),)),
     _r("vllm.remote_blocks", "dst engine", r"Created (?P<n>\d+) blocks for dst engine (?P<peer>\S+)", "vllm"),
     _r("vllm.waiting_remote_kvs", "WAITING_FOR_REMOTE_KVS", r"WAITING_FOR_REMOTE_KVS", "vllm"),
     _r("vllm.prefix_cache", "External prefix cache", r"External prefix cache hit rate", "vllm"),
@@ -324,8 +365,10 @@ RULES: tuple[Rule, ...] = (
     _r("k8s.crashloop", "Back-off restarting", r"Back-off restarting failed container", "kubernetes",
        code="K8S_CRASHLOOP", level="ERROR"),
     _r("k8s.oomkilled", "OOMKilled", r"OOMKilled", "kubernetes", code="OOM_KILLED", level="ERROR"),
-    _r("k8s.exit_137", "Exit Code", r"Exit Code:\s+137\b", "kubernetes", code="OOM_KILLED", level="ERROR"),
-    _r("k8s.exit_137", "with code 137", r"exited with code 137\b", "kubernetes", code="OOM_KILLED", level="ERROR"),
+    _r("k8s.exit_137", "Exit Code", r"Exit Code:\s+(?P<exit>\d+)\b", "kubernetes", code="OOM_KILLED", level="ERROR",
+       when=(_is("exit", "137"),)),
+    _r("k8s.exit_137", "exited with code", r"exited with code (?P<exit>\d+)\b", "kubernetes", code="OOM_KILLED",
+       level="ERROR", when=(_is("exit", "137"),)),
     _r("nixl.error", "NIXL_ERR_", r"(?P<error>NIXL_ERR_[A-Z_]+)", "nixl", code="NIXL_ERR", level="ERROR"),
     _r("nixl.backend_create_failed", "ailed",
        r"(?i)(?:fail(?:ed|ure)? (?:to |in |while )?(?:load|creat|instantiat|initiali[sz])\w*.{0,40}\b(?:backend|plugin)"
@@ -345,7 +388,8 @@ RULES: tuple[Rule, ...] = (
        code="EFA_EAGAIN_SAME_NODE", level="ERROR", backend="LIBFABRIC"),
     _r("efa.provider_abort", "EFA",
        r"(?i)(?:couldn'?t|could not|cannot|failed to|unable to) (?:get|open|find|use|initiali[sz]e) (?:the )?EFA"
-       r"|prov_name, \"efa\"\) == 0", "libfabric", code="EFA_PROVIDER_ABORT", level="FATAL"),
+       r"|prov_name, \"efa\"\) == (?P<cmp>\d)", "libfabric", code="EFA_PROVIDER_ABORT", level="FATAL",
+       when=(_is("cmp", "0"),)),
     _r("ucx.unreachable", "nreachable", r"(?i)destination is unreachable|unreachable destination|no route to host",
        "ucx", code="UCX_UNREACHABLE", level="ERROR"),
     _r("ucx.cuda_transports_missing", "UCX CUDA support was not found", r"UCX CUDA support was not found", "ucx",
@@ -372,7 +416,7 @@ RULES: tuple[Rule, ...] = (
     _r("libfabric.call_failed", "ret=-", r"\b(?P<detail>fi_[a-z_]+)\b(?:\(\))?[^|]{0,80}?\bret=(?P<error>-\d+)",
        "libfabric", code="FI_CALL_FAILED", level="ERROR"),
     _r("libfabric.call_failed", "returned -", r"\b(?P<detail>fi_[a-z_]+)\b(?:\(\))?[^|]{0,80}?\breturned "
-       r"(?P<error>-(?!61\b)\d+)", "libfabric", code="FI_CALL_FAILED", level="ERROR"),
+       r"(?P<error>-(?P<errno>\d+))", "libfabric", code="FI_CALL_FAILED", level="ERROR", when=(_is_not("errno", "61"),)),
     # fabtests (fi_pingpong, fi_rdm_*): "[error] util/pingpong.c:373 : failed to connect: ..."
     _r("fabtests.error", "[error]", r"^\[error\] ", "libfabric", level="ERROR"),
     # a Python traceback with no level of its own: an error of the component that printed it
@@ -399,11 +443,27 @@ CODE_LAYER: dict[str, str] = {
     "DYNAMO_CONNECTOR_CONFLICT": "dynamo", "DYNAMO_ETCD_UNREACHABLE": "dynamo",
 }
 
-# Lines that look alarming but are normal (never errors).
+# Lines that look alarming but are normal (never errors): a rule each (:func:`is_benign`).
 BENIGN_RE = re.compile(
-    r"fi_getinfo: provider [\w;-]+ returned -61|(?i:hmem\w* (?:interface|iface)s?.{0,40}not supported)"
+    r"(?i:hmem\w* (?:interface|iface)s?.{0,40}not supported)"
     r"|OFI_MRAIL_ADDR_STRC env variable not set|Unsupported endpoint type|unused env(?:ironment)? variable|not harmful: "
 )
+# fi_getinfo's -61 (ENODATA, "No data available") only means that provider does not fit the request.
+BENIGN_ENODATA_RE = re.compile(r"fi_getinfo: provider [\w;-]+ returned -(?P<errno>\d\d)")
+BENIGN_RULES: tuple[tuple[re.Pattern[str], tuple[Condition, ...]], ...] = (
+    (BENIGN_RE, ()), (BENIGN_ENODATA_RE, (_is("errno", "61"),)))
+
+
+def is_benign(msg: str) -> bool:
+    """True for a line that looks alarming but is normal.
+
+    Example:
+        >>> is_benign("fi_getinfo: provider tcp returned -61 (No data available)"), is_benign("... returned -12")
+        (True, False)
+    """
+    return any(first_match(rx, when, msg) for rx, when in BENIGN_RULES)
+
+
 # Generic errors need the level token in the line (so PREFILTER sees it).
 ERROR_LEVELS = frozenset({"ERROR", "FATAL"})
 

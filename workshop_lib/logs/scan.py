@@ -47,41 +47,55 @@ class FileScan:
     def chunks(self, count: bool = True) -> Iterator[bytes]:
         """The file as blocks of whole lines, each ending with a newline (over-long lines cut to ``max_line``
         bytes); with ``count``, ``.lines`` already counts a block's lines when it is yielded."""
+        for view in self.views():
+            chunk = bytes(view)
+            if count:
+                self.lines += chunk.count(b"\n")
+            yield chunk
+
+    def views(self) -> Iterator[memoryview | bytes]:
+        """:meth:`chunks` without copying: each block is a view into one buffer that is reused for the next block
+        (read it before asking for the next; ``bytes(view)`` keeps it). No ``.lines`` counting."""
         try:
             with self.path.open("rb") as f:
-                for chunk in self._scan(f):
-                    if count:
-                        self.lines += chunk.count(b"\n")
-                    yield chunk
+                yield from self._scan(f)
         except OSError as exc:
             raise LogParseError(str(self.path), f"cannot read: {exc.strerror or exc}", "check the file") from exc
 
-    def _scan(self, f) -> Iterator[bytes]:  # noqa: ANN001 - a binary file object
-        carry = b""
+    def _scan(self, f) -> Iterator[memoryview | bytes]:  # noqa: ANN001, C901 - a binary file object; one state machine
+        chunk, max_line = self.chunk, self.max_line
+        buf = bytearray(chunk + max_line + 1)  # the carried partial line (<= max_line), one read, a final newline
+        mv = memoryview(buf)
+        have = 0  # bytes carried at the front of buf: the start of a line (or the kept head of an over-long one)
         skipping = False  # inside the discarded tail of an over-long line
         while True:
-            block = f.read(self.chunk)
-            eof = not block
+            n = f.readinto(mv[have:have + chunk])
+            eof = not n
+            total = have + n
             if skipping:
-                nl = block.find(b"\n")
-                if nl < 0 and block:
-                    continue
-                skipping, block = False, (block[nl + 1:] if block else b"")
-                yield carry + b"\n"  # the cut line, now complete
-                carry = b""
-            data = carry + block if carry else block
+                nl = buf.find(b"\n", have, total)
+                if nl < 0 and not eof:
+                    continue  # still inside the tail: the read is dropped, the kept head stays
+                skipping = False
+                yield bytes(mv[:have]) + b"\n"  # the cut line, now complete
+                rest = bytes(mv[nl + 1:total]) if not eof else b""
+                buf[:len(rest)] = rest
+                total = len(rest)
             if eof:  # not merely an empty rest after a skipped tail: the lines after it still come
-                if data:
-                    yield data + b"\n"
+                if total:
+                    buf[total] = 10  # the last line without a newline gets one
+                    yield mv[:total + 1]
                 return
-            cut = data.rfind(b"\n") + 1
-            if cut == 0 and len(data) > self.max_line:
-                carry, skipping = data[: self.max_line], True
+            cut = buf.rfind(b"\n", 0, total) + 1
+            if cut == 0 and total > max_line:
+                have, skipping = max_line, True
                 continue
-            chunk, carry = data[:cut], data[cut:]
-            if len(carry) > self.max_line:
-                carry, skipping = carry[: self.max_line], True
-            yield chunk
+            yield mv[:cut]
+            have = total - cut
+            if have > max_line:
+                have, skipping = max_line, True
+            if have:
+                buf[:have] = bytes(mv[cut:cut + have])
 
     def _lines_in(self, chunk: bytes, base: int) -> Iterator[tuple[int, bytes]]:
         """Candidate lines of ``chunk`` (which ends with a newline), numbered after ``base``."""

@@ -5,18 +5,19 @@ A line's *shape* is the line with every digit replaced by ``0`` (``bytes.transla
 :func:`shape_is_safe` says the digits cannot change the outcome. That is decided exactly, per shape, from the rules
 themselves (new rules are covered without a list to keep up to date):
 
-- Every line format, prefix and rule is first *generalised* (:func:`generalize`): each literal digit becomes ``\\d``
-  and a lookaround that names digits (``(?!61\\b)``) is dropped, so the generalised regex matches a superset of lines
-  and tests digits only as a class. Such a regex takes the same path on a line and on its shape, so running it on the
-  shape tells where it would match on every line of that shape.
-- A shape is unsafe when a rule that is not digit-uniform (its regex changed when generalised: ``Exit Code: 137``,
-  ``returned -61``, ``psm3``) can match it, when a rule that can match it captures a value (devices, rails, provider,
-  backend, version, metric...) at a place holding a digit, when the libfabric header's provider or level field holds a
-  digit (``sm2`` and ``sm7`` are other providers), when a plugin name holds one, or when the line is a prefilter
-  candidate only for some digits (its only keys are ``E0``/``E1``/``F0``/``F1``/``with code 137``).
+- Every line format, prefix and rule regex tests digits only as a class (``\\d``, ``\\w``, ``[^|]``...), never as a
+  literal: a number a signature depends on is captured and compared in the rule's ``when`` (``returned -61`` is
+  ``returned -(?P<errno>\\d\\d)`` with ``errno`` = 61). :func:`generalize` (each literal digit to ``\\d``, digit
+  lookarounds dropped) must leave every regex unchanged; this module checks that when it loads. Such a regex takes
+  the same path on every line of a shape, so running it on the shape tells where it matches on all of them.
+- A shape is unsafe when a rule that can match it captures a value (devices, rails, provider, backend, version,
+  metric...) at a place holding a digit, when a rule's condition compares a captured number, when the libfabric
+  header's provider or level field holds a digit (``sm2`` and ``sm7`` are other providers), when a plugin name holds
+  one, or when the line is a prefilter candidate only for some digits (its only keys are ``E0``/``E1``/``F0``/``F1``).
 
 The lines of an unsafe shape are looked up by the shape plus the digits of the spans that matter
-(:func:`exact_spans`). :func:`message_key` splits a line into its header and message (the header digit-normalised).
+(:func:`exact_spans`): a value's bytes, or for a compared number only which of the rule's values it equals.
+:func:`message_key` splits a line into its header and message (the header digit-normalised).
 
 Example:
     >>> shape_is_safe(b"I0000 00:00:00.000000 0 a.cpp:0] HANDSHAKE received from peer with explicit fi_addr 0")
@@ -93,31 +94,37 @@ def _group_end(pattern: str, i: int) -> int:
         j += 1
 
 
+Span = tuple[int, int, tuple[bytes, ...] | None]  # (start, end, None: its bytes count | the values that count)
+
+
 @dataclass(frozen=True)
 class Probe:
-    """A rule seen from a shape: its key (digit-normalised), generalised regex, whether generalising changed it and
-    the groups whose digits matter."""
+    """A rule seen from a shape: its key (digit-normalised), regex, the value groups whose digits matter, and the
+    groups a condition compares with literal values (``Rule.when``: only which value, or none, counts)."""
 
     key: str
     regex: re.Pattern[str]
-    uniform: bool
     groups: tuple[str | int, ...]
+    preds: tuple[tuple[str, tuple[bytes, ...]], ...] = ()
 
 
-def _probe(key: str, rx: re.Pattern[str], groups: tuple[str | int, ...]) -> Probe:
-    g = generalize(rx.pattern)
-    return Probe(key.translate(str.maketrans("123456789", "0" * 9)), re.compile(g, rx.flags), g == rx.pattern, groups)
+def _probe(key: str, rx: re.Pattern[str], groups: tuple[str | int, ...], when: tuple = ()) -> Probe:
+    if generalize(rx.pattern) != rx.pattern:
+        raise AssertionError(f"a rule tests a literal digit (capture it and put the value in `when`): {rx.pattern}")
+    preds = tuple((g, tuple(sorted(v.encode() for v in values))) for g, _, values in when)
+    return Probe(key.translate(str.maketrans("123456789", "0" * 9)), rx, groups, preds)
 
 
 PROBES: tuple[Probe, ...] = (
-    *(_probe(r.key, r.regex, tuple(sorted(set(r.regex.groupindex) & P.VALUE_GROUPS))) for r in P.RULES_BY_PRIORITY),
-    _probe("", P.BENIGN_RE, ()),
+    *(_probe(r.key, r.regex, tuple(sorted(set(r.regex.groupindex) & P.VALUE_GROUPS)), r.when)
+      for r in P.RULES_BY_PRIORITY),
+    *(_probe("", rx, (), when) for rx, when in P.BENIGN_RULES),
     _probe("", PLUGIN_NAME_RE, (1, 2)),
 )
-_FORMATS = tuple((f.name, re.compile(generalize(f.regex.pattern), f.regex.flags)) for f in P.FORMATS)
-assert all(g.pattern == f.regex.pattern for (_, g), f in zip(_FORMATS, P.FORMATS, strict=True)), "formats: \\d only"
-for _rx in (P.KUBECTL_PREFIX_RE, P.STERN_PREFIX_RE, P.PROC_PREFIX_RE, P.ANSI_RE, P.UCX_TL_RE):
-    assert generalize(_rx.pattern) == _rx.pattern, f"prefix regex tests a literal digit: {_rx.pattern}"
+_FORMATS = tuple((f.name, f.regex) for f in P.FORMATS)
+for _name, _rx in (*((f.name, f.regex) for f in P.FORMATS), *((r.pattern, r) for r in (
+        P.KUBECTL_PREFIX_RE, P.STERN_PREFIX_RE, P.PROC_PREFIX_RE, P.ANSI_RE, P.UCX_TL_RE))):
+    assert generalize(_rx.pattern) == _rx.pattern, f"a line format or prefix regex tests a literal digit: {_name}"
 
 _DIGIT_KEYS = tuple(sorted({k.translate(NORM) for k in P.SCAN_KEYS_BYTES if re.search(rb"\d", k)}))
 FREE_KEY_RE = re.compile(b"|".join(re.escape(k) for k in P.SCAN_KEYS_BYTES if not re.search(rb"\d", k)))
@@ -136,18 +143,19 @@ def shape_is_safe(norm: bytes) -> bool:
     return exact_spans(norm) == ()
 
 
-def exact_spans(norm: bytes) -> tuple[tuple[int, int], ...] | None:
+def exact_spans(norm: bytes) -> tuple[Span, ...] | None:
     """The spans of a shape whose digits can change how its lines classify; the digits elsewhere cannot.
 
     ``()``: none (the shape is safe). ``None``: not worked out (not ASCII, ANSI colour, or a prefilter candidate only
-    for some digits): the whole line counts. Otherwise: the libfabric header's provider and level fields, each value a
-    rule captures where it holds a digit, and everything from the first place a rule that tests literal digits
-    (``returned -61``, ``Exit Code: 137``) could match to the end of the line (a generalised rule matches wherever the
-    rule does, so the rule's own match lies in that tail whatever the digits are).
+    for some digits): the whole line counts. Otherwise ``(start, end, values)`` spans: with ``values`` None the
+    bytes count (the libfabric header's provider and level fields, and each value a rule captures where it holds a
+    digit); with ``values`` only which of them the bytes equal, or none (a number a rule's ``when`` compares:
+    ``returned -61``, ``Exit Code: 137``). Sound because every regex tests digits only as a class (checked when this
+    module loads): it takes the same path on every line of a shape, so its matches and groups sit at the same places.
 
     Example:
         >>> exact_spans(b"Discovered 0 EFA devices"), exact_spans(b"  Exit Code:    000")
-        (((11, 12),), ((2, 19),))
+        (((11, 12, None),), ((16, 19, (b'137',)),))
     """
     if not candidate_anyway(norm):
         return None
@@ -156,28 +164,21 @@ def exact_spans(norm: bytes) -> tuple[tuple[int, int], ...] | None:
     text = to_text(norm)
     msg, _, _ = strip_prefixes(text)
     off = len(text) - len(msg)
-    spans: list[tuple[int, int]] = []
+    spans: set[Span] = set()
     for name, fmt in _FORMATS:
         m = fmt.match(msg)
         if m:
             if name == "libfabric":
-                spans += [(off + m.start(g), off + m.end(g)) for g in ("prov", "lvl") if "0" in m[g]]
+                spans.update((off + m.start(g), off + m.end(g), None) for g in ("prov", "lvl") if "0" in m[g])
             off += m.start("msg")
             msg = m["msg"] or ""
             break
-    tail = len(text)
     for pr in PROBES:
         if pr.key in msg:
-            m = pr.regex.search(msg)
-            if m is None:
-                continue
-            if not pr.uniform:
-                tail = min(tail, off + m.start())
-            else:
-                spans += [(off + m.start(g), off + m.end(g)) for g in pr.groups if "0" in (m.group(g) or "")]
-    if tail < len(text):
-        spans.append((tail, len(norm)))
-    return tuple(sorted(set(spans)))
+            for m in pr.regex.finditer(msg) if pr.preds else filter(None, (pr.regex.search(msg),)):
+                spans.update((off + m.start(g), off + m.end(g), None) for g in pr.groups if "0" in (m.group(g) or ""))
+                spans.update((off + m.start(g), off + m.end(g), vals) for g, vals in pr.preds if m.group(g) is not None)
+    return tuple(sorted(spans, key=lambda x: (x[0], x[1], x[2] or ())))
 
 
 def _safe_text(text: str) -> bool:
@@ -192,9 +193,9 @@ def _safe_text(text: str) -> bool:
             break
     for pr in PROBES:
         if pr.key in msg:
-            m = pr.regex.search(msg)
-            if m and (not pr.uniform or any("0" in (m.group(g) or "") for g in pr.groups)):
-                return False
+            for m in pr.regex.finditer(msg) if pr.preds else filter(None, (pr.regex.search(msg),)):
+                if any("0" in (m.group(g) or "") for g in pr.groups) or any(m.group(g) is not None for g, _ in pr.preds):
+                    return False
     return True
 
 

@@ -83,13 +83,34 @@ def exact_key_ids(lib: ctypes.CDLL, lines: list[bytes], spans: tuple[tuple[int, 
     ctx = lib.ss_new(1 << 10)
     try:
         lib.ss_scan(ctx, block, len(block), starts, sids, kids, vids, cap)
-        pairs = (ctypes.c_int32 * (2 * len(spans or ()) + 1))(*[x for ab in spans or () for x in ab])
+        triples, blob = span_args(spans or ())
         for sid in range(lib.ss_count(ctx)):
-            lib.ss_spans(ctx, sid, pairs, -1 if spans is None else len(spans))
+            lib.ss_spans(ctx, sid, triples, -1 if spans is None else len(spans), blob, len(blob))
         n = lib.ss_scan(ctx, block, len(block), starts, sids, kids, vids, cap)
     finally:
         lib.ss_free(ctx)
     return list(kids[:n])
+
+
+def span_args(spans: tuple) -> tuple[ctypes.Array, bytes]:
+    """``ss_spans``'s arguments for ``spans`` (``(start, end, values)``, see :func:`workshop_lib.logs.shapes.exact_spans`):
+    the int32 triples (and one spare 0: never an empty array) and the blob of value lists they point into (values
+    None: -1).
+
+    Example:
+        >>> t, blob = span_args(((3, 5, None), (9, 11, (b"61",))))
+        >>> list(t), blob
+        ([3, 5, -1, 9, 11, 0, 0], b'\\x0261\\x00')
+    """
+    flat: list[int] = []
+    blob = bytearray()
+    for a, b, vals in spans:
+        flat += [a, b, -1 if vals is None else len(blob)]
+        if vals is not None:
+            for v in vals:
+                blob += bytes([len(v)]) + v
+            blob.append(0)
+    return (ctypes.c_int32 * (len(flat) + 1))(*flat), bytes(blob)
 
 
 def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
@@ -98,11 +119,11 @@ def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     sigs = {
         "ss_new": (p, [u32]), "ss_free": (None, [p]), "ss_clear": (ctypes.c_int, [p]), "ss_count": (i32, [p]),
         "ss_keys": (i32, [p]), "ss_set": (ctypes.c_int, [p, i32, i32]), "ss_setk": (ctypes.c_int, [p, i32, i32]),
-        "ss_spans": (ctypes.c_int, [p, i32, p, i32]),
-        "ss_scan": (i64, [p, ctypes.c_char_p, i64, p, p, p, p, i64]),
+        "ss_spans": (ctypes.c_int, [p, i32, p, i32, p, i32]),
+        "ss_scan": (i64, [p, p, i64, p, p, p, p, i64]),
         "ss_tally": (i64, [p, i64, i32, p, p, p]),
         "ss_select": (i64, [p, i64, p, p]), "ss_misses": (i64, [p, i64, p]),
-        "ss_refill": (i64, [p, ctypes.c_char_p, p, p, p, p, i64, i64, p, i64]),
+        "ss_refill": (i64, [p, p, p, p, p, p, i64, i64, p, i64]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)

@@ -4,7 +4,8 @@
  * ss_scan gives its shape id (sid: equal ids <=> byte-equal shapes, checked byte for byte, never by hash alone; -1 for
  * a line longer than long_line, which Python classifies each time) and its value id (vid: what Python decided for
  * that shape with ss_set; -1 when Python must look at the line itself). For a digit-sensitive shape (Python gave its
- * exact spans with ss_spans), the line's key is the shape id plus the bytes of those spans (or the whole line): a
+ * spans with ss_spans), the line's key is the shape id plus, per span, its bytes or (a span with a list of values: a
+ * number a rule compares) which of those values it equals, or the whole line: a
  * second table gives that key an id (kid, byte-exact too) and the value Python set for it with ss_setk. ss_tally
  * counts the value ids of a block and ss_select lists the lines whose value id Python wants to visit. Memory: the two
  * tables (Python clears them when they hold more than CACHE_MAX entries) and Python's arrays. */
@@ -35,8 +36,10 @@ typedef struct {
 typedef struct {
     tab_t shapes, keys;
     int32_t *spanoff; /* per shape with EXACT: index into spans (-1: the whole line) */
-    int32_t *spans;   /* at spanoff: count, then count (start, end) pairs */
+    int32_t *spans;   /* at spanoff: count, then count (start, end, values) triples; values: -1, or an offset in vals */
     uint64_t nspans, spcap;
+    unsigned char *vals; /* value lists: (length byte, bytes)..., then a 0 length byte */
+    uint64_t nvals, vcap;
     unsigned char *scratch, *keybuf;
     uint32_t long_line;
     uint64_t keycap;
@@ -156,8 +159,10 @@ ss_t *ss_new(uint32_t long_line) {
     s->spcap = 1 << 12;
     s->spans = malloc(s->spcap * sizeof(int32_t));
     s->spanoff = malloc((1 << 12) * sizeof(int32_t));
-    if (!s->scratch || !s->keybuf || !s->spans || !s->spanoff || tab_init(&s->shapes) || tab_init(&s->keys)) {
-        free(s->scratch); free(s->keybuf); free(s->spans); free(s->spanoff);
+    s->vcap = 1 << 12;
+    s->vals = malloc(s->vcap);
+    if (!s->vals || !s->scratch || !s->keybuf || !s->spans || !s->spanoff || tab_init(&s->shapes) || tab_init(&s->keys)) {
+        free(s->scratch); free(s->keybuf); free(s->spans); free(s->spanoff); free(s->vals);
         tab_free(&s->shapes); tab_free(&s->keys); free(s);
         return NULL;
     }
@@ -167,7 +172,7 @@ ss_t *ss_new(uint32_t long_line) {
 void ss_free(ss_t *s) {
     if (!s) return;
     tab_free(&s->shapes); tab_free(&s->keys);
-    free(s->scratch); free(s->keybuf); free(s->spans); free(s->spanoff); free(s);
+    free(s->scratch); free(s->keybuf); free(s->spans); free(s->spanoff); free(s->vals); free(s);
 }
 
 /* forget every shape and key; returns -1 when out of memory */
@@ -175,6 +180,7 @@ int ss_clear(ss_t *s) {
     tab_free(&s->shapes);
     tab_free(&s->keys);
     s->nspans = 0;
+    s->nvals = 0;
     return (tab_init(&s->shapes) || tab_init(&s->keys)) ? -1 : 0;
 }
 
@@ -195,17 +201,27 @@ int ss_setk(ss_t *s, int32_t kid, int32_t vid) {
     return 0;
 }
 
-/* a digit-sensitive shape: its lines are keyed by the bytes of spans[0:2*count] ((start, end) pairs, within the
- * shape's length), or by the whole line when count < 0 */
-int ss_spans(ss_t *s, int32_t sid, const int32_t *pairs, int32_t count) {
-    if (sid < 0 || sid >= s->shapes.n || count > (1 << 16)) return -1;
+/* a digit-sensitive shape: its lines are keyed by triples[0:3*count] ((start, end, values) within the shape's
+ * length; values -1: the span's bytes, else an offset into blob[0:bloblen] where a list of values starts (length
+ * byte, bytes, ..., a 0 byte): only which one the span equals counts), or by the whole line when count < 0 */
+int ss_spans(ss_t *s, int32_t sid, const int32_t *triples, int32_t count, const unsigned char *blob, int32_t bloblen) {
+    if (sid < 0 || sid >= s->shapes.n || count > (1 << 16) || bloblen < 0) return -1;
     int32_t *so = realloc(s->spanoff, s->shapes.vcap * sizeof(int32_t));
     if (!so) return -2;
     s->spanoff = so;
     if (count < 0) {
         so[sid] = -1;
     } else {
-        uint64_t need = s->nspans + 1 + 2 * (uint64_t)count;
+        for (int32_t i = 0; i < count; i++) {
+            int32_t v = triples[3 * i + 2];
+            if (v >= bloblen) return -1;
+            if (v >= 0) { /* the list must end inside the blob */
+                int32_t q = v;
+                while (q < bloblen && blob[q]) q += 1 + blob[q];
+                if (q >= bloblen) return -1;
+            }
+        }
+        uint64_t need = s->nspans + 1 + 3 * (uint64_t)count;
         if (need > s->spcap) {
             uint64_t ncap = s->spcap;
             while (ncap < need) ncap *= 2;
@@ -214,9 +230,25 @@ int ss_spans(ss_t *s, int32_t sid, const int32_t *pairs, int32_t count) {
             s->spans = sp;
             s->spcap = ncap;
         }
+        if (s->nvals + (uint64_t)bloblen > s->vcap) {
+            uint64_t ncap = s->vcap;
+            while (ncap < s->nvals + (uint64_t)bloblen) ncap *= 2;
+            unsigned char *vb = realloc(s->vals, ncap);
+            if (!vb) return -2;
+            s->vals = vb;
+            s->vcap = ncap;
+        }
+        uint64_t base = s->nvals;
+        if (bloblen) memcpy(s->vals + base, blob, (size_t)bloblen);
+        s->nvals += (uint64_t)bloblen;
         so[sid] = (int32_t)s->nspans;
         s->spans[s->nspans++] = count;
-        for (int32_t i = 0; i < 2 * count; i++) s->spans[s->nspans++] = pairs[i];
+        for (int32_t i = 0; i < count; i++) {
+            s->spans[s->nspans++] = triples[3 * i];
+            s->spans[s->nspans++] = triples[3 * i + 1];
+            int32_t v = triples[3 * i + 2];
+            s->spans[s->nspans++] = v < 0 ? -1 : (int32_t)(base + (uint64_t)v);
+        }
     }
     s->shapes.val[sid] = EXACT;
     return 0;
@@ -258,10 +290,19 @@ static int32_t key_id(ss_t *s, int32_t sid, const unsigned char *p, uint32_t len
         int32_t count = s->spans[off];
         const int32_t *pr = s->spans + off + 1;
         for (int32_t i = 0; i < count; i++) {
-            int32_t a = pr[2 * i], b = pr[2 * i + 1];
+            int32_t a = pr[3 * i], b = pr[3 * i + 1], v = pr[3 * i + 2];
             if (a < 0) a = 0;
             if (b > (int32_t)len) b = (int32_t)len;
             if (b < a) b = a;
+            if (v >= 0) { /* which of the values the span equals (255: none): one byte */
+                const unsigned char *q = s->vals + v;
+                unsigned char which = 255;
+                for (unsigned char k = 0; *q && k < 255; k++, q += 1 + *q)
+                    if (*q == (uint32_t)(b - a) && memcmp(q + 1, p + a, *q) == 0) { which = k; break; }
+                if (kl + 1 > s->keycap) return -1;
+                kb[kl++] = which;
+                continue;
+            }
             if (kl + (uint64_t)(b - a) + 4 > s->keycap) return -1;
             uint32_t w = (uint32_t)(b - a);
             memcpy(kb + kl, &w, 4); /* each span's length first: the concatenation is unambiguous */
