@@ -35,7 +35,7 @@ STRONG_PROVIDER = {"libfabric.opened_fabric", "nixl.efa_devices", "nixl.socket_d
 _RAIL_EVENTS = {"nixl.connection_created", "nixl.self_connection", "nixl.rails_serialized"}
 HANDSHAKE_EVENTS = {"efa.handshake", "nixl.handshake_stored"}  # EFA (libfabric) and NIXL 1.x handshakes
 _RAIL_INDEX_EVENTS = {"nixl.rail_hmem", "nixl.rail_no_hmem"}  # INFO lines of NIXL 0.9.0 naming a rail index
-_HELD_CODES = {"NO_GPUDIRECT_RAIL"}  # decided once the provider is known (expected on tcp/sockets rails)
+HELD_CODES = {"NO_GPUDIRECT_RAIL"}  # decided once the provider is known (expected on tcp/sockets rails)
 # NIXL log wording -> the NIXL release line that prints it (when no "NIXL version" line is there)
 _NIXL_FORMAT = {"and loaded backend ": "0.9.x", "and loaded ": "<=0.8", "backend ": "1.x"}
 _NIXL_1X_EVENTS = {"nixl.rail_created", "nixl.handshake_stored", "nixl.connection_state"}
@@ -104,7 +104,7 @@ class Accumulator:
         e = ev.event
         if e != "line":
             self.counts[e] += 1
-        if ev.code and ev.code in _HELD_CODES:
+        if ev.code and ev.code in HELD_CODES:
             self.no_hmem = self.no_hmem or ev
         elif ev.code:
             self._add_error(ev)

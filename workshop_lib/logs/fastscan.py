@@ -48,7 +48,7 @@ from operator import add, is_, not_
 from pathlib import Path
 
 from workshop_lib.logs import patterns as P
-from workshop_lib.logs.accumulator import EXPLICIT_BACKEND, STRONG_PROVIDER
+from workshop_lib.logs.accumulator import EXPLICIT_BACKEND, HELD_CODES, STRONG_PROVIDER
 from workshop_lib.logs.parser import TEXT_MAX, Event, classify, strip_prefixes, to_text
 from workshop_lib.logs.scan import FileScan
 from workshop_lib.logs.shapes import NORM, exact_spans
@@ -323,14 +323,20 @@ def _feed_python(path: str | Path, accs: Sequence, chunk: int, max_line: int) ->
         mask = list(map(not_, map(skip.__contains__, vals)))
         for i in ref_last:
             mask[i] = True
-        _visit(accs, seen, bulk, ((base + i + 1, vals[i], block[starts[i]:starts[i + 1] - 1])
-                                  for i in compress(range(n), mask)), source)
+        _visit(accs, seen, {base + i + 1 for i in ref_last}, ((base + i + 1, vals[i], block[starts[i]:starts[i + 1] - 1])
+                                                            for i in compress(range(n), mask)), source)
         _apply_bulk(accs, bulk, bc, last, base)
         base += n
     return base
 
 
-_ONCE = object()  # a native shape id seen once (its shape is worked out when it comes back)
+class _Once:
+    """A native shape seen once, with the value its line got (kept when the shape turns out safe)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
 
 
 def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_line: int) -> int:
@@ -347,7 +353,7 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
         raise MemoryError("shapescan: ss_new failed")
     vobjs: list = []  # value id -> template or _NEG
     vid_of: dict[object, int] = {}
-    sstate: dict[int, object] = {}  # shape id -> _ONCE, an _Exact, or its value
+    sstate: dict[int, object] = {}  # shape id -> _Once, an _Exact, or its value
     mcache: dict[tuple, object] = {}
     seen: list[set] = [set() for _ in accs]
     cap = LINES_MAX
@@ -404,11 +410,13 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                     if s < 0:  # a long line: classified each time
                         v = _template(raw, source)
                     elif st is None:  # first sight (most such shapes never come back: unique ids): this line only
-                        sstate[s] = _ONCE
                         v = _template(raw, source)
+                        sstate[s] = _Once(v)
                     else:
-                        if st is _ONCE:  # seen before: work the shape out
-                            st = sstate[s] = _new_shape(raw.translate(NORM), raw, source)
+                        if st.__class__ is _Once:  # seen before: work the shape out (a safe shape keeps its value)
+                            norm = raw.translate(NORM)
+                            spans = exact_spans(norm) if b"0" in norm else ()
+                            st = sstate[s] = st.value if spans == () else _Exact(spans)
                             if st.__class__ is not _Exact:
                                 lib.ss_set(ctx, s, vid(st))
                             elif st.spans is None:  # keyed by the whole line
@@ -427,24 +435,32 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                             v = st
                     vids[i] = vid(v)
             nv = len(vobjs)
-            count, last_at, touched = (ctypes.c_int64 * nv)(), (ctypes.c_int64 * nv)(), (ctypes.c_int32 * nv)()
-            nt = lib.ss_tally(vids, n, nv, count, last_at, touched)
+            count, first_at, last_at = [(ctypes.c_int64 * nv)() for _ in range(3)]
+            touched = (ctypes.c_int32 * nv)()
+            nt = lib.ss_tally(vids, n, nv, count, first_at, last_at, touched)
             if nt < 0:
                 raise RuntimeError("shapescan: a line without a value")
             tv = {vobjs[x]: x for x in touched[:nt]}
             bc = {t: count[x] for t, x in tv.items()}
             bulk = _bulk_of(bc, seen, accs)
-            skip = bulk | {_NEG}
-            last = {t: last_at[tv[t]] for t in bulk if t.kind in (REF, ERR)}
-            ref_last = sorted(last[t] for t in bulk if t.kind == REF)
+            # New in this block, but a repeat only counts or moves evidence: the first occurrence is added in full,
+            # the others in bulk after it (and the last one's "last seen" evidence in line order).
+            fresh = {t for t, x in tv.items() if t.__class__ is _Template and t.kind in (COUNT, REF, ERR)
+                     and t not in bulk and count[x] > 1 and t.code not in HELD_CODES}
+            skip = bulk | fresh | {_NEG}
+            last = {t: last_at[tv[t]] for t in (*bulk, *fresh) if t.kind in (REF, ERR)}
+            refs_only = {last[t] for t in (*bulk, *fresh) if t.kind == REF}
             flag = bytearray(nv)
             for t, x in tv.items():
                 if t not in skip:
                     flag[x] = 1
             k = lib.ss_select(vids, n, (ctypes.c_char * max(nv, 1)).from_buffer(flag), idx)
-            order = sorted(idx[:k] + ref_last) if ref_last else idx[:k]
-            _visit(accs, seen, bulk, ((base + i + 1, vobjs[vids[i]], bytes(block[starts[i]:starts[i + 1] - 1]))
-                                      for i in order), source)
+            order = idx[:k]
+            if refs_only or fresh:
+                order = sorted([*order, *refs_only, *(first_at[tv[t]] for t in fresh)])
+            _visit(accs, seen, {base + i + 1 for i in refs_only},
+                   ((base + i + 1, vobjs[vids[i]], bytes(block[starts[i]:starts[i + 1] - 1])) for i in order), source)
+            _apply_bulk(accs, fresh, {t: bc[t] - 1 for t in fresh}, last, base)
             _apply_bulk(accs, bulk, bc, last, base)
             base += n
     finally:
@@ -472,12 +488,13 @@ def _bulk_of(bc: dict, seen: list[set], accs: Sequence) -> set:
             and (t.kind != ERR or all((t.code, "") in a.errors for a in accs))}
 
 
-def _visit(accs: Sequence, seen: list[set], bulk: set, lines: Iterable[tuple[int, object, bytes]],
+def _visit(accs: Sequence, seen: list[set], refs_only: set[int], lines: Iterable[tuple[int, object, bytes]],
            source: str) -> None:
-    """Apply the visited lines ``(line number, template, bytes)`` in order: the last occurrence of a bulk REF
-    template sets the "last seen" evidence only; anything else is a cheap repeat or a full ``add``."""
+    """Apply the visited lines ``(line number, template, bytes)`` in order: the line numbers in ``refs_only`` (the
+    last occurrence of a REF template whose repeats count in bulk) set the "last seen" evidence only; anything else
+    is a cheap repeat or a full ``add``."""
     for no, v, raw in lines:
-        if v in bulk:  # the last occurrence of a bulk REF template: the "last seen" evidence only
+        if no in refs_only:  # the last occurrence of a bulk REF template: the "last seen" evidence only
             for acc in accs:
                 _set_refs(v, acc, LazyEvent(v.ev, no, raw, source))
             continue
@@ -499,9 +516,12 @@ def _apply_bulk(accs: Sequence, bulk: set, bc: dict, last: dict, base: int) -> N
             if t.event:
                 acc.counts[t.event] += k
             if t.kind == ERR:
-                entry = acc.errors[(t.code, "")]
+                entry = acc.errors.get((t.code, ""))
+                if entry is None:  # the error table was full when the first one came: each repeat is dropped too
+                    acc.errors_dropped += k
+                    continue
                 entry.count += k
-                entry.last_line = base + last[t] + 1
+                entry.last_line = max(entry.last_line, base + last[t] + 1)
             elif t.handshake:
                 acc.handshakes += k
 

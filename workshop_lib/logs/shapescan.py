@@ -121,7 +121,7 @@ def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
         "ss_keys": (i32, [p]), "ss_set": (ctypes.c_int, [p, i32, i32]), "ss_setk": (ctypes.c_int, [p, i32, i32]),
         "ss_spans": (ctypes.c_int, [p, i32, p, i32, p, i32]),
         "ss_scan": (i64, [p, p, i64, p, p, p, p, i64]),
-        "ss_tally": (i64, [p, i64, i32, p, p, p]),
+        "ss_tally": (i64, [p, i64, i32, p, p, p, p]),
         "ss_select": (i64, [p, i64, p, p]), "ss_misses": (i64, [p, i64, p]),
         "ss_refill": (i64, [p, p, p, p, p, p, i64, i64, p, i64]),
     }

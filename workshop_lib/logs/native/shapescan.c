@@ -386,14 +386,19 @@ int64_t ss_misses(const int32_t *vids, int64_t n, int64_t *out) {
     return k;
 }
 
-/* For value ids in [0, nv): count[v] and last[v] (the last line index) over vids[0:n], and the distinct ids in order
- * of first appearance in touched[] (returns how many; -1 - i when vids[i] is out of range). count must be zeroed. */
-int64_t ss_tally(const int32_t *vids, int64_t n, int32_t nv, int64_t *count, int64_t *last, int32_t *touched) {
+/* For value ids in [0, nv): count[v], first[v] and last[v] (the first and last line index) over vids[0:n], and the
+ * distinct ids in order of first appearance in touched[] (returns how many; -1 - i when vids[i] is out of range).
+ * count must be zeroed. */
+int64_t ss_tally(const int32_t *vids, int64_t n, int32_t nv, int64_t *count, int64_t *first, int64_t *last,
+                 int32_t *touched) {
     int64_t t = 0;
     for (int64_t i = 0; i < n; i++) {
         int32_t v = vids[i];
         if (v < 0 || v >= nv) return -1 - i;
-        if (count[v] == 0) touched[t++] = v;
+        if (count[v] == 0) {
+            touched[t++] = v;
+            first[v] = i;
+        }
         count[v]++;
         last[v] = i;
     }
