@@ -215,3 +215,38 @@ def test_the_fast_path_keys_on_every_event_field_the_accumulator_reads() -> None
     read = set(re.findall(r"\bev\.([a-z_]+)", src))
     assert read <= {"backend", "code", "component", "detail", "devices", "event", "level", "line", "provider", "rails",
                     "source", "text", "transport"}, read
+
+
+def _acc_state(acc: Accumulator) -> dict:
+    return {"handshakes": acc.handshakes, "dropped": acc.errors_dropped, "counts": dict(acc.counts),
+            "errors": {k: (e.count, e.last_line) for k, e in acc.errors.items()},
+            "weak": [(p, e.line) for p, e in acc.provider_weak.items()], "no_hmem": getattr(acc.no_hmem, "line", None)}
+
+
+@pytest.mark.parametrize("scanner", ["native", "python"])
+def test_repeats_in_bulk_keep_every_effect(tmp_path: Path, scanner: str) -> None:
+    """Repeats the fast path applies in bulk, each against the reference: NIXL 1.x handshakes (``Handshake stored``
+    counts as a handshake: the bulk path once counted only the first), an EFA abort naming its provider (an error
+    and "last seen" evidence at once), a held code (``NO_GPUDIRECT_RAIL``), and error repeats after the error table
+    is full (each one dropped and counted as dropped)."""
+    from workshop_lib.logs import shapescan as native
+    from workshop_lib.logs.accumulator import MAX_ERRORS
+
+    if scanner == "native" and native.load() is None:
+        pytest.skip("no C compiler")
+    lines = [f"I1207 19:34:40.{i} 1 a.cpp:1] Handshake stored: peer='p{i}'" for i in range(5)]
+    lines += ["libfabric:1:2::efa:core:f():3<warn> EFA internal error: (4111)"] * 3
+    lines += ["libfabric:1:2::tcp:core:f():3<info> Supported: FI_EP_MSG"] * 3
+    lines += [f"I1207 19:34:40.{i} 1 a.cpp:1] Using provider without FI_HMEM support for rail 0" for i in range(4)]
+    for i in range(MAX_ERRORS + 5):  # not adjacent (adjacent ones are one traceback): the table fills up
+        lines += [f"ERROR 12-07 10:00:0{i % 10} [x.py:1] distinct failure number {i} here", "between"]
+    lines += ["libfabric:1:2::tcp:core:fi_av_insert():3<warn> fi_av_insert failed"] * 4
+    lines += ["  Reason:  OOMKilled", "x", "  Reason:  OOMKilled"]
+    p = tmp_path / "repeats.log"
+    p.write_bytes(("\n".join(lines) + "\n").encode())
+    for chunk in (8 << 20, 256):
+        fast, ref = Accumulator(), Accumulator()
+        feed_file(p, [fast], chunk=chunk, scanner=scanner)
+        feed_uncached(p, [ref])
+        assert _acc_state(fast) == _acc_state(ref), chunk
+        assert ref.handshakes == 5 and ref.errors_dropped > 0

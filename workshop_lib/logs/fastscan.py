@@ -48,7 +48,7 @@ from operator import add, is_, not_
 from pathlib import Path
 
 from workshop_lib.logs import patterns as P
-from workshop_lib.logs.accumulator import EXPLICIT_BACKEND, HELD_CODES, STRONG_PROVIDER
+from workshop_lib.logs.accumulator import EXPLICIT_BACKEND, HANDSHAKE_EVENTS, HELD_CODES, STRONG_PROVIDER
 from workshop_lib.logs.parser import TEXT_MAX, Event, classify, strip_prefixes, to_text
 from workshop_lib.logs.scan import FileScan
 from workshop_lib.logs.shapes import NORM, exact_spans
@@ -88,16 +88,20 @@ class LazyEvent:
         return getattr(self.tpl, name)
 
 
-COUNT, REF, ERR, GEN, FULL = range(5)  # what a repeat of a template does (see _Template)
+COUNT, REF, ERR, GEN, FULL, ERREF = range(6)  # what a repeat of a template does (see _Template)
+_BULK_KINDS = (COUNT, REF, ERR, ERREF)  # repeats that commute: applied in bulk once every accumulator has seen one
+_ERR_KINDS = (ERR, ERREF)
+_REF_KINDS = (REF, ERREF)
 
 
 class _Template:
     """A cached outcome: the template event and what a repeat occurrence changes in an accumulator.
 
     ``kind`` COUNT: only the event counter (every other effect of :meth:`Accumulator.add` keeps the first
-    occurrence); REF: also the "last seen" evidence (explicit backend, provider) and the handshake count; ERR: a
-    known failure code's count and last line; GEN: a generic error line that may continue the previous one (a
-    traceback); FULL: anything else, replayed through ``add``.
+    occurrence; a code held until the provider is known, ``NO_GPUDIRECT_RAIL``, keeps its first line too); REF: also
+    the "last seen" evidence (explicit backend, provider) and the handshake count; ERR: a known failure code's count
+    and last line; ERREF: both (an EFA abort naming its provider); GEN: a generic error line that may continue the
+    previous one (a traceback); FULL: anything else, replayed through ``add``.
     """
 
     __slots__ = ("ev", "kind", "event", "explicit", "strong", "weak", "handshake", "backend", "provider", "code")
@@ -109,14 +113,16 @@ class _Template:
         self.strong = bool(e in STRONG_PROVIDER and ev.provider and not (e == "nixl.efa_devices" and not ev.devices))
         self.weak = bool(not self.strong and ev.provider and ev.component == "libfabric" and e not in (
             "libfabric.provider_rejected", "libfabric.efa_caps_unsupported", "benign"))
-        self.handshake = e == "efa.handshake"
+        self.handshake = e in HANDSHAKE_EVENTS
         self.backend = ev.backend.upper() if ev.backend else None
         self.provider = ev.provider
         ref = self.explicit or self.strong or self.weak or self.handshake
-        if e == "nixl.efa_devices" or (ev.code and ref):
+        if e == "nixl.efa_devices" or (ev.code == "GENERIC_ERROR" and ref):
             self.kind = FULL
-        elif ev.code:
-            self.kind = GEN if ev.code == "GENERIC_ERROR" else ERR
+        elif ev.code == "GENERIC_ERROR":
+            self.kind = GEN
+        elif ev.code and ev.code not in HELD_CODES:
+            self.kind = ERREF if ref else ERR
         else:
             self.kind = REF if ref else COUNT
 
@@ -124,17 +130,17 @@ class _Template:
 def _repeat(t: _Template, acc: object, no: int, raw: bytes, source: str) -> bool:
     """Apply a repeat occurrence of ``t`` to ``acc`` the cheap way; False when it needs the full ``add``."""
     kind = t.kind
-    if kind == REF:
-        _set_refs(t, acc, LazyEvent(t.ev, no, raw, source))
-        if t.handshake:
-            acc.handshakes += 1
-    elif kind == ERR:
+    if kind == ERR or kind == ERREF:
         entry = acc.errors.get((t.code, ""))
         if entry is None:
             return False
         entry.count += 1
         entry.last_line = no
         acc.last_generic = None
+    if kind == REF or kind == ERREF:
+        _set_refs(t, acc, LazyEvent(t.ev, no, raw, source))
+        if t.handshake:
+            acc.handshakes += 1
     elif kind == GEN:
         last = acc.last_generic
         if last is None or last.last_line + 1 != no or last.ev.source != source:
@@ -318,8 +324,8 @@ def _feed_python(path: str | Path, accs: Sequence, chunk: int, max_line: int) ->
         bulk = _bulk_of(bc, seen, accs)
         skip = bulk | {_NEG}
         last_of = dict(zip(vals, range(n), strict=True)) if bulk else {}  # later indices win: the last occurrence
-        last = {t: last_of[t] for t in bulk if t.kind in (REF, ERR)}
-        ref_last = {last[t]: t for t in bulk if t.kind == REF}
+        last = {t: last_of[t] for t in bulk if t.kind in _ERR_KINDS or t.kind in _REF_KINDS}
+        ref_last = {last[t]: t for t in bulk if t.kind in _REF_KINDS}
         mask = list(map(not_, map(skip.__contains__, vals)))
         for i in ref_last:
             mask[i] = True
@@ -445,11 +451,11 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
             bulk = _bulk_of(bc, seen, accs)
             # New in this block, but a repeat only counts or moves evidence: the first occurrence is added in full,
             # the others in bulk after it (and the last one's "last seen" evidence in line order).
-            fresh = {t for t, x in tv.items() if t.__class__ is _Template and t.kind in (COUNT, REF, ERR)
-                     and t not in bulk and count[x] > 1 and t.code not in HELD_CODES}
+            fresh = {t for t, x in tv.items() if t.__class__ is _Template and t.kind in _BULK_KINDS
+                     and t not in bulk and count[x] > 1}
             skip = bulk | fresh | {_NEG}
-            last = {t: last_at[tv[t]] for t in (*bulk, *fresh) if t.kind in (REF, ERR)}
-            refs_only = {last[t] for t in (*bulk, *fresh) if t.kind == REF}
+            last = {t: last_at[tv[t]] for t in (*bulk, *fresh) if t.kind != COUNT}
+            refs_only = {last[t] for t in (*bulk, *fresh) if t.kind in _REF_KINDS}
             flag = bytearray(nv)
             for t, x in tv.items():
                 if t not in skip:
@@ -481,11 +487,11 @@ def _bulk_of(bc: dict, seen: list[set], accs: Sequence) -> set:
     """The templates whose repeats in this block are applied in bulk (every accumulator has seen them)."""
     if len(accs) == 1:  # the common case, without the generators
         s0, errs = seen[0], accs[0].errors
-        return {t for t in bc if t.__class__ is _Template and t.kind in (COUNT, ERR, REF) and t in s0
-                and (t.kind != ERR or (t.code, "") in errs)}
-    return {t for t in bc if t.__class__ is _Template and t.kind in (COUNT, ERR, REF)
+        return {t for t in bc if t.__class__ is _Template and t.kind in _BULK_KINDS and t in s0
+                and (t.kind not in _ERR_KINDS or (t.code, "") in errs)}
+    return {t for t in bc if t.__class__ is _Template and t.kind in _BULK_KINDS
             and all(t in s for s in seen)
-            and (t.kind != ERR or all((t.code, "") in a.errors for a in accs))}
+            and (t.kind not in _ERR_KINDS or all((t.code, "") in a.errors for a in accs))}
 
 
 def _visit(accs: Sequence, seen: list[set], refs_only: set[int], lines: Iterable[tuple[int, object, bytes]],
@@ -515,7 +521,7 @@ def _apply_bulk(accs: Sequence, bulk: set, bc: dict, last: dict, base: int) -> N
         for acc in accs:
             if t.event:
                 acc.counts[t.event] += k
-            if t.kind == ERR:
+            if t.kind in _ERR_KINDS:
                 entry = acc.errors.get((t.code, ""))
                 if entry is None:  # the error table was full when the first one came: each repeat is dropped too
                     acc.errors_dropped += k
