@@ -381,7 +381,12 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                 break
             if not block:  # FileScan yields an empty block while a line is longer than its chunk
                 continue
-            if max(lib.ss_count(ctx), lib.ss_keys(ctx), len(vobjs)) > CACHE_MAX:
+            if lib.ss_count(ctx) > CACHE_MAX and len(vobjs) <= CACHE_MAX:  # mostly shapes seen once (unique ids):
+                m = (ctypes.c_int32 * lib.ss_count(ctx))()  # forget those, keep the ones with a value
+                if lib.ss_prune(ctx, m) < 0:
+                    raise MemoryError("shapescan: out of memory")
+                sstate = {m[k]: v for k, v in sstate.items() if m[k] >= 0}
+            if max(lib.ss_count(ctx) * 2, lib.ss_keys(ctx), len(vobjs)) > CACHE_MAX:
                 if lib.ss_clear(ctx):
                     raise MemoryError("shapescan: out of memory")
                 sstate.clear()

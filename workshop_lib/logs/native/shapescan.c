@@ -184,6 +184,38 @@ int ss_clear(ss_t *s) {
     return (tab_init(&s->shapes) || tab_init(&s->keys)) ? -1 : 0;
 }
 
+/* Forget the shapes that have no value yet (seen, but left to Python line by line: mostly lines with unique ids) and
+ * every exact key; the others get new dense ids: map[old] = new id, or -1 when forgotten (map holds ss_count()
+ * entries). Returns how many shapes remain, -2 when out of memory (then nothing changed). */
+int64_t ss_prune(ss_t *s, int32_t *map) {
+    tab_t old = s->shapes, nt;
+    if (tab_init(&nt)) { tab_free(&nt); return -2; }
+    int32_t *so = malloc((old.vcap > 0 ? old.vcap : 1) * sizeof(int32_t));
+    if (!so) { tab_free(&nt); return -2; }
+    for (int32_t i = 0; i < old.n; i++) map[i] = -1;
+    for (uint64_t j = 0; j < old.cap; j++) {
+        slot_t *sl = &old.slots[j];
+        if (sl->id < 0 || old.val[sl->id] == -1) continue;
+        int32_t id = tab_id(&nt, old.arena + sl->off, sl->len, sl->h);
+        if (id < 0) { tab_free(&nt); free(so); return -2; }
+        nt.val[id] = old.val[sl->id];
+        so[id] = old.val[sl->id] == EXACT ? s->spanoff[sl->id] : -1;
+        map[sl->id] = id;
+    }
+    tab_free(&s->shapes);
+    s->shapes = nt;
+    free(s->spanoff);
+    s->spanoff = so;
+    if (s->shapes.vcap > old.vcap) { /* spanoff must hold one entry per shape slot ss_spans may use */
+        int32_t *g = realloc(s->spanoff, s->shapes.vcap * sizeof(int32_t));
+        if (!g) return -2;
+        s->spanoff = g;
+    }
+    tab_free(&s->keys);
+    if (tab_init(&s->keys)) return -2;
+    return s->shapes.n;
+}
+
 int32_t ss_count(const ss_t *s) { return s->shapes.n; }
 int32_t ss_keys(const ss_t *s) { return s->keys.n; }
 
