@@ -208,7 +208,7 @@ def test_mutated_corpus_same_diagnosis(tmp_path_factory, items, seed: int, chunk
 def test_the_fast_path_keys_on_every_event_field_the_accumulator_reads() -> None:
     """The shape cache and the shared templates assume the accumulator reads only these Event fields (the line's
     number, source and text come from the line itself). A new field read there must be added to the template key
-    (fastscan._template) and, if a rule captures it, to patterns.VALUE_GROUPS."""
+    (templates.template) and, if a rule captures it, to patterns.VALUE_GROUPS."""
     from workshop_lib.logs import accumulator
 
     src = Path(accumulator.__file__).read_text()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workshop_lib.logs import patterns as P
+from workshop_lib.logs.codes import CODE_LAYER, ERROR_CODES, LAYER_OF
 from workshop_lib.logs.parser import Event
 from workshop_lib.logs.result import Diagnosis
 
@@ -295,12 +296,12 @@ class Accumulator:
 
 
 def _error_dict(x: _ErrorEntry, multi: bool) -> dict:
-    spec = P.ERROR_CODES[x.code]
+    spec = ERROR_CODES[x.code]
     msg = x.ev.text
     if x.count > 1:
         msg += f" [{x.count} lines]"
     if multi:
         msg = f"{Path(x.ev.source).name}: {msg}"
-    layer = P.CODE_LAYER.get(x.code) or P.LAYER_OF.get(x.ev.component, P.LAYER_OF[None])
+    layer = CODE_LAYER.get(x.code) or LAYER_OF.get(x.ev.component, LAYER_OF[None])
     cause = f"unrecognised error in {layer}" if x.code == "GENERIC_ERROR" else spec.title
     return {"code": x.code, "line": int(x.ev.line), "message": msg, "fix": spec.fix, "layer": layer, "cause": cause}

@@ -12,7 +12,7 @@ cached, in two bounded levels, and a line that hits the cache costs a dict looku
    only for some digits (abseil ``E0``/``F1`` levels).
 2. **Exact digits** (digit-sensitive shapes only): the key is the shape plus the bytes of those spans; the first line
    of a key is classified in full, and every line with that key has the same event.
-3. **Outcome**: classifications that give the same event fields share one template (:func:`_template`), so lines
+3. **Outcome**: classifications that give the same event fields share one template (:func:`template`), so lines
    that differ in digits the accumulator never reads still count in bulk.
 
 Per-line state stays exact: line numbers, evidence text (decoded from the line itself, only when kept) and the
@@ -39,149 +39,37 @@ Example:
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from itertools import accumulate, compress, repeat
 from operator import add, is_, not_
 from pathlib import Path
 
 from workshop_lib.logs import patterns as P
-from workshop_lib.logs.accumulator import EXPLICIT_BACKEND, HANDSHAKE_EVENTS, HELD_CODES, STRONG_PROVIDER
-from workshop_lib.logs.parser import TEXT_MAX, Event, classify, strip_prefixes, to_text
 from workshop_lib.logs.scan import FileScan
 from workshop_lib.logs.shapes import NORM, exact_spans
+from workshop_lib.logs.templates import (
+    BULK_KINDS,
+    COUNT,
+    ERR_KINDS,
+    GEN,
+    NEG,
+    REF_KINDS,
+    Template,
+    apply_bulk,
+    bulk_of,
+    template,
+    text_span,
+    visit,
+)
 
 CACHE_MAX = 1 << 16  # entries per cache level; a full cache is cleared (constant memory)
-SEEN_MAX = 1 << 16
 ONCE_MAX = 1 << 14  # shapes remembered as seen once (enough to catch the ones that come back within a block)
 LINES_MAX = 1 << 18  # lines per native batch (28 bytes of arrays each: bounded memory on a block of empty lines)
 REFILL = 1 << 12  # lines without a value handed to Python per batch (C fills in the rest after each batch)
 LONG_LINE = 1 << 10  # longer lines are classified each time, never cached (cache keys stay small: bounded memory)
-_NEG = object()  # no key or no event
-_COPIED = ("event", "code", "detail", "backend", "provider", "component", "devices", "rails", "transport", "level")
 _KEYS = P.SCAN_KEYS_BYTES
-
-
-class LazyEvent:
-    """An :class:`Event` made of a cached template plus this line's number and bytes (text decoded on demand).
-
-    The fields the accumulator reads are copied from the template (plain slot reads); any other comes from it."""
-
-    __slots__ = ("tpl", "line", "raw", "source", "_text", *_COPIED)
-
-    def __init__(self, tpl: Event, line: int, raw: bytes, source: str) -> None:
-        self.tpl, self.line, self.raw, self.source, self._text = tpl, line, raw, source, None
-        (self.event, self.code, self.detail, self.backend, self.provider, self.component, self.devices, self.rails,
-         self.transport, self.level) = (tpl.event, tpl.code, tpl.detail, tpl.backend, tpl.provider, tpl.component,
-                                        tpl.devices, tpl.rails, tpl.transport, tpl.level)
-
-    @property
-    def text(self) -> str:
-        if self._text is None:
-            msg, _, _ = strip_prefixes(to_text(self.raw))
-            self._text = msg.strip()[:TEXT_MAX]
-        return self._text
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.tpl, name)
-
-
-COUNT, REF, ERR, GEN, FULL, ERREF = range(6)  # what a repeat of a template does (see _Template)
-_BULK_KINDS = (COUNT, REF, ERR, ERREF)  # repeats that commute: applied in bulk once every accumulator has seen one
-_ERR_KINDS = (ERR, ERREF)
-_REF_KINDS = (REF, ERREF)
-
-
-class _Template:
-    """A cached outcome: the template event and what a repeat occurrence changes in an accumulator.
-
-    ``kind`` COUNT: only the event counter (every other effect of :meth:`Accumulator.add` keeps the first
-    occurrence; a code held until the provider is known, ``NO_GPUDIRECT_RAIL``, keeps its first line too); REF: also
-    the "last seen" evidence (explicit backend, provider) and the handshake count; ERR: a known failure code's count
-    and last line; ERREF: both (an EFA abort naming its provider); GEN: a generic error line that may continue the
-    previous one (a traceback); FULL: anything else, replayed through ``add``.
-    """
-
-    __slots__ = ("ev", "kind", "event", "explicit", "strong", "weak", "handshake", "backend", "provider", "code")
-
-    def __init__(self, ev: Event) -> None:
-        e = ev.event
-        self.ev, self.event, self.code = ev, (None if e == "line" else e), ev.code
-        self.explicit = bool(e in EXPLICIT_BACKEND and ev.backend)
-        self.strong = bool(e in STRONG_PROVIDER and ev.provider and not (e == "nixl.efa_devices" and not ev.devices))
-        self.weak = bool(not self.strong and ev.provider and ev.component == "libfabric" and e not in (
-            "libfabric.provider_rejected", "libfabric.efa_caps_unsupported", "benign"))
-        self.handshake = e in HANDSHAKE_EVENTS
-        self.backend = ev.backend.upper() if ev.backend else None
-        self.provider = ev.provider
-        ref = self.explicit or self.strong or self.weak or self.handshake
-        if e == "nixl.efa_devices" or (ev.code == "GENERIC_ERROR" and ref):
-            self.kind = FULL
-        elif ev.code == "GENERIC_ERROR":
-            self.kind = GEN
-        elif ev.code and ev.code not in HELD_CODES:
-            self.kind = ERREF if ref else ERR
-        else:
-            self.kind = REF if ref else COUNT
-
-
-def _repeat(t: _Template, acc: object, no: int, raw: bytes, source: str) -> bool:
-    """Apply a repeat occurrence of ``t`` to ``acc`` the cheap way; False when it needs the full ``add``."""
-    kind = t.kind
-    if kind == ERR or kind == ERREF:
-        entry = acc.errors.get((t.code, ""))
-        if entry is None:
-            return False
-        entry.count += 1
-        entry.last_line = no
-        acc.last_generic = None
-    if kind == REF or kind == ERREF:
-        _set_refs(t, acc, LazyEvent(t.ev, no, raw, source))
-        if t.handshake:
-            acc.handshakes += 1
-    elif kind == GEN:
-        last = acc.last_generic
-        if last is None or last.last_line + 1 != no or last.ev.source != source:
-            return False
-        last.count += 1
-        last.last_line = no
-    elif kind == FULL:
-        return False
-    if t.event:
-        acc.counts[t.event] += 1
-    return True
-
-
-_KEY_RE = re.compile(b"|".join(re.escape(k) for k in sorted(_KEYS, key=len, reverse=True)))
-
-
-def _template(raw: bytes, source: str) -> object:
-    """Classify one line in full: a :class:`_Template`, or ``_NEG`` when it has no key or no event."""
-    if _KEY_RE.search(raw) is None:
-        return _NEG
-    ev = classify(raw, 0, source, prefiltered=True)
-    if ev is None:
-        return _NEG
-    if ev.detail is not None or ev.event == "ucx.transport" or ev.code == "GENERIC_ERROR":
-        return _Template(ev)  # what the accumulator does with these reads the line's text: never shared
-    key = (ev.event, ev.code, ev.detail, ev.backend, ev.provider, ev.component, ev.devices, ev.rails, ev.level,
-           ev.transport)
-    t = _INTERNED.get(key)
-    if t is None:
-        if len(_INTERNED) > CACHE_MAX:
-            _INTERNED.clear()
-        t = _INTERNED[key] = _Template(ev)
-    return t
-
-
-# One template per distinct outcome: lines that differ only in what the accumulator never reads (a timestamp in the
-# message, an address, another error number of the same code) share it, so "seen" and the bulk counts apply to them.
-# The key holds every event field the accumulator reads; the line's number and text come from the line itself (a
-# LazyEvent), and events whose effect reads the text (versions and paths, metric values, UCX tables, generic errors
-# keyed by their text) are never shared.
-_INTERNED: dict[tuple, _Template] = {}
 
 
 # What can make a shape a candidate: every prefilter key, and the words before the digit-bearing ones (a shape shows
@@ -227,17 +115,17 @@ def _which(x: bytes, vals: tuple[bytes, ...]) -> int:
 
 
 def _new_shape(norm: bytes, raw: bytes, source: str) -> object:
-    """The shape cache's value for a new digit-normalised line: ``_NEG`` or a template when the digits cannot
+    """The shape cache's value for a new digit-normalised line: ``NEG`` or a template when the digits cannot
     matter, else an :class:`_Exact` (its lines are looked up by the digits that matter)."""
     if b"0" not in norm:  # no digit at all: the shape is the line itself
-        return _template(raw, source)
+        return template(raw, source)
     spans = exact_spans(norm)
-    return _template(raw, source) if spans == () else _Exact(spans)
+    return template(raw, source) if spans == () else _Exact(spans)
 
 
 def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int], shape: dict, mcache: dict,
              once: set, source: str) -> None:
-    """Turn every value of ``vals`` into a template or ``_NEG``, in place: a line of a new shape is classified (the
+    """Turn every value of ``vals`` into a template or ``NEG``, in place: a line of a new shape is classified (the
     shape is worked out and cached when it comes back, ``once`` holds those seen once), and digit-sensitive lines (an
     :class:`_Exact` in the shape cache) are looked up by the digits that matter."""
     n = len(vals)
@@ -245,7 +133,7 @@ def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int
     if len(miss) > 64:  # many new shapes (e.g. unique request ids): settle the keyless ones in bulk first
         uniq = list(dict.fromkeys(map(norm_lines.__getitem__, miss)))
         keyed = _keyed(uniq)
-        keyless = dict.fromkeys(compress(uniq, map(not_, map(keyed.__contains__, range(len(uniq))))), _NEG)
+        keyless = dict.fromkeys(compress(uniq, map(not_, map(keyed.__contains__, range(len(uniq))))), NEG)
         vals[:] = map(keyless.get, norm_lines, vals)  # not cached: such shapes rarely come back
         miss = list(compress(range(n), map(is_, vals, repeat(None))))
     for i in miss:
@@ -253,19 +141,19 @@ def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int
         v = shape.get(norm)
         if v is None:
             if len(norm) > LONG_LINE:  # never cached: the caches hold at most CACHE_MAX lines of LONG_LINE bytes
-                v = _template(block[starts[i]:starts[i + 1] - 1], source)
+                v = template(block[starts[i]:starts[i + 1] - 1], source)
             elif norm in once:  # seen before: work the shape out and cache it
                 v = shape[norm] = _new_shape(norm, block[starts[i]:starts[i + 1] - 1], source)
             else:  # first sight (most such shapes never come back: unique ids): classify this line only
                 once.add(norm)
-                v = _template(block[starts[i]:starts[i + 1] - 1], source)
+                v = template(block[starts[i]:starts[i + 1] - 1], source)
         vals[i] = v
     get = mcache.get
     for i in compress(range(n), map(is_, map(type, vals), repeat(_Exact))):
         key = vals[i].key(block[starts[i]:starts[i + 1] - 1])
         v = get(key)
         if v is None:
-            v = mcache[key] = _template(block[starts[i]:starts[i + 1] - 1], source)
+            v = mcache[key] = template(block[starts[i]:starts[i + 1] - 1], source)
         vals[i] = v
 
 
@@ -321,17 +209,18 @@ def _feed_python(path: str | Path, accs: Sequence, chunk: int, max_line: int) ->
         vals = list(map(shape.get, norm_lines))
         _resolve(vals, norm_lines, block, starts, shape, mcache, once, source)
         bc = Counter(vals)
-        bulk = _bulk_of(bc, seen, accs)
-        skip = bulk | {_NEG}
+        bulk = bulk_of(bc, seen, accs)
+        skip = bulk | {NEG}
         last_of = dict(zip(vals, range(n), strict=True)) if bulk else {}  # later indices win: the last occurrence
-        last = {t: last_of[t] for t in bulk if t.kind in _ERR_KINDS or t.kind in _REF_KINDS}
-        ref_last = {last[t]: t for t in bulk if t.kind in _REF_KINDS}
+        last = {t: last_of[t] for t in bulk if t.kind in ERR_KINDS or t.kind in REF_KINDS}
+        ref_last = {last[t]: t for t in bulk if t.kind in REF_KINDS}
         mask = list(map(not_, map(skip.__contains__, vals)))
         for i in ref_last:
             mask[i] = True
-        _visit(accs, seen, {base + i + 1 for i in ref_last}, ((base + i + 1, vals[i], block[starts[i]:starts[i + 1] - 1])
-                                                            for i in compress(range(n), mask)), source)
-        _apply_bulk(accs, bulk, bc, last, base)
+        visit(accs, seen, {base + i + 1 for i in ref_last},
+              ((base + i + 1, vals[i], block[starts[i]:starts[i + 1] - 1], None) for i in compress(range(n), mask)),
+              source)
+        apply_bulk(accs, bulk, bc, last, base)
         base += n
     return base
 
@@ -357,9 +246,10 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
     ctx = lib.ss_new(LONG_LINE)
     if not ctx:
         raise MemoryError("shapescan: ss_new failed")
-    vobjs: list = []  # value id -> template or _NEG
+    vobjs: list = []  # value id -> template or NEG
     vid_of: dict[object, int] = {}
     sstate: dict[int, object] = {}  # shape id -> _Once, an _Exact, or its value
+    tspans: dict[int, tuple[int, int] | None] = {}  # shape id -> where its lines' error-table text is
     mcache: dict[tuple, object] = {}
     seen: list[set] = [set() for _ in accs]
     cap = LINES_MAX
@@ -386,10 +276,12 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                 if lib.ss_prune(ctx, m) < 0:
                     raise MemoryError("shapescan: out of memory")
                 sstate = {m[k]: v for k, v in sstate.items() if m[k] >= 0}
+                tspans.clear()
             if max(lib.ss_count(ctx) * 2, lib.ss_keys(ctx), len(vobjs)) > CACHE_MAX:
                 if lib.ss_clear(ctx):
                     raise MemoryError("shapescan: out of memory")
                 sstate.clear()
+                tspans.clear()
                 vobjs.clear()
                 vid_of.clear()
             if len(mcache) > CACHE_MAX:
@@ -419,9 +311,9 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                     s = sids[i]
                     st = sstate.get(s) if s >= 0 else None
                     if s < 0:  # a long line: classified each time
-                        v = _template(raw, source)
+                        v = template(raw, source)
                     elif st is None:  # first sight (most such shapes never come back: unique ids): this line only
-                        v = _template(raw, source)
+                        v = template(raw, source)
                         sstate[s] = _Once(v)
                     else:
                         if st.__class__ is _Once:  # seen before: work the shape out (a safe shape keeps its value)
@@ -439,7 +331,7 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                             key = st.key(raw)
                             v = mcache.get(key)
                             if v is None:
-                                v = mcache[key] = _template(raw, source)
+                                v = mcache[key] = template(raw, source)
                             if kids[i] >= 0:  # C keys this line's digits: later lines with them get v there
                                 lib.ss_setk(ctx, kids[i], vid(v))
                         else:
@@ -453,14 +345,14 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                 raise RuntimeError("shapescan: a line without a value")
             tv = {vobjs[x]: x for x in touched[:nt]}
             bc = {t: count[x] for t, x in tv.items()}
-            bulk = _bulk_of(bc, seen, accs)
+            bulk = bulk_of(bc, seen, accs)
             # New in this block, but a repeat only counts or moves evidence: the first occurrence is added in full,
             # the others in bulk after it (and the last one's "last seen" evidence in line order).
-            fresh = {t for t, x in tv.items() if t.__class__ is _Template and t.kind in _BULK_KINDS
+            fresh = {t for t, x in tv.items() if t.__class__ is Template and t.kind in BULK_KINDS
                      and t not in bulk and count[x] > 1}
-            skip = bulk | fresh | {_NEG}
+            skip = bulk | fresh | {NEG}
             last = {t: last_at[tv[t]] for t in (*bulk, *fresh) if t.kind != COUNT}
-            refs_only = {last[t] for t in (*bulk, *fresh) if t.kind in _REF_KINDS}
+            refs_only = {last[t] for t in (*bulk, *fresh) if t.kind in REF_KINDS}
             flag = bytearray(nv)
             for t, x in tv.items():
                 if t not in skip:
@@ -469,14 +361,31 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
             order = idx[:k]
             if refs_only or fresh:
                 order = sorted([*order, *refs_only, *(first_at[tv[t]] for t in fresh)])
-            _visit(accs, seen, {base + i + 1 for i in refs_only},
-                   ((base + i + 1, vobjs[vids[i]], bytes(block[starts[i]:starts[i + 1] - 1])) for i in order), source)
-            _apply_bulk(accs, fresh, {t: bc[t] - 1 for t in fresh}, last, base)
-            _apply_bulk(accs, bulk, bc, last, base)
+            visit(accs, seen, {base + i + 1 for i in refs_only}, _lines(block, starts, sids, vids, vobjs, order, base,
+                                                                        tspans), source)
+            apply_bulk(accs, fresh, {t: bc[t] - 1 for t in fresh}, last, base)
+            apply_bulk(accs, bulk, bc, last, base)
             base += n
     finally:
         lib.ss_free(ctx)
     return base
+
+
+def _lines(block: memoryview | bytes, starts, sids, vids, vobjs: list, order: list[int], base: int,  # noqa: ANN001
+           tspans: dict) -> Iterator[tuple[int, object, bytes, tuple | None]]:
+    """The visited lines for :func:`~workshop_lib.logs.templates.visit`: a generic error's text key is cut from its
+    bytes at its shape's span (:func:`~workshop_lib.logs.templates.text_span`, worked out once per shape)."""
+    for i in order:
+        v = vobjs[vids[i]]
+        raw = bytes(block[starts[i]:starts[i + 1] - 1])
+        tk = None
+        if v.__class__ is Template and v.kind == GEN and (s := sids[i]) >= 0:
+            sp = tspans.get(s, False)
+            if sp is False:
+                sp = tspans[s] = text_span(raw)
+            if sp is not None:
+                tk = ("GENERIC_ERROR", raw[sp[0]:sp[1]].decode("ascii"))
+        yield base + i + 1, v, raw, tk
 
 
 def _address(block: memoryview | bytes) -> int:
@@ -488,61 +397,3 @@ def _address(block: memoryview | bytes) -> int:
     return ctypes.cast(ctypes.c_char_p(block), ctypes.c_void_p).value or 0
 
 
-def _bulk_of(bc: dict, seen: list[set], accs: Sequence) -> set:
-    """The templates whose repeats in this block are applied in bulk (every accumulator has seen them)."""
-    if len(accs) == 1:  # the common case, without the generators
-        s0, errs = seen[0], accs[0].errors
-        return {t for t in bc if t.__class__ is _Template and t.kind in _BULK_KINDS and t in s0
-                and (t.kind not in _ERR_KINDS or (t.code, "") in errs)}
-    return {t for t in bc if t.__class__ is _Template and t.kind in _BULK_KINDS
-            and all(t in s for s in seen)
-            and (t.kind not in _ERR_KINDS or all((t.code, "") in a.errors for a in accs))}
-
-
-def _visit(accs: Sequence, seen: list[set], refs_only: set[int], lines: Iterable[tuple[int, object, bytes]],
-           source: str) -> None:
-    """Apply the visited lines ``(line number, template, bytes)`` in order: the line numbers in ``refs_only`` (the
-    last occurrence of a REF template whose repeats count in bulk) set the "last seen" evidence only; anything else
-    is a cheap repeat or a full ``add``."""
-    for no, v, raw in lines:
-        if no in refs_only:  # the last occurrence of a bulk REF template: the "last seen" evidence only
-            for acc in accs:
-                _set_refs(v, acc, LazyEvent(v.ev, no, raw, source))
-            continue
-        for j, acc in enumerate(accs):
-            s = seen[j]
-            if v in s and _repeat(v, acc, no, raw, source):
-                continue
-            if len(s) > SEEN_MAX:
-                s.clear()
-            s.add(v)
-            acc.add(LazyEvent(v.ev, no, raw, source))
-
-
-def _apply_bulk(accs: Sequence, bulk: set, bc: dict, last: dict, base: int) -> None:
-    """Add each bulk template's count for the block (its last line for ERR) to every accumulator."""
-    for t in bulk:
-        k = bc[t]
-        for acc in accs:
-            if t.event:
-                acc.counts[t.event] += k
-            if t.kind in _ERR_KINDS:
-                entry = acc.errors.get((t.code, ""))
-                if entry is None:  # the error table was full when the first one came: each repeat is dropped too
-                    acc.errors_dropped += k
-                    continue
-                entry.count += k
-                entry.last_line = max(entry.last_line, base + last[t] + 1)
-            elif t.handshake:
-                acc.handshakes += k
-
-
-def _set_refs(t: _Template, acc: object, ref: LazyEvent) -> None:
-    if t.explicit:
-        acc.backend_explicit = (t.backend, ref)
-    if t.strong:
-        acc.provider_strong = (t.provider, ref)
-    elif t.weak:
-        pw = acc.provider_weak
-        pw.pop(t.provider, None)
-        pw[t.provider] = ref
