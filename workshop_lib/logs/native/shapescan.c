@@ -286,25 +286,48 @@ int ss_spans(ss_t *s, int32_t sid, const int32_t *triples, int32_t count, const 
     return 0;
 }
 
-/* the shape id of one line (len <= long_line), adding a new shape; -2 when out of memory */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* the shape id of one line (len <= long_line), adding a new shape; -2 when out of memory. The line is digit-
+ * normalised into scratch and hashed on the way (two independent multiply chains; the hash only picks the slot: the
+ * table compares the bytes) */
 static int32_t shape_id(ss_t *s, const unsigned char *p, uint32_t len) {
     unsigned char *sc = s->scratch;
-    uint64_t h = 0x84222325CBF29CE4ULL ^ len;
+    uint64_t h = 0x84222325CBF29CE4ULL ^ len, g = 0x9E3779B97F4A7C15ULL;
     uint32_t k = 0;
+#if defined(__SSE2__)
+    const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9);
+    for (; k + 16 <= len; k += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(p + k));
+        __m128i t = _mm_sub_epi8(x, zero);
+        __m128i dig = _mm_cmpeq_epi8(_mm_min_epu8(t, nine), t); /* 0xFF where '0' <= byte <= '9' */
+        __m128i w = _mm_or_si128(_mm_andnot_si128(dig, x), _mm_and_si128(dig, zero));
+        _mm_storeu_si128((__m128i *)(sc + k), w);
+        uint64_t w0, w1;
+        memcpy(&w0, sc + k, 8);
+        memcpy(&w1, sc + k + 8, 8);
+        h = (h ^ w0) * 0x9E3779B97F4A7C15ULL;
+        g = (g ^ w1) * 0xC2B2AE3D27D4EB4FULL;
+    }
+#endif
     for (; k + 8 <= len; k += 8) {
         uint64_t x;
         memcpy(&x, p + k, 8);
         uint64_t w = norm8(x);
         memcpy(sc + k, &w, 8);
-        h = mix(h, w);
+        h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
     }
     if (k < len) {
         uint64_t x = 0;
         memcpy(&x, p + k, len - k);
         uint64_t w = norm8(x);
         memcpy(sc + k, &w, len - k);
-        h = mix(h, w);
+        g = (g ^ w) * 0xC2B2AE3D27D4EB4FULL;
     }
+    h ^= g + (h >> 31);
+    h ^= h >> 29;
     return tab_id(&s->shapes, sc, len, h);
 }
 
