@@ -291,3 +291,21 @@ def test_lines_after_an_over_long_line_ending_on_a_read_boundary_are_read(tmp_pa
     acc = Accumulator()
     assert feed_file(p, [acc], chunk=100, max_line=64, scanner=scanner) == 2
     assert acc.diagnosis([str(p)], 2).nixl_backend == "UCX"
+
+
+def test_rule_filter_keeps_every_rule_whose_key_is_in_the_line(lib) -> None:  # noqa: ANN001
+    """The C key search hands classify a superset of the rules it would try (every rule whose key is anywhere in
+    the line, in priority order), so a line classifies the same with and without it: checked on every corpus line,
+    and on each rule key alone and at the very end of a line."""
+    from workshop_lib.logs import patterns as P
+    from workshop_lib.logs.parser import classify
+
+    rules_in = native.rule_filter(lib)
+    assert rules_in is not None
+    order = {id(r): i for i, r in enumerate(P.RULES_BY_PRIORITY)}
+    lines = [*POOL, *(k.encode() for k in P.RULE_KEYS), *(b"x " + k.encode() for k in P.RULE_KEYS)]
+    for raw in lines:
+        got = rules_in(raw)
+        assert [order[id(r)] for r in got] == sorted(order[id(r)] for r in got)
+        assert {id(r) for r in P.RULES_BY_PRIORITY if r.key.encode() in raw} <= {id(r) for r in got}, raw
+        assert classify(raw, 1, "s", prefiltered=True, rules=got) == classify(raw, 1, "s", prefiltered=True), raw

@@ -56,6 +56,7 @@ from workshop_lib.logs.templates import (
     GEN,
     NEG,
     REF_KINDS,
+    RULE_FILTER,
     Template,
     apply_bulk,
     bulk_of,
@@ -180,7 +181,11 @@ def feed_file(path: str | Path, accs: Sequence, chunk: int = 8 << 20, max_line: 
             raise OSError(f"native scanner unavailable: {native.scanner()}")
     if lib is None:
         return _feed_python(path, accs, chunk, max_line)
-    return _feed_native(lib, path, accs, chunk, max_line)
+    RULE_FILTER[0] = native.rule_filter(lib)
+    try:
+        return _feed_native(lib, path, accs, chunk, max_line)
+    finally:
+        RULE_FILTER[0] = None
 
 
 def _feed_python(path: str | Path, accs: Sequence, chunk: int, max_line: int) -> int:

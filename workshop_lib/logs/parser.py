@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -119,8 +119,12 @@ def _ucx_transports(msg: str) -> str | None:
     return ",".join(tls) or None
 
 
-def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>", prefiltered: bool = False) -> Event | None:
+def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>", prefiltered: bool = False,
+             rules: Sequence[P.Rule] | None = None) -> Event | None:
     """Turn one line into an :class:`Event`, or ``None`` when no format or signature recognises it.
+
+    ``rules``: the rules worth trying, in priority order, when the caller knows a superset of those whose key is in
+    the line (the fast scan's C key search); default all of them.
 
     Example:
         >>> classify("HANDSHAKE received from peer with explicit fi_addr 33").fi_addr
@@ -150,7 +154,7 @@ def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>", prefi
     if not prefiltered and not P.has_key(text):
         return ev if recognised else None
     fmt_level = ev.level
-    matched = _apply_rules(ev, msg)
+    matched = _apply_rules(ev, msg, P.RULES_BY_PRIORITY if rules is None else rules)
     if ev.code == "NIXL_BACKEND_CREATE_FAILED" and fmt_level == "INFO":
         _optional_plugin(ev, msg)
     if ev.component == "ucx" or "cfg#" in msg:
@@ -187,9 +191,9 @@ def fmt_is_exception(ev: Event, msg: str) -> bool:
         ("Error", "Exception"))
 
 
-def _apply_rules(ev: Event, msg: str) -> bool:
+def _apply_rules(ev: Event, msg: str, rules: Sequence[P.Rule]) -> bool:
     """Failure signatures first (the first one wins), then the first descriptive rule."""
-    for rule in P.RULES_BY_PRIORITY:
+    for rule in rules:
         if rule.key not in msg:
             continue
         m = P.first_match(rule.regex, rule.when, msg)

@@ -19,6 +19,7 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 SOURCE = Path(__file__).resolve().with_name("native") / "shapescan.c"
@@ -124,6 +125,7 @@ def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
         "ss_tally": (i64, [p, i64, i32, p, p, p, p]),
         "ss_select": (i64, [p, i64, p, p]), "ss_misses": (i64, [p, i64, p]),
         "ss_refill": (i64, [p, p, p, p, p, p, i64, i64, p, i64]),
+        "ks_new": (p, [ctypes.c_char_p, i32]), "ks_free": (None, [p]), "ks_find": (None, [p, ctypes.c_char_p, i64, p]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
@@ -146,6 +148,47 @@ def load() -> ctypes.CDLL | None:
 def scanner() -> str:
     """Which scanner the fast path uses: :data:`NATIVE`, or ``python (<why the native one is not there>)``."""
     return NATIVE if load() is not None else f"python ({_state['why']})"
+
+
+def rule_filter(lib: ctypes.CDLL) -> Callable[[bytes], tuple] | None:
+    """A function giving, for a line, the rules whose key occurs anywhere in it, in priority order (a superset of
+    the rules :func:`workshop_lib.logs.parser.classify` would try: it still tests each key against the message); None
+    when the key table cannot be built.
+
+    Example:
+        >>> lib = load()
+        >>> f = lib and rule_filter(lib)
+        >>> f is None or [r.event for r in f(b"I1207 x.cpp:1] Backend UCX was instantiated")]
+        ['nixl.backend_instantiated']
+    """
+    from workshop_lib.logs.patterns import RULE_KEYS, RULES_BY_PRIORITY
+
+    made = _state.setdefault("rule_filter", {})
+    if id(lib) in made:  # one key table per loaded library, kept as long as it
+        return made[id(lib)]
+    blob = b"".join(bytes([len(k)]) + k.encode() for k in RULE_KEYS)
+    ks = lib.ks_new(blob, len(RULE_KEYS))
+    if not ks:
+        made[id(lib)] = None
+        return None
+    index = {k: i for i, k in enumerate(RULE_KEYS)}
+    bits = [1 << index[r.key] for r in RULES_BY_PRIORITY]
+    mask = (ctypes.c_uint64 * 2)()
+    cache: dict[int, tuple] = {}
+    find = lib.ks_find
+
+    def rules_in(raw: bytes) -> tuple:
+        find(ks, raw, len(raw), mask)
+        m = mask[0] | (mask[1] << 64)
+        got = cache.get(m)
+        if got is None:
+            if len(cache) > 4096:
+                cache.clear()
+            got = cache[m] = tuple(r for r, b in zip(RULES_BY_PRIORITY, bits, strict=True) if m & b)
+        return got
+
+    made[id(lib)] = rules_in
+    return rules_in
 
 
 def shape_ids(lib: ctypes.CDLL, block: bytes, long_line: int = 1 << 10) -> list[int]:

@@ -132,6 +132,9 @@ def repeat_cheaply(t: Template, acc: object, no: int, raw: bytes, source: str, t
     return True
 
 
+# The C key search (:func:`workshop_lib.logs.shapescan.rule_filter`) while the native scan runs, else None: which
+# rules a line's keys allow (the same events, fewer key tests in Python).
+RULE_FILTER: list = [None]
 KEY_RE = re.compile(b"|".join(re.escape(k) for k in sorted(_KEYS, key=len, reverse=True)))
 
 
@@ -139,7 +142,8 @@ def template(raw: bytes, source: str) -> object:
     """Classify one line in full: a :class:`Template`, or ``NEG`` when it has no key or no event."""
     if KEY_RE.search(raw) is None:
         return NEG
-    ev = classify(raw, 0, source, prefiltered=True)
+    find = RULE_FILTER[0]
+    ev = classify(raw, 0, source, prefiltered=True, rules=None if find is None else find(raw))
     if ev is None:
         return NEG
     if ev.detail is not None or ev.event == "ucx.transport" or ev.code == "GENERIC_ERROR":

@@ -467,3 +467,62 @@ int64_t ss_select(const int32_t *vids, int64_t n, const unsigned char *flag, int
         if (flag[vids[i]]) out[k++] = i;
     return k;
 }
+
+/* Which of a fixed set of keys (the rules' substrings, at most 128, each at least 2 bytes) occur in a line: a
+ * two-byte head table picks the few keys to compare at each position. */
+typedef struct {
+    unsigned char *blob; /* the keys' bytes */
+    int32_t *off, *len, *next, n;
+    int32_t head[65536]; /* first key starting with these two bytes, -1: none */
+} ks_t;
+
+/* keys: n of them, each a length byte then its bytes; NULL when a key is shorter than 2 bytes or n > 128 */
+ks_t *ks_new(const unsigned char *keys, int32_t n) {
+    if (n < 0 || n > 128) return NULL;
+    ks_t *k = malloc(sizeof(ks_t));
+    if (!k) return NULL;
+    int32_t total = 0;
+    for (int32_t i = 0, q = 0; i < n; i++) { total += keys[q]; q += 1 + keys[q]; }
+    k->blob = malloc((size_t)total + 1);
+    k->off = malloc(sizeof(int32_t) * (size_t)(n + 1));
+    k->len = malloc(sizeof(int32_t) * (size_t)(n + 1));
+    k->next = malloc(sizeof(int32_t) * (size_t)(n + 1));
+    if (!k->blob || !k->off || !k->len || !k->next) {
+        free(k->blob); free(k->off); free(k->len); free(k->next); free(k);
+        return NULL;
+    }
+    k->n = n;
+    for (int32_t i = 0; i < 65536; i++) k->head[i] = -1;
+    for (int32_t i = 0, q = 0, o = 0; i < n; i++) {
+        int32_t l = keys[q];
+        if (l < 2) {
+            free(k->blob); free(k->off); free(k->len); free(k->next); free(k);
+            return NULL;
+        }
+        memcpy(k->blob + o, keys + q + 1, (size_t)l);
+        k->off[i] = o;
+        k->len[i] = l;
+        int32_t h = (keys[q + 1] << 8) | keys[q + 2];
+        k->next[i] = k->head[h];
+        k->head[h] = i;
+        o += l;
+        q += 1 + l;
+    }
+    return k;
+}
+
+void ks_free(ks_t *k) {
+    if (!k) return;
+    free(k->blob); free(k->off); free(k->len); free(k->next); free(k);
+}
+
+/* mask[0..1]: bit i set when key i occurs in text[0:len] */
+void ks_find(const ks_t *k, const unsigned char *text, int64_t len, uint64_t *mask) {
+    mask[0] = mask[1] = 0;
+    for (int64_t p = 0; p + 1 < len; p++) {
+        for (int32_t i = k->head[(text[p] << 8) | text[p + 1]]; i >= 0; i = k->next[i]) {
+            int32_t l = k->len[i];
+            if (l <= len - p && memcmp(k->blob + k->off[i], text + p, (size_t)l) == 0) mask[i >> 6] |= 1ULL << (i & 63);
+        }
+    }
+}
