@@ -298,14 +298,16 @@ def test_rule_filter_keeps_every_rule_whose_key_is_in_the_line(lib) -> None:  # 
     the line, in priority order), so a line classifies the same with and without it: checked on every corpus line,
     and on each rule key alone and at the very end of a line."""
     from workshop_lib.logs import patterns as P
-    from workshop_lib.logs.parser import classify
+    from workshop_lib.logs.parser import classify, to_text
 
     rules_in = native.rule_filter(lib)
     assert rules_in is not None
     order = {id(r): i for i, r in enumerate(P.RULES_BY_PRIORITY)}
     lines = [*POOL, *(k.encode() for k in P.RULE_KEYS), *(b"x " + k.encode() for k in P.RULE_KEYS)]
-    for raw in lines:
+    for raw in [*lines, b"no key here", b"ERROR"]:
         got = rules_in(raw)
+        assert (got is None) == (not P.has_key(to_text(raw))), raw
+        got = got or ()
         assert [order[id(r)] for r in got] == sorted(order[id(r)] for r in got)
         assert {id(r) for r in P.RULES_BY_PRIORITY if r.key.encode() in raw} <= {id(r) for r in got}, raw
         assert classify(raw, 1, "s", prefiltered=True, rules=got) == classify(raw, 1, "s", prefiltered=True), raw

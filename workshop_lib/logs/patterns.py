@@ -387,7 +387,8 @@ def _minimal(keys: tuple[str, ...]) -> tuple[str, ...]:
 
 
 # The prefilter: a line that contains none of these substrings can carry no event (see module docstring).
-SCAN_KEYS: tuple[str, ...] = _minimal((*RULE_KEYS, "libfabric:", "UCX", *ERROR_KEYS))
+PREFILTER_KEYS: tuple[str, ...] = (*RULE_KEYS, "libfabric:", "UCX", *ERROR_KEYS)  # SCAN_KEYS before _minimal
+SCAN_KEYS: tuple[str, ...] = _minimal(PREFILTER_KEYS)
 SCAN_KEYS_BYTES: tuple[bytes, ...] = tuple(k.encode() for k in SCAN_KEYS)
 
 

@@ -150,36 +150,40 @@ def scanner() -> str:
     return NATIVE if load() is not None else f"python ({_state['why']})"
 
 
-def rule_filter(lib: ctypes.CDLL) -> Callable[[bytes], tuple] | None:
-    """A function giving, for a line, the rules whose key occurs anywhere in it, in priority order (a superset of
-    the rules :func:`workshop_lib.logs.parser.classify` would try: it still tests each key against the message); None
-    when the key table cannot be built.
+def rule_filter(lib: ctypes.CDLL) -> Callable[[bytes], tuple | None] | None:
+    """A function giving, for a line, None when it holds no prefilter key (:data:`workshop_lib.logs.patterns.SCAN_KEYS`:
+    no event possible), else the rules whose key occurs anywhere in it, in priority order (a superset of the rules
+    :func:`workshop_lib.logs.parser.classify` would try: it still tests each key against the message). None when the
+    key table cannot be built.
 
     Example:
         >>> lib = load()
         >>> f = lib and rule_filter(lib)
-        >>> f is None or [r.event for r in f(b"I1207 x.cpp:1] Backend UCX was instantiated")]
-        ['nixl.backend_instantiated']
+        >>> f is None or ([r.event for r in f(b"I1207 x.cpp:1] Backend UCX was instantiated")], f(b"plain"))
+        (['nixl.backend_instantiated'], None)
     """
-    from workshop_lib.logs.patterns import RULE_KEYS, RULES_BY_PRIORITY
+    from workshop_lib.logs.patterns import PREFILTER_KEYS, RULE_KEYS, RULES_BY_PRIORITY
 
     made = _state.setdefault("rule_filter", {})
     if id(lib) in made:  # one key table per loaded library, kept as long as it
         return made[id(lib)]
-    blob = b"".join(bytes([len(k)]) + k.encode() for k in RULE_KEYS)
-    ks = lib.ks_new(blob, len(RULE_KEYS))
+    keys = [*RULE_KEYS, *(k for k in PREFILTER_KEYS if k not in RULE_KEYS)]
+    blob = b"".join(bytes([len(k)]) + k.encode() for k in keys)
+    ks = lib.ks_new(blob, len(keys))
     if not ks:
         made[id(lib)] = None
         return None
-    index = {k: i for i, k in enumerate(RULE_KEYS)}
+    index = {k: i for i, k in enumerate(keys)}
     bits = [1 << index[r.key] for r in RULES_BY_PRIORITY]
     mask = (ctypes.c_uint64 * 2)()
     cache: dict[int, tuple] = {}
     find = lib.ks_find
 
-    def rules_in(raw: bytes) -> tuple:
+    def rules_in(raw: bytes) -> tuple | None:
         find(ks, raw, len(raw), mask)
         m = mask[0] | (mask[1] << 64)
+        if not m:
+            return None
         got = cache.get(m)
         if got is None:
             if len(cache) > 4096:

@@ -140,10 +140,14 @@ KEY_RE = re.compile(b"|".join(re.escape(k) for k in sorted(_KEYS, key=len, rever
 
 def template(raw: bytes, source: str) -> object:
     """Classify one line in full: a :class:`Template`, or ``NEG`` when it has no key or no event."""
-    if KEY_RE.search(raw) is None:
-        return NEG
     find = RULE_FILTER[0]
-    ev = classify(raw, 0, source, prefiltered=True, rules=None if find is None else find(raw))
+    if find is None:
+        if KEY_RE.search(raw) is None:
+            return NEG
+        rules = None
+    elif (rules := find(raw)) is None:  # no prefilter key in the line
+        return NEG
+    ev = classify(raw, 0, source, prefiltered=True, rules=rules)
     if ev is None:
         return NEG
     if ev.detail is not None or ev.event == "ucx.transport" or ev.code == "GENERIC_ERROR":
