@@ -18,7 +18,6 @@ import hashlib
 import os
 import platform
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,6 +58,8 @@ def build(source: Path = SOURCE, out: Path | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     cmd = [cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(source)]
+    import subprocess  # only when compiling (once per source version): not on every start-up
+
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except FileNotFoundError as exc:
