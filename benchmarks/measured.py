@@ -254,7 +254,7 @@ def logs_vs_grep_row() -> Row:
     need = ("ratio_vs_grep_combined", "log_bytes")
     if not isinstance(rec, dict) or any(k not in rec for k in need):
         return (what, NO_RECORD, where)
-    text = f"{rec['log_bytes'] / MiB:.0f} MiB: {rec['ratio_vs_grep_combined']}x one combined grep"
+    text = f"{rec['log_bytes'] / MiB:.0f} MiB: {rec['ratio_vs_grep_combined']}x one combined grep with the rules' keys"
     if rec.get("ratio_vs_grep_per_pattern") is not None:
         text += f", {rec['ratio_vs_grep_per_pattern']}x the per-pattern greps"
     goal = rec.get("goal") or {}
@@ -264,7 +264,10 @@ def logs_vs_grep_row() -> Row:
     if rec.get("diagnose_peak_rss_mb") is not None:
         text += f", {rec['diagnose_peak_rss_mb']} MB peak RSS"
     if rec.get("pool_lines"):
-        text += f"; input drawn from {rec['pool_lines']} real lines with re-drawn ids and numbers"
+        text += f"; input drawn from {rec['pool_lines']} real lines, every id and number re-drawn"
+    pod = rec.get("pod_log")
+    if isinstance(pod, dict) and pod.get("ratio_vs_grep") is not None:
+        text += f"; {pod['ratio_vs_grep']}x on a pod-like log (only header numbers, addresses and uuids re-drawn)"
     elif rec.get("fixture_lines_per_copy"):
         text += f"; input repeats {rec['fixture_lines_per_copy']} fixture lines"
     repeat = re.search(r"--repeat (\d+)", str(rec.get("command", "")))
