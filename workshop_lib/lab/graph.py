@@ -34,6 +34,7 @@ from workshop_lib.errors import LabError
 from workshop_lib.k8s import DGD_KIND, GPU_RESOURCE
 from workshop_lib.lab.graphplan import GraphPlan, LocalProcess, Substitution
 from workshop_lib.lab.labnet import LabNet, plan_lab_net
+from workshop_lib.lab.labstate import graph_name
 from workshop_lib.lab.stack import DEFAULT_PORTS, LOOPBACK, infra_plan, lab_env
 
 ENGINES = ("vllm", "mocker")
@@ -244,7 +245,7 @@ def plan_graph(
 
         lib_env = lab_setup.lab_env(dict(base_env) if base_env is not None else None)
     services = _services(dgd)
-    dgd_name = str((dgd.get("metadata") or {}).get("name", "graph"))
+    dgd_name = graph_name(dgd) or "unnamed graph"
     subs: list[Substitution] = []
     unhonoured: list[str] = []
     env0 = lab_env(ports, base=base_env)
