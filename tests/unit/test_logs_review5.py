@@ -8,6 +8,11 @@
   process prefixes, with trailing whitespace, digits before and after character 80, mixed with mutated corpus lines
   and exact repeats (templates new in a block with repeats in bulk), tiny blocks, both scanners, two accumulators.
 
+- The holes the review found, each fixed and held here: a UCX_PROTO_INFO table's header and rows repeated (a row
+  counts for the operation of the header before it), vLLM metric values (the largest is kept), ANSI colour inside a
+  rule's key (the C key search sees raw bytes), a block cut for over-long lines and split for having more lines
+  than the arrays hold (the C refill read the freed copy), and unique provider names (bounded now).
+
 Compared in full: counters, handshakes, every error entry (key, count, last line, evidence line and text), dropped
 errors, the "last seen" provider order and the diagnosis.
 """
@@ -27,12 +32,7 @@ from workshop_lib.logs.diagnose import Accumulator, feed_uncached
 from workshop_lib.logs.fastscan import feed_file
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
-# Left out until the fast path handles them (reported in review 5): a UCX_PROTO_INFO table's header and rows (their
-# effect depends on the header before them, but repeats count in bulk), vLLM metric values (the largest is kept,
-# but repeats of one shape count in bulk) and ANSI codes inside a line (the C key search looks at the raw bytes).
-_HOLES = (b"cfg#", b"..inf", b"vllm:nixl_")
-POOL = [x for p in sorted(CORPUS.glob("*/*.log")) for x in p.read_bytes().splitlines()
-        if x.strip() and not any(h in x for h in _HOLES)]
+POOL = [x for p in sorted(CORPUS.glob("*/*.log")) for x in p.read_bytes().splitlines() if x.strip()]
 SCANNERS = ["python", *(["native"] if native.load() is not None else [])]
 
 
@@ -155,3 +155,71 @@ def test_fuzz_generic_errors_and_repeats_two_accumulators(tmp_path_factory, item
     tmp = tmp_path_factory.mktemp("r5")
     for scanner in SCANNERS:
         _same(tmp, lines, pre, scanner, (8 << 20, chunk))
+
+
+def _check(tmp_path: Path, lines: list[bytes], scanners: list[str], **kw: int) -> None:
+    p = tmp_path / "h.log"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    ref = Accumulator()
+    feed_uncached(p, [ref])  # its lines are all shorter than any max_line used here, but "x" * 300 (no key)
+    want = {**_state(ref, str(p)), "ucx": sorted(ref.ucx), "ucx_rma": sorted(ref.ucx_rma), "metrics": ref.metrics}
+    for scanner in scanners:
+        for chunk in (8 << 20, 64):
+            fast = Accumulator()
+            feed_file(p, [fast], chunk=kw.get("chunk", chunk), scanner=scanner,
+                      **({"max_line": kw["max_line"]} if "max_line" in kw else {}))
+            got = {**_state(fast, str(p)), "ucx": sorted(fast.ucx), "ucx_rma": sorted(fast.ucx_rma),
+                   "metrics": fast.metrics}
+            assert got == want, (scanner, chunk)
+
+
+_H = b"[1796644226.594392] [vm:25242:0]   | ucp_context_0 self cfg#0 | "
+_AM = _H + b"active message by ucp_am_send* from host memory    |"
+_RMA = _H + b"remote memory write by ucp_put* from host memory to host    |"
+_ROW_RC = b"[1796644226.594395] [vm:25242:0]   |                   0..inf | zero-copy      | rc_mlx5/mlx5_0:1 |"
+_ROW_TCP = b"[1796644226.594395] [vm:25242:0]   |                8185..inf | zero-copy      | tcp/eth0 |"
+
+
+def test_ucx_proto_table_headers_and_rows_repeated(tmp_path: Path) -> None:
+    """A row's transport counts for the operation its header names: repeated headers are applied in order (they
+    once counted in bulk, and a tcp row under "active message" was taken for the RMA path: tcp-fallback)."""
+    _check(tmp_path, [_AM, _ROW_RC, _AM, _ROW_RC, _RMA, _AM, _ROW_TCP], SCANNERS)
+
+
+def test_vllm_metric_keeps_the_largest_value(tmp_path: Path) -> None:
+    _check(tmp_path, [b"vllm:nixl_num_failed_transfers_total %d.0" % v for v in (0, 3, 5, 1)], SCANNERS)
+
+
+def test_ansi_colour_inside_a_rule_key(tmp_path: Path) -> None:
+    _check(tmp_path, [b"\x1b[1mBackend\x1b[0m UCX was instantiated",
+                      b"I1207 19:34:40.1 1 a.cpp:1] Disc\x1b[0movered 2 EFA devices; UCX",
+                      b"2026-11-27T02:28:17.776046Z ERROR dynamo_runtime: Could not connect to \x1b[1metcd\x1b[0m"],
+           SCANNERS)
+
+
+@pytest.mark.skipif("native" not in SCANNERS, reason="no native scanner")
+def test_block_cut_for_long_lines_and_split_for_many_lines(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """A line over max_line makes the block a new bytes object, and more lines than the arrays hold split it: the C
+    refill must read the split block, not the freed one (found with AddressSanitizer)."""
+    from workshop_lib.logs import fastscan
+
+    monkeypatch.setattr(fastscan, "LINES_MAX", 50)
+    monkeypatch.setattr(fastscan, "REFILL", 2)
+    lines = [b"x" * 300] + [b"I1207 19:34:40.1 1 a.cpp:1] Discovered %d EFA devices" % (i % 7) for i in range(400)]
+    _check(tmp_path, lines, ["native"], max_line=200, chunk=1 << 20)
+
+
+def test_unique_provider_names_stay_bounded(tmp_path: Path) -> None:
+    """Every line naming another provider: the "last seen" table and the rejected set stop growing at MAX_SET (the
+    same on every path), so memory stays bounded on any input."""
+    from workshop_lib.logs.accumulator import MAX_SET
+
+    n = MAX_SET + 300
+    lines = [b"libfabric:1:2::prov%d:core:f():3<info> Supported: FI_EP_MSG" % i for i in range(n)]
+    lines += [b"libfabric:1:2::core:core:fi_getinfo_():3<info> fi_getinfo: provider p%d returned -61 (x)" % i
+              for i in range(n)]
+    _check(tmp_path, lines, SCANNERS)
+    acc = Accumulator()
+    p = tmp_path / "h.log"
+    feed_file(p, [acc])
+    assert len(acc.provider_weak) == MAX_SET and len(acc.rejected) == MAX_SET

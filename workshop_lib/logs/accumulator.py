@@ -112,7 +112,8 @@ class Accumulator:
         if ev.detail is not None:
             self._add_detail(e, ev)
         if e == "nixl.plugin_load_failed" and ev.backend:
-            self.plugin_failures.setdefault(ev.backend, ev)
+            if len(self.plugin_failures) < MAX_SET:
+                self.plugin_failures.setdefault(ev.backend, ev)
             return
         if e in EXPLICIT_BACKEND and ev.backend:
             self.backend_explicit = (ev.backend.upper(), ev)
@@ -122,10 +123,10 @@ class Accumulator:
             self.provider_strong = (ev.provider, ev)
         elif ev.provider and ev.component == "libfabric" and e not in (
                 "libfabric.provider_rejected", "libfabric.efa_caps_unsupported", "benign"):
-            self.provider_weak.pop(ev.provider, None)
-            self.provider_weak[ev.provider] = ev  # keeps "last seen" order
+            self.note_weak_provider(ev.provider, ev)
         if e == "libfabric.provider_rejected" and ev.provider and ev.provider not in P.LAYERED_PROVIDERS:
-            self.rejected.add(ev.provider)
+            if len(self.rejected) < MAX_SET:
+                self.rejected.add(ev.provider)
         elif e == "libfabric.efa_caps_unsupported" and self.caps is None and (ev.provider or "").startswith("efa"):
             self.caps = ev
         if e == "nixl.efa_devices" and ev.devices is not None:
@@ -152,6 +153,12 @@ class Accumulator:
             rma = self._ucx_op.get(ev.source) == "rma" if table else "rma(" in text
             for tl in (ev.transport or "").split(",") if ev.transport else ():
                 (self.ucx_rma if rma else self.ucx).setdefault(_tl_class(tl), ev)
+
+    def note_weak_provider(self, provider: str, ev: Event) -> None:
+        """A provider named in a libfabric line, moved to "last seen" (at most MAX_SET names: bounded memory)."""
+        pw = self.provider_weak
+        if pw.pop(provider, None) is not None or len(pw) < MAX_SET:
+            pw[provider] = ev
 
     def _add_detail(self, e: str, ev: Event) -> None:
         """Versions, plugin paths, the NIXL log format, rail indices and metric values (all idempotent per line, so

@@ -302,6 +302,7 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
             if starts[n] < len(block):  # more lines than the arrays hold (bounded memory): these now, the rest next
                 pending.append(block[starts[n]:])
                 block = block[:starts[n]]
+                addr = _address(block)  # a bytes block was copied: the old address is freed
             pos = 0
             while True:  # the lines without a value, a batch at a time: C fills in what Python just decided
                 m = lib.ss_refill(ctx, addr, starts, sids, kids, vids, pos, n, idx, REFILL)

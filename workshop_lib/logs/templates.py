@@ -81,7 +81,11 @@ class Template:
         self.backend = ev.backend.upper() if ev.backend else None
         self.provider = ev.provider
         ref = self.explicit or self.strong or self.weak or self.handshake
-        if e == "nixl.efa_devices" or (ev.code == "GENERIC_ERROR" and ref):
+        # What add does with these reads the line itself, in order: a metric's value (the largest is kept) and a
+        # UCX_PROTO_INFO table's header and rows (a row's transport counts for the operation the header before it
+        # names). "|" is in every line of a shape or none.
+        reads_line = e == "vllm.metric" or (e == "ucx.transport" and "|" in ev.text)
+        if e == "nixl.efa_devices" or reads_line or (ev.code == "GENERIC_ERROR" and ref):
             self.kind = FULL
         elif ev.code == "GENERIC_ERROR":
             self.kind = GEN
@@ -147,6 +151,8 @@ def template(raw: bytes, source: str) -> object:
         rules = None
     elif (rules := find(raw)) is None:  # no prefilter key in the line
         return NEG
+    elif b"\x1b" in raw:  # ANSI colour inside a key hides it from the byte search; classify strips colour first
+        rules = None
     ev = classify(raw, 0, source, prefiltered=True, rules=rules)
     if ev is None:
         return NEG
@@ -245,6 +251,4 @@ def set_refs(t: Template, acc: object, ref: LazyEvent) -> None:
     if t.strong:
         acc.provider_strong = (t.provider, ref)
     elif t.weak:
-        pw = acc.provider_weak
-        pw.pop(t.provider, None)
-        pw[t.provider] = ref
+        acc.note_weak_provider(t.provider, ref)
