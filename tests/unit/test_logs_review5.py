@@ -186,6 +186,18 @@ def test_ucx_proto_table_headers_and_rows_repeated(tmp_path: Path) -> None:
     _check(tmp_path, [_AM, _ROW_RC, _AM, _ROW_RC, _RMA, _AM, _ROW_TCP], SCANNERS)
 
 
+@pytest.mark.skipif("native" not in SCANNERS, reason="no native scanner")
+def test_ucx_table_repeats_across_blocks_in_bulk_only_when_nothing_can_change(tmp_path: Path) -> None:
+    """Blocks of repeated UCX tables: a block counts its table lines in bulk only when no row can add a class; a
+    block with a row of a new class (tcp under the "remote memory" header) applies its headers in order."""
+    seen_once = [_AM, _ROW_RC, _RMA, _ROW_RC] * 40  # rc known for both operations
+    late_tcp = [_AM, _ROW_RC, _RMA, _ROW_TCP, _AM, _ROW_TCP]  # tcp first under RMA, then under active messages
+    tcp_known_for_am_only = [_AM, _ROW_TCP, *seen_once, _RMA, _ROW_TCP]  # a seen row that still adds tcp to RMA
+    for lines in (seen_once + late_tcp, seen_once + late_tcp[::-1], seen_once + [_AM] * 30 + [_ROW_TCP],
+                  tcp_known_for_am_only):
+        _check(tmp_path, lines, ["native"], chunk=1024)
+
+
 def test_vllm_metric_keeps_the_largest_value(tmp_path: Path) -> None:
     _check(tmp_path, [b"vllm:nixl_num_failed_transfers_total %d.0" % v for v in (0, 3, 5, 1)], SCANNERS)
 

@@ -51,6 +51,22 @@ def _where(ev: Event) -> str:
     return f"{ev.source}:{ev.line}: {ev.text}"
 
 
+def tl_classes(transport: str | None) -> tuple[str, ...]:
+    """The transport classes of a UCX line's ``tl/device`` names (``"rc_mlx5,tcp"`` -> rdma, tcp).
+
+    Example:
+        >>> tl_classes("cuda_ipc,rc_mlx5,tcp")
+        ('gpu', 'rdma', 'tcp')
+    """
+    return tuple(_tl_class(tl) for tl in transport.split(",")) if transport else ()
+
+
+def ucx_table_op(text: str) -> str:
+    """The operation a UCX_PROTO_INFO table header names: ``rma`` (remote memory read/write: the KV data path) or
+    ``other`` (active messages: the control path)."""
+    return "rma" if "remote memory" in text else "other"
+
+
 def _tl_class(tl: str) -> str:
     if tl in P.UCX_RDMA_TLS or tl.startswith(("rc_", "dc_", "ud_")):
         return "rdma"
@@ -147,12 +163,29 @@ class Accumulator:
             text = ev.text
             table = "|" in text
             if table and "cfg#" in text:  # a UCX_PROTO_INFO table header: which operation the rows below carry
-                self._ucx_op[ev.source] = "rma" if "remote memory" in text else "other"
-                return
-            # KV bytes move by remote memory read/write (RMA); active messages are only the control path
-            rma = self._ucx_op.get(ev.source) == "rma" if table else "rma(" in text
-            for tl in (ev.transport or "").split(",") if ev.transport else ():
-                (self.ucx_rma if rma else self.ucx).setdefault(_tl_class(tl), ev)
+                self.ucx_table_header(ev.source, ucx_table_op(text))
+            elif table:
+                self.ucx_table_row(ev.source, tl_classes(ev.transport), ev)
+            else:  # KV bytes move by remote memory read/write (RMA); active messages are only the control path
+                for cls in tl_classes(ev.transport):
+                    (self.ucx_rma if "rma(" in text else self.ucx).setdefault(cls, ev)
+
+    def ucx_table_header(self, source: str, op: str) -> None:
+        """A UCX_PROTO_INFO table header: the rows after it (in this source) carry ``op``."""
+        self._ucx_op[source] = op
+
+    def ucx_table_row(self, source: str, classes: tuple[str, ...], ev: object) -> None:
+        """A UCX_PROTO_INFO table row: its transport classes count for the operation of the header before it
+        (the first evidence per class is kept). ``ev`` may be a function giving the event (built only if kept)."""
+        target = self.ucx_rma if self._ucx_op.get(source) == "rma" else self.ucx
+        for cls in classes:
+            if cls not in target:
+                ev = ev() if callable(ev) else ev
+                target[cls] = ev
+
+    def ucx_knows(self, classes: tuple[str, ...]) -> bool:
+        """True when a table row of these classes can change nothing (both tables hold them already)."""
+        return all(c in self.ucx and c in self.ucx_rma for c in classes)
 
     def note_weak_provider(self, provider: str, ev: Event) -> None:
         """A provider named in a libfabric line, moved to "last seen" (at most MAX_SET names: bounded memory)."""

@@ -57,6 +57,8 @@ from workshop_lib.logs.templates import (
     NEG,
     REF_KINDS,
     RULE_FILTER,
+    UCXHDR,
+    UCXROW,
     Template,
     apply_bulk,
     bulk_of,
@@ -356,7 +358,8 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
             # the others in bulk after it (and the last one's "last seen" evidence in line order).
             fresh = {t for t, x in tv.items() if t.__class__ is Template and t.kind in BULK_KINDS
                      and t not in bulk and count[x] > 1}
-            skip = bulk | fresh | {NEG}
+            table = _table_bulk(tv, seen, accs)  # UCX_PROTO_INFO lines that can change nothing here
+            skip = bulk | fresh | table | {NEG}
             last = {t: last_at[tv[t]] for t in (*bulk, *fresh) if t.kind != COUNT}
             refs_only = {last[t] for t in (*bulk, *fresh) if t.kind in REF_KINDS}
             flag = bytearray(nv)
@@ -370,11 +373,31 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
             visit(accs, seen, {base + i + 1 for i in refs_only}, _lines(block, starts, sids, vids, vobjs, order, base,
                                                                         tspans), source)
             apply_bulk(accs, fresh, {t: bc[t] - 1 for t in fresh}, last, base)
+            apply_bulk(accs, table, bc, last, base)
+            headers = [t for t in table if t.kind == UCXHDR]
+            if headers:  # the rows after this block carry the last header's operation
+                op = max(headers, key=lambda t: last_at[tv[t]]).op
+                for acc in accs:
+                    acc.ucx_table_header(source, op)
             apply_bulk(accs, bulk, bc, last, base)
             base += n
     finally:
         lib.ss_free(ctx)
     return base
+
+
+def _table_bulk(tv: dict, seen: list[set], accs: Sequence) -> set:
+    """The UCX_PROTO_INFO templates of a block whose lines only count: rows whose classes every accumulator holds
+    for both operations, and, when every row is such, the headers (all seen before; then only the last header's
+    operation matters, set after the block)."""
+    rows, headers = [], []
+    for t in tv:
+        if t.__class__ is Template and t.kind in (UCXROW, UCXHDR):
+            (rows if t.kind == UCXROW else headers).append(t)
+    quiet = {t for t in rows if all(t in s for s in seen) and all(a.ucx_knows(t.classes) for a in accs)}
+    if len(quiet) == len(rows) and headers and all(t in s for t in headers for s in seen):
+        quiet.update(headers)
+    return quiet
 
 
 def _lines(block: memoryview | bytes, starts, sids, vids, vobjs: list, order: list[int], base: int,  # noqa: ANN001

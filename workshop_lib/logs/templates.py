@@ -18,7 +18,15 @@ import re
 from collections.abc import Iterable, Sequence
 
 from workshop_lib.logs import patterns as P
-from workshop_lib.logs.accumulator import EXPLICIT_BACKEND, HANDSHAKE_EVENTS, HELD_CODES, MAX_ERRORS, STRONG_PROVIDER
+from workshop_lib.logs.accumulator import (
+    EXPLICIT_BACKEND,
+    HANDSHAKE_EVENTS,
+    HELD_CODES,
+    MAX_ERRORS,
+    STRONG_PROVIDER,
+    tl_classes,
+    ucx_table_op,
+)
 from workshop_lib.logs.parser import TEXT_MAX, Event, classify, strip_prefixes, to_text
 
 CACHE_MAX = 1 << 16  # distinct outcomes kept (a full table is cleared: constant memory)
@@ -52,7 +60,7 @@ class LazyEvent:
         return getattr(self.tpl, name)
 
 
-COUNT, REF, ERR, GEN, FULL, ERREF = range(6)  # what a repeat of a template does (see Template)
+COUNT, REF, ERR, GEN, FULL, ERREF, UCXHDR, UCXROW = range(8)  # what a repeat of a template does (see Template)
 BULK_KINDS = (COUNT, REF, ERR, ERREF)  # repeats that commute: applied in bulk once every accumulator has seen one
 ERR_KINDS = (ERR, ERREF)
 REF_KINDS = (REF, ERREF)
@@ -68,7 +76,8 @@ class Template:
     previous one (a traceback); FULL: anything else, replayed through ``add``.
     """
 
-    __slots__ = ("ev", "kind", "event", "explicit", "strong", "weak", "handshake", "backend", "provider", "code")
+    __slots__ = ("ev", "kind", "event", "explicit", "strong", "weak", "handshake", "backend", "provider", "code",
+                 "op", "classes")
 
     def __init__(self, ev: Event) -> None:
         e = ev.event
@@ -81,12 +90,16 @@ class Template:
         self.backend = ev.backend.upper() if ev.backend else None
         self.provider = ev.provider
         ref = self.explicit or self.strong or self.weak or self.handshake
-        # What add does with these reads the line itself, in order: a metric's value (the largest is kept) and a
-        # UCX_PROTO_INFO table's header and rows (a row's transport counts for the operation the header before it
-        # names). "|" is in every line of a shape or none.
-        reads_line = e == "vllm.metric" or (e == "ucx.transport" and "|" in ev.text)
-        if e == "nixl.efa_devices" or reads_line or (ev.code == "GENERIC_ERROR" and ref):
-            self.kind = FULL
+        # A UCX_PROTO_INFO table's header sets the operation the rows after it carry; a row's transport classes
+        # count for that operation (first evidence per class): in line order, cheaply. "|", "cfg#" and the
+        # operation's words are in every line of a shape or in none.
+        table = e == "ucx.transport" and "|" in ev.text
+        self.op = ucx_table_op(ev.text) if table else None
+        self.classes = tl_classes(ev.transport) if table else ()
+        if table:
+            self.kind = UCXHDR if "cfg#" in ev.text else UCXROW
+        elif e == "nixl.efa_devices" or e == "vllm.metric" or (ev.code == "GENERIC_ERROR" and ref):
+            self.kind = FULL  # a metric's value is read from the line (the largest is kept)
         elif ev.code == "GENERIC_ERROR":
             self.kind = GEN
         elif ev.code and ev.code not in HELD_CODES:
@@ -112,6 +125,10 @@ def repeat_cheaply(t: Template, acc: object, no: int, raw: bytes, source: str, t
         set_refs(t, acc, LazyEvent(t.ev, no, raw, source))
         if t.handshake:
             acc.handshakes += 1
+    elif kind == UCXHDR:
+        acc.ucx_table_header(source, t.op)
+    elif kind == UCXROW:
+        acc.ucx_table_row(source, t.classes, lambda: LazyEvent(t.ev, no, raw, source))
     elif kind == GEN:
         last = acc.last_generic
         if last is not None and last.last_line + 1 == no and last.ev.source == source:  # one traceback
