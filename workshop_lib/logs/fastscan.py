@@ -1,28 +1,30 @@
 """Fast, cached diagnosis of a log file: the same events as :func:`~workshop_lib.logs.parser.classify`, far less work.
 
 Real logs repeat the same message with another timestamp, thread id or rail number. Classification is therefore
-cached, in two bounded levels, and a line that hits the cache costs a dict lookup plus counter updates:
+cached, in bounded levels, and a line that hits the cache costs a lookup plus counter updates (in C when the native
+scanner runs: :mod:`workshop_lib.logs.shapescan`):
 
-1. **Shape** (all lines, C speed): each 8 MiB block is digit-normalised once (``bytes.translate``, every digit to
-   ``0``) and split; the normalised line is the key. The cached value says "no signature key" (nothing to do), a
-   template, or "digit-sensitive" with the spans whose digits matter
-   (:func:`~workshop_lib.logs.shapes.exact_spans`, worked out once per shape from the generalised rules): a rule
-   testing a literal number (``Exit Code: 137``, ``returned -61``), a captured value holding a digit (devices, rails,
-   version, provider, error number), the libfabric header's provider field, or a line that is a prefilter candidate
-   only for some digits (abseil ``E0``/``F1`` levels).
-2. **Exact digits** (digit-sensitive shapes only): the key is the shape plus the bytes of those spans; the first line
-   of a key is classified in full, and every line with that key has the same event.
-3. **Outcome**: classifications that give the same event fields share one template (:func:`template`), so lines
-   that differ in digits the accumulator never reads still count in bulk.
+1. **Shape** (every line): the line with every digit as ``0``. Every rule tests digits only as a class (numbers a
+   signature depends on are compared in the rule's ``when``), so a shape's lines classify alike unless a captured
+   value holds a digit (devices, rails, version, provider), a rule compares a number (``returned -61``), the
+   libfabric header's provider field holds one, or the line is a prefilter candidate only for some digits (abseil
+   ``E0``/``F1`` levels): :func:`~workshop_lib.logs.shapes.exact_spans`, worked out once per shape.
+2. **Exact key** (digit-sensitive shapes only): the shape plus the bytes of those spans (for a compared number, only
+   which value it equals); the first line of a key is classified in full, and every line with that key shares it.
+3. **Outcome**: classifications that give the same event fields share one template
+   (:func:`~workshop_lib.logs.templates.template`), so lines that differ in what the accumulator never reads still
+   count in bulk.
 
-Per-line state stays exact: line numbers, evidence text (decoded from the line itself, only when kept) and the
-order of "first seen" / "last seen" evidence. Per block, a template that every accumulator has already seen and
-whose repeats only count (COUNT), add to a known error's count (ERR) or move "last seen" evidence (REF) is applied
-in bulk: its count for the block, plus its last occurrence visited in line order. Everything else (new templates,
-generic error lines, which group into tracebacks by adjacency, and the rest) goes through
-:meth:`~workshop_lib.logs.accumulator.Accumulator.add` line by line. ``tests/unit/test_logs_fastscan.py`` checks that
-the result equals the uncached path (``diagnose.feed_uncached``) on every fixture and on random mixes with other
-digits. Memory: one block, the caches (bounded, cleared when full) and capped evidence.
+Per-line state stays exact: line numbers, evidence text (decoded from the line itself, only when kept) and the order
+of "first seen" / "last seen" evidence. Per block, a template whose repeats commute (only count, add to a known
+error, move "last seen" evidence: :data:`~workshop_lib.logs.templates.BULK_KINDS`) is applied in bulk once every
+accumulator has seen it, or after its first occurrence in the block is added in full; its last occurrence is visited
+in line order when it moves evidence. UCX_PROTO_INFO table lines repeat cheaply in order (and in bulk when no row can
+add a class); generic error lines (tracebacks group by adjacency) are looked up by their text cut at the shape's span;
+anything else goes through :meth:`~workshop_lib.logs.accumulator.Accumulator.add` line by line.
+``tests/unit/test_logs_fastscan.py``, ``test_logs_shapescan.py`` and ``test_logs_review5.py`` check that the result
+equals the uncached path (``diagnose.feed_uncached``) on every fixture, the corpus and fuzzed mixes. Memory: one block
+buffer, the caches (bounded: pruned or cleared when full) and capped evidence.
 
 Example:
     >>> import tempfile, os
