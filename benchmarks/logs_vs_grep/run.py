@@ -72,15 +72,19 @@ _DIGITS = re.compile(rb"\d+")
 _HEX = re.compile(rb"0x[0-9a-f]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def build_log(dest: Path, size_mb: int, seed: int = 20261207) -> tuple[int, int]:
-    """Write at least ``size_mb`` MiB of real lines (the corpus: public excerpts, the kit's lab logs, broken runs;
-    plus ../shared fixtures when present) to ``dest``, drawn at random and with every number, hex address and uuid
-    re-drawn per line (timestamps, pids, thread ids, request ids, addresses vary as in a real pod log): not one block
-    repeated. Returns (bytes, lines in the pool)."""
-    rng = random.Random(seed)
+def _pool() -> list[bytes]:
+    """The real lines both logs draw from: the corpus (public excerpts, the kit's lab logs, broken runs) and the
+    ../shared fixtures when present, annotation lines left out."""
     paths = sorted([*CORPUS.glob("*/*.log"), *FIXTURES.glob("logs/*.log"), *FIXTURES.glob("nixlbench/*.log")])
-    pool = [x.rstrip(b"\n") for p in paths for x in p.read_bytes().splitlines()
+    return [x.rstrip(b"\n") for p in paths for x in p.read_bytes().splitlines()
             if x.strip() and not x.startswith((b"# source:", b"# ...", b"source: http"))]
+
+
+def _write(dest: Path, size_mb: int, seed: int, redraw: object) -> tuple[int, int]:
+    """Write at least ``size_mb`` MiB of pool lines drawn at random, each passed through ``redraw(line, num, hexid)``
+    (``num`` and ``hexid`` re-draw a regex match's digits or hex characters). Returns (bytes, lines in the pool)."""
+    rng = random.Random(seed)
+    pool = _pool()
 
     def num(m: re.Match) -> bytes:
         n = len(m.group())
@@ -94,43 +98,30 @@ def build_log(dest: Path, size_mb: int, seed: int = 20261207) -> tuple[int, int]
     written = 0
     with dest.open("wb") as f:
         while written < target:
-            chunk = b"\n".join(_DIGITS.sub(num, _HEX.sub(hexid, rng.choice(pool))) for _ in range(20000)) + b"\n"
+            chunk = b"\n".join(redraw(rng.choice(pool), num, hexid) for _ in range(20000)) + b"\n"
             f.write(chunk)
             written += len(chunk)
     return dest.stat().st_size, len(pool)
 
 
+def build_log(dest: Path, size_mb: int, seed: int = 20261207) -> tuple[int, int]:
+    """The stress log: at least ``size_mb`` MiB of real lines drawn at random, every number, hex address and uuid
+    re-drawn per line (versions, error numbers and ids never repeat): not one block repeated."""
+    return _write(dest, size_mb, seed, lambda x, num, hexid: _DIGITS.sub(num, _HEX.sub(hexid, x)))
+
+
 def build_pod_log(dest: Path, size_mb: int, seed: int = 20261208) -> tuple[int, int]:
-    """Like :func:`build_log`, but each line as a pod prints it again: its header's numbers (timestamp, pid, thread
-    id, source line), hex addresses and uuids re-drawn, the message's own numbers kept. Returns (bytes, pool lines)."""
+    """The pod log: like :func:`build_log`, but each line as a pod prints it again: its header's numbers (timestamp,
+    pid, thread id, source line: :func:`workshop_lib.logs.shapes.message_key`), hex addresses and uuids re-drawn, the
+    message's own numbers kept."""
     from workshop_lib.logs.shapes import message_key
 
-    rng = random.Random(seed)
-    paths = sorted([*CORPUS.glob("*/*.log"), *FIXTURES.glob("logs/*.log"), *FIXTURES.glob("nixlbench/*.log")])
-    pool = [x.rstrip(b"\n") for p in paths for x in p.read_bytes().splitlines()
-            if x.strip() and not x.startswith((b"# source:", b"# ...", b"source: http"))]
-
-    def num(m: re.Match) -> bytes:
-        n = len(m.group())
-        return str(rng.randrange(10 ** n)).zfill(n).encode()
-
-    def hexid(m: re.Match) -> bytes:
-        return "".join(rng.choice("0123456789abcdef") if c.isalnum() and c not in "x" else c
-                       for c in m.group().decode()).encode()
-
-    def line(x: bytes) -> bytes:
+    def redraw(x: bytes, num: object, hexid: object) -> bytes:
         x = _HEX.sub(hexid, x)
         cut = message_key(x)[1]
         return _DIGITS.sub(num, x[:cut]) + x[cut:]
 
-    target = size_mb * 2**20
-    written = 0
-    with dest.open("wb") as f:
-        while written < target:
-            chunk = b"\n".join(line(rng.choice(pool)) for _ in range(20000)) + b"\n"
-            f.write(chunk)
-            written += len(chunk)
-    return dest.stat().st_size, len(pool)
+    return _write(dest, size_mb, seed, redraw)
 
 
 # The previous implementation's path, kept in the library as the reference: every candidate line classified in full.

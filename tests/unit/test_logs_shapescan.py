@@ -130,33 +130,30 @@ def test_exact_keys_are_exactly_the_python_keys(lib) -> None:  # noqa: ANN001
     _check_keys(lib, cases)
 
 
-def test_a_mutated_value_compare_is_caught(tmp_path: Path) -> None:
-    """The C key of a compared number (``returned -61``): a mutant that ignores which value it equals is caught."""
+def _mutant(tmp_path: Path, old: str, new: str) -> object:
+    """The C library built from the source with ``old`` replaced by ``new`` (skips without a compiler)."""
     if native.compiler() is None:
         pytest.skip("no C compiler")
-    src = native.SOURCE.read_text()
-    old = "kb[kl++] = which;"
-    assert old in src
-    mutant = tmp_path / "mutant_which.c"
-    mutant.write_text(src.replace(old, "kb[kl++] = 0;"))
     import ctypes
 
-    lib = native.bind(ctypes.CDLL(str(native.build(mutant, tmp_path / "mutant_which.so"))))
+    src = native.SOURCE.read_text()
+    assert old in src
+    mutant = tmp_path / "mutant.c"
+    mutant.write_text(src.replace(old, new))
+    return native.bind(ctypes.CDLL(str(native.build(mutant, tmp_path / "mutant.so"))))
+
+
+def test_a_mutated_value_compare_is_caught(tmp_path: Path) -> None:
+    """The C key of a compared number (``returned -61``): a mutant that ignores which value it equals is caught."""
+    lib = _mutant(tmp_path, "kb[kl++] = which;", "kb[kl++] = 0;")
     with pytest.raises(AssertionError):
         _check_keys(lib, _exact_cases())
 
 
 def test_a_mutated_key_is_caught(tmp_path: Path) -> None:
-    if native.compiler() is None:
-        pytest.skip("no C compiler")
-    src = native.SOURCE.read_text()
-    old = "memcpy(kb + kl, p + a, (size_t)(b - a));"
-    assert old in src
-    mutant = tmp_path / "mutant_key.c"
-    mutant.write_text(src.replace(old, "memcpy(kb + kl, s->scratch + a, (size_t)(b - a));"))  # normalised digits
-    import ctypes
-
-    lib = native.bind(ctypes.CDLL(str(native.build(mutant, tmp_path / "mutant_key.so"))))
+    """A mutant keying a span by its normalised digits (every value one key) is caught."""
+    lib = _mutant(tmp_path, "memcpy(kb + kl, p + a, (size_t)(b - a));",
+                  "memcpy(kb + kl, s->scratch + a, (size_t)(b - a));")
     with pytest.raises(AssertionError):
         _check_keys(lib, _exact_cases())
 
