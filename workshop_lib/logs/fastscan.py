@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate, compress, repeat
 from operator import add, is_, not_
 from pathlib import Path
@@ -58,7 +58,6 @@ from workshop_lib.logs.templates import (
     GEN,
     NEG,
     REF_KINDS,
-    RULE_FILTER,
     UCXHDR,
     UCXROW,
     Template,
@@ -119,13 +118,12 @@ def _which(x: bytes, vals: tuple[bytes, ...]) -> int:
     return vals.index(x) if x in vals else -1
 
 
-def _new_shape(norm: bytes, raw: bytes, source: str) -> object:
-    """The shape cache's value for a new digit-normalised line: ``NEG`` or a template when the digits cannot
-    matter, else an :class:`_Exact` (its lines are looked up by the digits that matter)."""
-    if b"0" not in norm:  # no digit at all: the shape is the line itself
-        return template(raw, source)
-    spans = exact_spans(norm)
-    return template(raw, source) if spans == () else _Exact(spans)
+def _new_shape(norm: bytes, value: Callable[[], object]) -> object:
+    """The shape cache's value for a digit-normalised line: ``value()`` (one of its lines classified: ``NEG`` or a
+    template) when the digits cannot matter, else an :class:`_Exact` (its lines are looked up by the digits that
+    matter)."""
+    spans = exact_spans(norm) if b"0" in norm else ()  # no digit at all: the shape is the line itself
+    return value() if spans == () else _Exact(spans)
 
 
 def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int], shape: dict, mcache: dict,
@@ -148,7 +146,7 @@ def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int
             if len(norm) > LONG_LINE:  # never cached: the caches hold at most CACHE_MAX lines of LONG_LINE bytes
                 v = template(block[starts[i]:starts[i + 1] - 1], source)
             elif norm in once:  # seen before: work the shape out and cache it
-                v = shape[norm] = _new_shape(norm, block[starts[i]:starts[i + 1] - 1], source)
+                v = shape[norm] = _new_shape(norm, lambda i=i: template(block[starts[i]:starts[i + 1] - 1], source))
             else:  # first sight (most such shapes never come back: unique ids): classify this line only
                 once.add(norm)
                 v = template(block[starts[i]:starts[i + 1] - 1], source)
@@ -185,11 +183,7 @@ def feed_file(path: str | Path, accs: Sequence, chunk: int = 8 << 20, max_line: 
             raise OSError(f"native scanner unavailable: {native.scanner()}")
     if lib is None:
         return _feed_python(path, accs, chunk, max_line)
-    RULE_FILTER[0] = native.rule_filter(lib)
-    try:
-        return _feed_native(lib, path, accs, chunk, max_line)
-    finally:
-        RULE_FILTER[0] = None
+    return _feed_native(lib, path, accs, chunk, max_line)
 
 
 def _feed_python(path: str | Path, accs: Sequence, chunk: int, max_line: int) -> int:
@@ -252,6 +246,7 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
 
     source = str(path)
     scan = FileScan(path, chunk=chunk, max_line=max_line)
+    find = native.rule_filter(lib)  # the C key search: the prefilter and each new line's candidate rules
     ctx = lib.ss_new(LONG_LINE)
     if not ctx:
         raise MemoryError("shapescan: ss_new failed")
@@ -321,15 +316,13 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                     s = sids[i]
                     st = sstate.get(s) if s >= 0 else None
                     if s < 0:  # a long line: classified each time
-                        v = template(raw, source)
+                        v = template(raw, source, find)
                     elif st is None:  # first sight (most such shapes never come back: unique ids): this line only
-                        v = template(raw, source)
+                        v = template(raw, source, find)
                         sstate[s] = _Once(v)
                     else:
                         if st.__class__ is _Once:  # seen before: work the shape out (a safe shape keeps its value)
-                            norm = raw.translate(NORM)
-                            spans = exact_spans(norm) if b"0" in norm else ()
-                            st = sstate[s] = st.value if spans == () else _Exact(spans)
+                            st = sstate[s] = _new_shape(raw.translate(NORM), lambda st=st: st.value)
                             if st.__class__ is not _Exact:
                                 lib.ss_set(ctx, s, vid(st))
                             elif st.spans is None:  # keyed by the whole line
@@ -341,7 +334,7 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                             key = st.key(raw)
                             v = mcache.get(key)
                             if v is None:
-                                v = mcache[key] = template(raw, source)
+                                v = mcache[key] = template(raw, source, find)
                             if kids[i] >= 0:  # C keys this line's digits: later lines with them get v there
                                 lib.ss_setk(ctx, kids[i], vid(v))
                         else:

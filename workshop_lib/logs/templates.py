@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from workshop_lib.logs import patterns as P
 from workshop_lib.logs.accumulator import (
@@ -153,15 +153,14 @@ def repeat_cheaply(t: Template, acc: object, no: int, raw: bytes, source: str, t
     return True
 
 
-# The C key search (:func:`workshop_lib.logs.shapescan.rule_filter`) while the native scan runs, else None: which
-# rules a line's keys allow (the same events, fewer key tests in Python).
-RULE_FILTER: list = [None]
 KEY_RE = re.compile(b"|".join(re.escape(k) for k in sorted(_KEYS, key=len, reverse=True)))
 
 
-def template(raw: bytes, source: str) -> object:
-    """Classify one line in full: a :class:`Template`, or ``NEG`` when it has no key or no event."""
-    find = RULE_FILTER[0]
+def template(raw: bytes, source: str, find: Callable[[bytes], tuple | None] | None = None) -> object:
+    """Classify one line in full: a :class:`Template`, or ``NEG`` when it has no key or no event.
+
+    ``find``: the C key search (:func:`workshop_lib.logs.shapescan.rule_filter`) when the native scanner runs: the
+    prefilter and the rules a line's keys allow (the same events, fewer key tests in Python)."""
     if find is None:
         if KEY_RE.search(raw) is None:
             return NEG
