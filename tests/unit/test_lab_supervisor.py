@@ -77,3 +77,42 @@ def test_stale_namespace_of_a_dead_run_is_removed_and_a_live_one_kept() -> None:
     finally:
         for ns in (ns_dead, ns_live):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_a_process_that_stalls_while_starting_is_restarted_once_and_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """An engine worker whose log stops growing for STALL_S while the lab waits on it is stopped and started again,
+    once, saying so on stderr and in the state's notes; a second stall is not retried (the wait then times out with
+    the log tail, as before); etcd, NATS and the frontend, quiet by nature, are never restarted."""
+    from workshop_lib.errors import LabError
+    from workshop_lib.lab import supervisor as sv
+    from workshop_lib.lab.graphplan import LocalProcess
+    from workshop_lib.lab.labstate import StateFile
+
+    monkeypatch.setattr(sv, "STALL_S", 0.5)
+    run = tmp_path / "run"
+    run.mkdir()
+    mark = tmp_path / "second"
+    script = f"if [ -e {mark} ]; then echo started again; sleep 30; else touch {mark}; echo first; sleep 30; fi"
+    step = LocalProcess("decode", None, ["/bin/sh", "-c", script], {"PATH": os.environ.get("PATH", "")}, None)
+    state = {"run_dir": str(run), "processes": {}}
+    sup = sv.Supervisor(StateFile(tmp_path), lambda: None)
+    sup.steps, sup.quiet, sup.restarted = {}, {}, set()
+    quiet_infra = LocalProcess("etcd", None, ["/bin/sh", "-c", "sleep 30"], {"PATH": os.environ.get("PATH", "")}, None)
+    try:
+        sup.start(quiet_infra, state)  # quiet by nature: never restarted
+        sup.start(step, state)
+        log = run / "decode.log"
+        sup.wait("the second start", lambda: "started again" in log.read_text(), state, time.monotonic() + 20)
+        err = capsys.readouterr().err
+        assert "decode wrote nothing to its log for 0 s while starting" in err and "restarting it once" in err
+        assert any("stalled start" in n for n in state["notes"])
+        assert sup.restarted == {"decode"}
+        with pytest.raises(LabError, match="timed out waiting for nothing"):  # stalls again: not retried twice
+            sup.wait("nothing", lambda: False, state, time.monotonic() + 2)
+        assert sup.restarted == {"decode"} and log.read_text().count("started again") == 1
+    finally:
+        from workshop_lib.lab import procs
+        from workshop_lib.lab.labstate import records
+
+        procs.stop(list(records(state).values()), grace=1.0, popens=sup.popens)

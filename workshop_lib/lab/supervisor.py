@@ -21,11 +21,17 @@ from typing import Any
 from workshop_lib.bench.client import chat
 from workshop_lib.errors import LabError
 from workshop_lib.lab import procs
+from workshop_lib.lab.labnet import ROLES as WORKERS
 from workshop_lib.lab.labstate import StateFile, records
 from workshop_lib.lab.stack import LOOPBACK, probe
 
 # Seconds one warm-up completion may take: the real engine's first request pays for the lazy NIXL handshake.
 WARMUP_TIMEOUT = {"vllm": 180.0, "mocker": 10.0}
+# An engine worker this lab up started that writes nothing to its log for this long while the lab waits on it is restarted,
+# once, with a message. Seen once in a CI run: a decode worker restarted after kill -9 printed its last engine-config
+# line, then its EngineCore child printed nothing for 10 minutes (alive, never past its imports); started again it
+# came up in 40 s. A normal start is never quiet this long (imports, model load and warm-up log within seconds).
+STALL_S = 240.0
 
 
 def chat_ok(url: str, model: str, timeout: float = 10.0) -> bool:
@@ -48,6 +54,9 @@ class Supervisor:
         self.state_file = state_file
         self.status = status
         self.popens: dict[str, subprocess.Popen] = {}
+        self.steps: dict[str, Any] = {}  # name -> the LocalProcess this lab up started (restartable once)
+        self.quiet: dict[str, tuple[int, float]] = {}  # name -> (log size, when it last grew)
+        self.restarted: set[str] = set()
 
     def reap(self) -> None:
         for p in self.popens.values():
@@ -59,8 +68,8 @@ class Supervisor:
         from tqdm.auto import tqdm
 
         deadline = time.monotonic() + timeout
+        self.steps, self.quiet, self.restarted = {}, {}, set()  # this lab up's processes, each restartable once
         url, model = state["frontend_url"], state["model"]
-        run_dir = Path(state["run_dir"])
         hosts = state.get("hosts", {})
         waits: dict[str, Callable[[], bool]] = {
             "etcd": lambda: probe("etcd", state["ports"]["etcd"], None, None, hosts.get("etcd", LOOPBACK))[0],
@@ -72,14 +81,7 @@ class Supervisor:
             for step in steps:
                 name = step.name
                 bar.set_postfix_str(f"starting {name}")
-                try:
-                    rec, popen = procs.spawn(name, step.argv, step.env, run_dir / f"{name}.log", step.port,
-                                             prefix=step.exec_prefix or None)  # fmt: skip
-                except OSError as exc:
-                    raise LabError(name, f"cannot start {step.argv[0]} ({exc})", "run `workshop lab setup`") from exc
-                self.popens[name] = popen
-                state["processes"][name] = rec.to_json()
-                self.state_file.save(state)
+                self.start(step, state)
                 if name in waits:
                     self.wait(f"{name} accepts connections", waits[name], state, deadline)
                 bar.update(1)
@@ -104,6 +106,43 @@ class Supervisor:
         finally:
             bar.close()
 
+    def start(self, step: Any, state: dict) -> None:
+        """Start one :class:`~workshop_lib.lab.graphplan.LocalProcess` and record it in the state file."""
+        name = step.name
+        try:
+            rec, popen = procs.spawn(name, step.argv, step.env, Path(state["run_dir"]) / f"{name}.log", step.port,
+                                     prefix=step.exec_prefix or None)  # fmt: skip
+        except OSError as exc:
+            raise LabError(name, f"cannot start {step.argv[0]} ({exc})", "run `workshop lab setup`") from exc
+        self.popens[name] = popen
+        self.steps[name] = step
+        self.quiet.pop(name, None)
+        state["processes"][name] = rec.to_json()
+        self.state_file.save(state)
+
+    def restart_stalled(self, state: dict) -> None:
+        """Restart, once, an engine worker this lab up started whose log has not grown for :data:`STALL_S`
+        seconds."""
+        now = time.monotonic()
+        for name, r in records(state).items():
+            if name not in WORKERS or name not in self.steps or name in self.restarted:
+                continue  # etcd, NATS and the frontend are quiet for long stretches by nature
+            try:
+                size = Path(r.log).stat().st_size
+            except OSError:
+                size = -1
+            seen = self.quiet.get(name)
+            if seen is None or seen[0] != size:
+                self.quiet[name] = (size, now)
+            elif now - seen[1] > STALL_S:
+                msg = (f"{name} wrote nothing to its log for {STALL_S:.0f} s while starting (a stalled start): "
+                       f"restarting it once (log {r.log})")
+                print(f"lab up: {msg}", file=sys.stderr, flush=True)
+                state.setdefault("notes", []).append(msg)
+                procs.stop([r], popens=self.popens)
+                self.restarted.add(name)
+                self.start(self.steps[name], state)
+
     def wait(self, what: str, ready: Callable[[], bool], state: dict, deadline: float) -> None:
         """Poll ``ready`` until true; raise with the dead process's log tail, or on timeout."""
         while True:
@@ -119,6 +158,7 @@ class Supervisor:
                     )
             if ready():
                 return
+            self.restart_stalled(state)
             if time.monotonic() > deadline:
                 logs = {n: r.log for n, r in records(state).items()}
                 last = list(logs)[-1] if logs else "frontend"
