@@ -386,8 +386,13 @@ def plan_graph(
                 VLLM_CACHE_ROOT=str(lab_dir / "cache" / "vllm"),
                 TORCH_COMPILE_DISABLE="1",
                 VLLM_RPC_BASE_PATH=str(rpc_dir or tmpdir or run_dir / "tmp"),
+                VLLM_SLEEP_WHEN_IDLE="1",
                 DYN_LOG="info",
             )
+            subs.append(Substitution(sname, "env VLLM_SLEEP_WHEN_IDLE", "(unset: 0)", "1",
+                                     "an idle vLLM worker polls its queue with sched_yield, a core per waiting thread; "
+                                     "the lab has few cores: after 3 s idle it polls every 0.1 s (vllm 0.14.1 envs.py, "
+                                     "shm_broadcast.SpinSleepTimer)"))  # fmt: skip
             extra_ports["nixl_side_channel"] = side
             if net:
                 env.update({k: host for k in WORKER_HOST_ENV})

@@ -24,7 +24,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -126,10 +129,21 @@ def reference(model_dir: Path, ids: list[list[int]], cache_dir: Path, env: dict[
         spec_f.write_text(json.dumps(spec))
         log = cache.parent / "kv-reference.log"
         with open(log, "w") as fh:
-            res = subprocess.run([sys.executable, str(script), str(spec_f), str(out_f)], stdout=fh,
-                                 stderr=subprocess.STDOUT, env=env, timeout=timeout, cwd=tmp)  # fmt: skip
-        if res.returncode != 0 or not out_f.exists():
-            raise LabError("aggregated reference run", f"offline vLLM exited {res.returncode}", f"read {log}")
+            proc = subprocess.Popen([sys.executable, str(script), str(spec_f), str(out_f)], stdout=fh,
+                                    stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True)  # fmt: skip
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                code = None
+            finally:  # offline vLLM exits leaving its EngineCore child running (2 GB each): end the whole group
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if code is None:
+            raise LabError("aggregated reference run", f"offline vLLM did not finish in {timeout:.0f} s",
+                           f"read {log}; a busy machine needs a longer timeout")
+        if code != 0 or not out_f.exists():
+            raise LabError("aggregated reference run", f"offline vLLM exited {code}", f"read {log}")
         data = json.loads(out_f.read_text())
     cache.write_text(json.dumps(data))
     return data
