@@ -132,7 +132,7 @@ FREE_KEY_RE = re.compile(b"|".join(re.escape(k) for k in P.SCAN_KEYS_BYTES if no
 
 def candidate_anyway(norm: bytes) -> bool:
     """False when lines of this shape may or may not pass the prefilter depending on their digits (the only keys
-    in it have a digit: ``E0``/``E1``/``F0``/``F1``, ``with code 137``)."""
+    in it have a digit: the abseil levels ``E0``/``E1``/``F0``/``F1``)."""
     if not any(k in norm for k in _DIGIT_KEYS):
         return True
     return FREE_KEY_RE.search(norm) is not None
