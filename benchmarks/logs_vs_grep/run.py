@@ -90,9 +90,10 @@ def _write(dest: Path, size_mb: int, seed: int, redraw: object) -> tuple[int, in
         n = len(m.group())
         return str(rng.randrange(10 ** n)).zfill(n).encode()
 
-    def hexid(m: re.Match) -> bytes:
-        return "".join(rng.choice("0123456789abcdef") if c.isalnum() and c not in "x" else c
-                       for c in m.group().decode()).encode()
+    def hexid(m: re.Match) -> bytes:  # an address keeps its 0x, a uuid its dashes
+        x = m.group().decode()
+        head = 2 if x.startswith("0x") else 0
+        return (x[:head] + "".join(rng.choice("0123456789abcdef") if c != "-" else c for c in x[head:])).encode()
 
     target = size_mb * 2**20
     written = 0

@@ -1,8 +1,9 @@
 """The compiled per-line scanner (``workshop_lib/logs/native/shapescan.c``) against the pure-Python path.
 
-- Shape ids: two lines share an id exactly when their digit-normalised bytes (``shapes.NORM``) are equal, on every
-  byte value at every position of a word, the corpus and random bytes; a mutated copy of the C source (one digit not
-  normalised, one non-digit normalised) is compiled and must fail that check.
+- Shape ids: two lines share an id exactly when their shapes (``shapes.shape_of``: ids masked, digits as ``0``) are
+  equal, on every byte value at every position of a word, the corpus, random bytes and random ids next to every kind
+  of neighbour; a mutated copy of the C source (one digit not normalised, one non-digit normalised, an id's boundary
+  or length not checked, ESC or non-ASCII lines masked) is compiled and must fail that check.
 - Diagnosis: native == Python == the uncached reference on the corpus, odd bytes (CR, NUL, invalid UTF-8, lines
   around 1 KiB and over ``max_line``, no final newline), the benchmark generator's lines and random mixes.
 - Fallback: with no compiler the Python path runs and the CLI names it.
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 from workshop_lib.logs import shapescan as native
 from workshop_lib.logs.diagnose import Accumulator, feed_uncached
 from workshop_lib.logs.fastscan import feed_file
-from workshop_lib.logs.shapes import NORM
+from workshop_lib.logs.shapes import NORM, shape_of
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "corpus"
@@ -48,7 +49,36 @@ def _tricky_lines() -> list[bytes]:
             out += [pad + bytes([b]) + b"x", pad + b"0x", pad + b"7x", pad + bytes([b])]
     rng = random.Random(5)
     out += [bytes(rng.choice(b"0123456789:/ab\x00\r\xff") for _ in range(rng.randrange(40))) for _ in range(3000)]
-    return out
+    return out + _id_lines()
+
+
+def _id_lines() -> list[bytes]:
+    """Ids (0x runs, uuids, near-misses) with every kind of neighbour, at every offset of a 16-byte chunk."""
+    rng = random.Random(11)
+    hexd = b"0123456789abcdef"
+
+    def run(n: int) -> bytes:
+        return bytes(rng.choice(hexd) for _ in range(n))
+
+    def uuid() -> bytes:
+        return b"-".join(run(n) for n in (8, 4, 4, 4, 12))
+
+    ids = [b"0x" + run(rng.randrange(1, 14)) for _ in range(40)] + [uuid() for _ in range(40)]
+    ids += [b"0x", b"0xg1", b"0X1f", b"0x1F", b"x1f", b"00x1f", uuid()[:-1], uuid() + b"a", uuid().upper(),
+            uuid().replace(b"-", b"_", 1), run(8) + b"-" + run(4) + b"-" + run(4) + b"-" + run(4) + b"-" + run(11) + b"g"]
+    sides = [b"", b" ", b"'", b"-", b"/", b"=", b"_", b"a", b"g", b"G", b"0", b"9", b"x", b"\x1b", b"\xff", b"\r"]
+    out = []
+    for _ in range(6000):
+        x = rng.choice(ids)
+        line = b"a" * rng.randrange(34) + rng.choice(sides) + x + rng.choice(sides) + rng.choice([b"", b" end", uuid()])
+        out.append(line)
+    out += [b"-".join([uuid(), uuid()]), b"0x1f-" + uuid(), uuid() + b"0x1f", b"z" + uuid(), b"cafe0x12", b"-" * 40,
+            b"0-0-0-0-0 " * 8, b"a" * 1000 + b" 0x" + run(20), b"+-----" * 9, b"5x1f", b"a 7x1f 0x2", b"0-a" * 20,
+            b"-" + uuid()[1:] + b" 0x1"]
+    u = uuid()
+    out += [b"a " + near + b" " + u for near in (b"5x1f", b"5x2e", b"0x1f_", b"0x2e_", b"y0x1f", b"y0x2e")]
+    swap = bytes.maketrans(b"abcdef", b"fedcba")  # the same line with other hex letters: one shape only for ids
+    return out + [x.translate(swap) for x in out]
 
 
 def _check_partition(lib, lines: list[bytes]) -> None:  # noqa: ANN001
@@ -57,7 +87,7 @@ def _check_partition(lib, lines: list[bytes]) -> None:  # noqa: ANN001
     by_norm: dict[bytes, int] = {}
     by_sid: dict[int, bytes] = {}
     for line, sid in zip(lines, sids, strict=True):
-        norm = line.translate(NORM)
+        norm = shape_of(line)
         if len(line) > 1024:
             assert sid == -1
             continue
@@ -85,7 +115,13 @@ def _mutant(tmp_path: Path, old: str, new: str) -> object:
 @pytest.mark.parametrize(("old", "new"), [
     ("uint64_t t = x ^ (0x30 * ONES);", "uint64_t t = x ^ (0x32 * ONES);"),  # 8, 9 kept; :, ; normalised
     ("(0x76 * ONES)", "(0x77 * ONES)"),  # '9' no longer normalised (the 8-byte path)
-    ("nine = _mm_set1_epi8(9);", "nine = _mm_set1_epi8(8);"),  # '9' no longer normalised (the 16-byte path)
+    ("nine = _mm_set1_epi8(9),", "nine = _mm_set1_epi8(8),"),  # '9' no longer normalised (the 16-byte path)
+    ("if (j == len || !is_word(sc[j])) {", "if (j == len || 1) {"),  # a 0x run followed by a letter
+    ("(i >= 2 && is_word(sc[i - 2]))", "(i >= 2 && 0)"),  # a 0x after a letter (cafe0x12)
+    ("if (o == 8 || o == 13 || o == 18 || o == 23) continue;", "if (o == 8 || o == 13 || o == 18) continue;"),
+    ("    if (maybe && !bad)\n", "    if (maybe)\n"),  # ids masked in a line with ESC or a non-ASCII byte
+    ("if (i < 1 || p[i - 1] != '0' ||", "if (i < 1 || sc[i - 1] != '0' ||"),  # 5x1f taken for an address
+    ("c >= 'a' && c <= 'f'); }", "c >= 'a' && c <= 'g'); }"),  # g taken for a hex digit
 ])
 def test_a_mutated_scanner_is_caught(tmp_path: Path, old: str, new: str) -> None:
     lib = _mutant(tmp_path, old, new)

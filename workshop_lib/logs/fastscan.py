@@ -50,7 +50,7 @@ from pathlib import Path
 
 from workshop_lib.logs import patterns as P
 from workshop_lib.logs.scan import FileScan
-from workshop_lib.logs.shapes import NORM, exact_spans
+from workshop_lib.logs.shapes import NORM, exact_spans, shape_of
 from workshop_lib.logs.templates import (
     BULK_KINDS,
     COUNT,
@@ -322,7 +322,7 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                         sstate[s] = _Once(v)
                     else:
                         if st.__class__ is _Once:  # seen before: work the shape out (a safe shape keeps its value)
-                            st = sstate[s] = _new_shape(raw.translate(NORM), lambda st=st: st.value)
+                            st = sstate[s] = _new_shape(shape_of(raw), lambda st=st: st.value)
                             if st.__class__ is not _Exact:
                                 lib.ss_set(ctx, s, vid(st))
                             elif st.spans is None:  # keyed by the whole line

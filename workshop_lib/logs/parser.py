@@ -85,28 +85,53 @@ def to_text(raw: str | bytes) -> str:
 
 
 def strip_prefixes(text: str) -> tuple[str, str | None, str | None]:
+    """``(message, pod, container)``: ``text`` without ANSI colour, a kubectl/stern prefix and vLLM process tags."""
+    msg, _, pod, container = split_prefixes(text)
+    return msg, pod, container
+
+
+def split_prefixes(text: str) -> tuple[str, str, str | None, str | None]:
+    """``(message, masked message, pod, container)``: like :func:`strip_prefixes`, plus the message with its ids read
+    as zeros (:func:`~workshop_lib.logs.patterns.mask_ids`, same length: the message itself when it has none), which
+    is what every format and rule is matched against. The prefixes are found in the masked text too, so an id never
+    decides where the message starts.
+
+    Example:
+        >>> split_prefixes("[pod/decode-0/main] (EngineCore_DP0 pid=5) agent 0x7f3a ready")
+        ('agent 0x7f3a ready', 'agent 0x0000 ready', 'decode-0', 'main')
+    """
     if "\x1b" in text:
         text = P.ANSI_RE.sub("", text)
+    masked = P.mask_ids(text)
     pod = container = None
-    m = P.KUBECTL_PREFIX_RE.match(text) or P.STERN_PREFIX_RE.match(text)
+    off = 0
+    m = P.KUBECTL_PREFIX_RE.match(masked) or P.STERN_PREFIX_RE.match(masked)
     if m:
-        pod, container, text = m["pod"], m["container"], text[m.end():]
-    if text.startswith("("):
-        m = P.PROC_PREFIX_RE.match(text)
+        off = m.end()
+        pod, container = text[m.start("pod"):m.end("pod")], text[m.start("container"):m.end("container")]
+    if masked.startswith("(", off):
+        m = P.PROC_PREFIX_RE.match(masked[off:])
         if m:
-            text = text[m.end():]
-    return text, pod, container
+            off += m.end()
+    return text[off:], masked[off:], pod, container
 
 
-def _fill(ev: Event, rule: P.Rule, groups: dict[str, str | None]) -> None:
+def _fill(ev: Event, rule: P.Rule, m: re.Match[str], raw: str | None) -> None:
+    """Fill ``ev`` from a rule's match on the masked message: strings as written (``raw``, or the match's own text
+    when the message had no id), numbers from the match (an id reads as zeros there, so they always parse)."""
+    groups = m.groupdict()
+    if raw is not None:
+        text = {k: (raw[m.start(k):m.end(k)] if v is not None else None) for k, v in groups.items()}
+    else:
+        text = groups
     for col, val in rule.sets.items():
         setattr(ev, col, val)
     for col in ("backend", "provider", "peer", "error"):
-        if groups.get(col):
-            setattr(ev, col, groups[col])
-    if groups.get("peer2") and not ev.peer:
-        ev.peer = groups["peer2"]
-    detail = groups.get("detail") or groups.get("detail2")
+        if text.get(col):
+            setattr(ev, col, text[col])
+    if text.get("peer2") and not ev.peer:
+        ev.peer = text["peer2"]
+    detail = text.get("detail") or text.get("detail2")
     if detail:
         ev.detail = detail[:TEXT_MAX]
     for col in ("devices", "rails", "fi_addr"):
@@ -135,39 +160,44 @@ def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>", prefi
     text = to_text(raw)
     if not text.strip() or text.startswith(COMMENT_PREFIXES):
         return None
-    msg, pod, container = strip_prefixes(text)
+    msg, mmsg, pod, container = split_prefixes(text)
     ev = Event(source=source, line=line_no, text=msg.strip()[:TEXT_MAX], pod=pod, container=container)
     recognised = False
     for fmt in P.FORMATS:
-        m = fmt.regex.match(msg)
+        m = fmt.regex.match(mmsg)
         if m:
             recognised = True
             gd = m.groupdict()
             ev.component = fmt.component
-            ev.timestamp = gd.get("ts")
+            if gd.get("ts") is not None:
+                ev.timestamp = msg[m.start("ts"):m.end("ts")]
             lvl = gd.get("lvl")
             ev.level = P.LEVELS.get(lvl.upper(), lvl.upper()) if lvl else None
-            if fmt.name == "libfabric" and gd["prov"] not in P.LAYERED_PROVIDERS:
-                ev.provider = gd["prov"]
-            msg = gd.get("msg") or ""
+            if fmt.name == "libfabric":
+                prov = msg[m.start("prov"):m.end("prov")]
+                if prov not in P.LAYERED_PROVIDERS:
+                    ev.provider = prov
+            a, b = m.span("msg")
+            msg, mmsg = (msg[a:b], mmsg[a:b]) if a >= 0 else ("", "")
             break
     if not prefiltered and not P.has_key(text):
         return ev if recognised else None
     fmt_level = ev.level
-    matched = _apply_rules(ev, msg, P.RULES_BY_PRIORITY if rules is None else rules)
+    raw = None if mmsg is msg else msg  # the message as written, when ids were masked
+    matched = _apply_rules(ev, mmsg, P.RULES_BY_PRIORITY if rules is None else rules, raw)
     if ev.code == "NIXL_BACKEND_CREATE_FAILED" and fmt_level == "INFO":
-        _optional_plugin(ev, msg)
-    if ev.component == "ucx" or "cfg#" in msg:
-        tls = _ucx_transports(msg)
+        _optional_plugin(ev, mmsg, msg)
+    if ev.component == "ucx" or "cfg#" in mmsg:
+        tls = _ucx_transports(mmsg)
         if tls and ev.event in ("line", "ucx.transport"):
             ev.event, ev.transport, ev.component = "ucx.transport", tls, "ucx"
             matched = True
-    if not ev.code and (ev.level in P.ERROR_LEVELS or ev.component == "libfabric") and P.is_benign(msg):
+    if not ev.code and (ev.level in P.ERROR_LEVELS or ev.component == "libfabric") and P.is_benign(mmsg, raw):
         ev.event = "benign" if ev.event == "line" else ev.event
     elif not ev.code and ev.level in P.ERROR_LEVELS:
         ev.code, ev.event, matched = "GENERIC_ERROR", "error", True
         ev.error = ev.error or msg.strip()[:TEXT_MAX]
-    elif not ev.code and fmt_is_exception(ev, msg):
+    elif not ev.code and fmt_is_exception(ev, mmsg):
         ev.code, ev.event, ev.level, matched = "GENERIC_ERROR", "error", "ERROR", True
     return ev if (recognised or matched) else None
 
@@ -175,14 +205,16 @@ def classify(raw: str | bytes, line_no: int = 0, source: str = "<stream>", prefi
 PLUGIN_NAME_RE = re.compile(r"libplugin_(\w+)\.so|plugin '(\w+)'")
 
 
-def _optional_plugin(ev: Event, msg: str) -> None:
+def _optional_plugin(ev: Event, msg: str, raw: str) -> None:
     """NIXL 0.9.0 tries every plugin it ships and logs, at INFO, those that cannot load here (GDS without cuFile,
     GPUNETIO without DOCA...). That is only a failure when the plugin is the backend the agent uses: the diagnosis
-    decides once it knows the backend, so the line becomes ``nixl.plugin_load_failed`` instead of an error."""
+    decides once it knows the backend, so the line becomes ``nixl.plugin_load_failed`` instead of an error.
+    ``msg`` is the masked message, ``raw`` the same as written (the plugin's name is read there)."""
     m = PLUGIN_NAME_RE.search(msg)
     if m and "ailed to load plugin" in msg:
+        g = 1 if m.group(1) is not None else 2
         ev.event, ev.code, ev.level, ev.error = "nixl.plugin_load_failed", None, "INFO", None
-        ev.backend = (m.group(1) or m.group(2)).upper()
+        ev.backend = raw[m.start(g):m.end(g)].upper()
 
 
 def fmt_is_exception(ev: Event, msg: str) -> bool:
@@ -191,21 +223,22 @@ def fmt_is_exception(ev: Event, msg: str) -> bool:
         ("Error", "Exception"))
 
 
-def _apply_rules(ev: Event, msg: str, rules: Sequence[P.Rule]) -> bool:
-    """Failure signatures first (the first one wins), then the first descriptive rule."""
+def _apply_rules(ev: Event, msg: str, rules: Sequence[P.Rule], raw: str | None = None) -> bool:
+    """Failure signatures first (the first one wins), then the first descriptive rule. ``msg`` is the masked message;
+    ``raw`` the same as written when it differs (what a rule captures is read there)."""
     for rule in rules:
         if rule.key not in msg:
             continue
-        m = P.first_match(rule.regex, rule.when, msg)
+        m = P.first_match(rule.regex, rule.when, msg, raw)
         if not m:
             continue
-        _fill(ev, rule, m.groupdict())
+        _fill(ev, rule, m, raw)
         ev.event = rule.event
         if not ev.component or ev.component == "python":
             ev.component = rule.component
         if rule.code:
             ev.code = rule.code
-            ev.error = ev.error or m.group(0)[:TEXT_MAX]
+            ev.error = ev.error or (m.group(0) if raw is None else raw[m.start():m.end()])[:TEXT_MAX]
             ev.level = rule.level or ev.level
         elif rule.level and not ev.level:
             ev.level = rule.level

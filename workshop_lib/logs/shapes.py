@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 
 from workshop_lib.logs import patterns as P
-from workshop_lib.logs.parser import PLUGIN_NAME_RE, strip_prefixes, to_text
+from workshop_lib.logs.parser import PLUGIN_NAME_RE, split_prefixes, to_text
 
 DIGITS = bytes(range(48, 58))
 NORM = bytes.maketrans(DIGITS, b"0" * 10)  # every digit to "0": a line's shape
@@ -130,6 +130,59 @@ _DIGIT_KEYS = tuple(sorted({k.translate(NORM) for k in P.SCAN_KEYS_BYTES if re.s
 FREE_KEY_RE = re.compile(b"|".join(re.escape(k) for k in P.SCAN_KEYS_BYTES if not re.search(rb"\d", k)))
 
 
+_HEXCHARS = frozenset("0123456789abcdef")
+_WORD = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+
+
+def can_overlap_id(s: str) -> bool:
+    """True when an occurrence of ``s`` in a line could cover a character of an id
+    (:data:`~workshop_lib.logs.patterns.ID_RE`: hex digits with no word character beside them, after ``0x`` or in a
+    uuid). A character of ``s`` can lie in an id only if it is a hex digit whose neighbours in ``s`` can be an id's
+    neighbours too (a hex digit of the id, a non-word character, or the ``x`` of ``0x`` before it); worked out to a
+    fixed point, so ``"failed"`` cannot (``i``, ``l``) and ``"ed:"`` can (an id ending in ``ed``).
+
+    Example:
+        >>> can_overlap_id("not found"), can_overlap_id("remote memory"), can_overlap_id("ed:"), can_overlap_id("0x"), can_overlap_id("0x1")
+        (False, False, True, False, True)
+    """
+    live = [c in _HEXCHARS for c in s]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(s)):
+            if not live[i]:
+                continue
+            left = i == 0 or s[i - 1] not in _WORD or s[i - 1] == "x" or live[i - 1]
+            right = i == len(s) - 1 or s[i + 1] not in _WORD or live[i + 1]
+            if not (left and right):
+                live[i] = False
+                changed = True
+    return any(live)
+
+
+# The prefilter (and each rule's key test) runs on the line as written, rules on the masked one: the same answer only
+# when no key can touch an id. So can the words a template reads from a line's text (accumulator.ucx_table_op,
+# Template: "|", "cfg#"; Accumulator.add: "rma(").
+for _k in (*P.PREFILTER_KEYS, *P.RULE_KEYS, "|", "cfg#", "remote memory", "rma("):
+    assert not can_overlap_id(_k), f"a prefilter key or text test could overlap an id (make it longer): {_k!r}"
+
+ID_RE_BYTES = re.compile(P.ID_RE.pattern.encode())
+_ZERO_HEX_BYTES = bytes.maketrans(b"123456789abcdef", b"0" * 15)
+
+
+def shape_of(line: bytes) -> bytes:
+    """A line's shape, as ``native/shapescan.c`` gives it: the ids of a plain-ASCII line without ANSI colour masked
+    (:func:`~workshop_lib.logs.patterns.mask_ids`), then every digit as ``0``.
+
+    Example:
+        >>> shape_of(b"buffer=0x7ff5d87f size=33554432")
+        b'buffer=0x00000000 size=00000000'
+    """
+    if (b"0x" in line or b"-" in line) and line.isascii() and b"\x1b" not in line:
+        line = ID_RE_BYTES.sub(lambda m: m.group().translate(_ZERO_HEX_BYTES), line)
+    return line.translate(NORM)
+
+
 def candidate_anyway(norm: bytes) -> bool:
     """False when lines of this shape may or may not pass the prefilter depending on their digits (the only keys
     in it have a digit: the abseil levels ``E0``/``E1``/``F0``/``F1``)."""
@@ -162,7 +215,7 @@ def exact_spans(norm: bytes) -> tuple[Span, ...] | None:
     if not norm.isascii() or b"\x1b" in norm:
         return () if _safe_text(to_text(norm)) else None
     text = to_text(norm)
-    msg, _, _ = strip_prefixes(text)
+    _, msg, _, _ = split_prefixes(text)  # ids read as zeros, as classify reads them
     off = len(text) - len(msg)
     spans: set[Span] = set()
     for name, fmt in _FORMATS:
@@ -183,7 +236,7 @@ def exact_spans(norm: bytes) -> tuple[Span, ...] | None:
 
 def _safe_text(text: str) -> bool:
     """The plain safety test (no spans) for a line whose byte offsets do not map to text offsets."""
-    msg, _, _ = strip_prefixes(text)
+    _, msg, _, _ = split_prefixes(text)
     for name, fmt in _FORMATS:
         m = fmt.match(msg)
         if m:

@@ -161,7 +161,8 @@ ss_t *ss_new(uint32_t long_line) {
     s->spanoff = malloc((1 << 12) * sizeof(int32_t));
     s->vcap = 1 << 12;
     s->vals = malloc(s->vcap);
-    if (!s->vals || !s->scratch || !s->keybuf || !s->spans || !s->spanoff || tab_init(&s->shapes) || tab_init(&s->keys)) {
+    if (!s->vals || !s->scratch || !s->keybuf || !s->spans || !s->spanoff
+        || tab_init(&s->shapes) || tab_init(&s->keys)) {
         free(s->scratch); free(s->keybuf); free(s->spans); free(s->spanoff); free(s->vals);
         tab_free(&s->shapes); tab_free(&s->keys); free(s);
         return NULL;
@@ -286,19 +287,88 @@ int ss_spans(ss_t *s, int32_t sid, const int32_t *triples, int32_t count, const 
     return 0;
 }
 
+static inline int is_word(unsigned char c) {
+    return (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z') || c == '_';
+}
+
+static inline int is_hex0(unsigned char c) { return c == '0' || (c >= 'a' && c <= 'f'); } /* digits are '0' here */
+
+/* A candidate at sc[i] ('x' or '-'): when it starts an id (patterns.ID_RE: 0x and hex digits, or a uuid whose first
+ * dash is at i; no word character right before or after), its hex digits become '0'. Returns the index to go on from
+ * (past the id, or past a 0x run that is no id: no id can start inside one). sc is p digit-normalised. */
+static uint32_t mask_id(const unsigned char *p, unsigned char *sc, uint32_t len, uint32_t i, int *changed) {
+    if (sc[i] == 'x') {
+        if (i < 1 || p[i - 1] != '0' || (i >= 2 && is_word(sc[i - 2])) || i + 1 >= len || !is_hex0(sc[i + 1]))
+            return i + 1;
+        uint32_t j = i + 1;
+        while (j < len && is_hex0(sc[j])) j++;
+        if (j == len || !is_word(sc[j])) {
+            memset(sc + i + 1, '0', j - i - 1);
+            *changed = 1;
+        }
+        return j;
+    }
+    /* a uuid: 8-4-4-4-12 */
+    if (i < 8 || i + 28 > len || !is_hex0(sc[i - 1]) || !is_hex0(sc[i + 1]) || sc[i + 5] != '-' || sc[i + 10] != '-'
+        || sc[i + 15] != '-')
+        return i + 1;
+    uint32_t a = i - 8, b = i + 28;
+    if ((a > 0 && is_word(sc[a - 1])) || (b < len && is_word(sc[b]))) return i + 1;
+    for (uint32_t q = a; q < b; q++) {
+        uint32_t o = q - a;
+        if (o == 8 || o == 13 || o == 18 || o == 23) continue;
+        if (!is_hex0(sc[q])) return i + 1;
+    }
+    for (uint32_t q = a; q < b; q++)
+        if (sc[q] != '-') sc[q] = '0';
+    *changed = 1;
+    return b;
+}
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#define CHUNK 16
+#else
+#define CHUNK 8
 #endif
 
-/* the shape id of one line (len <= long_line), adding a new shape; -2 when out of memory. The line is digit-
- * normalised into scratch and hashed on the way (two independent multiply chains; the hash only picks the slot: the
- * table compares the bytes) */
-static int32_t shape_id(ss_t *s, const unsigned char *p, uint32_t len) {
-    unsigned char *sc = s->scratch;
+/* the hash of a shape sc[0:len], as shape_id computes it on the way (16-byte chunks in two independent multiply
+ * chains with SSE2, then 8 bytes, then the rest; it only picks the slot: the table compares the bytes) */
+static uint64_t shape_hash(const unsigned char *sc, uint32_t len) {
     uint64_t h = 0x84222325CBF29CE4ULL ^ len, g = 0x9E3779B97F4A7C15ULL;
     uint32_t k = 0;
+    for (; CHUNK == 16 && k + 16 <= len; k += 16) {
+        uint64_t w0, w1;
+        memcpy(&w0, sc + k, 8);
+        memcpy(&w1, sc + k + 8, 8);
+        h = (h ^ w0) * 0x9E3779B97F4A7C15ULL;
+        g = (g ^ w1) * 0xC2B2AE3D27D4EB4FULL;
+    }
+    for (; k + 8 <= len; k += 8) {
+        uint64_t w;
+        memcpy(&w, sc + k, 8);
+        h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+    }
+    if (k < len) {
+        uint64_t w = 0;
+        memcpy(&w, sc + k, len - k);
+        g = (g ^ w) * 0xC2B2AE3D27D4EB4FULL;
+    }
+    h ^= g + (h >> 31);
+    return h ^ (h >> 29);
+}
+
+/* the shape id of one line (len <= long_line; p[len] is its '\n'), adding a new shape; -2 when out of memory. The
+ * line is digit-normalised into scratch and hashed on the way, noting whether it may hold an id (a "0x", or two '-'
+ * 5 bytes apart, the first followed by a hex digit and with room for a uuid after it) and whether it is plain ASCII without ESC; only then are its
+ * ids looked for and masked (shapes.shape_of), and the shape hashed again when that changed it */
+static int32_t shape_id(ss_t *s, const unsigned char *p, uint32_t len) {
+    unsigned char *sc = s->scratch;
+    uint32_t k = 0, bad = 0, maybe = 0;
+    uint64_t h = 0x84222325CBF29CE4ULL ^ len, g = 0x9E3779B97F4A7C15ULL;
 #if defined(__SSE2__)
-    const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9);
+    const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9), ex = _mm_set1_epi8('x'),
+                  dash = _mm_set1_epi8('-'), lowa = _mm_set1_epi8('a'), five = _mm_set1_epi8(5);
     for (; k + 16 <= len; k += 16) {
         __m128i x = _mm_loadu_si128((const __m128i *)(p + k));
         __m128i t = _mm_sub_epi8(x, zero);
@@ -310,8 +380,24 @@ static int32_t shape_id(ss_t *s, const unsigned char *p, uint32_t len) {
         memcpy(&w1, sc + k + 8, 8);
         h = (h ^ w0) * 0x9E3779B97F4A7C15ULL;
         g = (g ^ w1) * 0xC2B2AE3D27D4EB4FULL;
+        /* p[k + 16] is at most the line's '\n': in the buffer */
+        __m128i y = _mm_loadu_si128((const __m128i *)(p + k + 1));
+        __m128i m = _mm_and_si128(_mm_cmpeq_epi8(x, zero), _mm_cmpeq_epi8(y, ex));
+        if (k + 28 <= len) { /* a uuid's first dash has 27 bytes after it in the line: p[k + 20] is too */
+            __m128i ty = _mm_sub_epi8(y, zero), ly = _mm_sub_epi8(y, lowa); /* a hex digit after the dash */
+            __m128i hy = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(ty, nine), ty), _mm_cmpeq_epi8(_mm_min_epu8(ly, five), ly));
+            m = _mm_or_si128(m, _mm_and_si128(hy, _mm_and_si128(_mm_cmpeq_epi8(x, dash),
+                                              _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + k + 5)), dash))));
+        }
+        maybe |= (uint32_t)_mm_movemask_epi8(m);
+    }
+    if (k < len && len >= 16) { /* the last bytes: a "0x" among the line's last 16 (no uuid can start there) */
+        __m128i x = _mm_loadu_si128((const __m128i *)(p + len - 16));
+        __m128i y = _mm_loadu_si128((const __m128i *)(p + len - 15)); /* up to the '\n' */
+        maybe |= (uint32_t)_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(x, zero), _mm_cmpeq_epi8(y, ex)));
     }
 #endif
+    uint32_t head = k; /* bytes before this went through the 16-byte path */
     for (; k + 8 <= len; k += 8) {
         uint64_t x;
         memcpy(&x, p + k, 8);
@@ -326,9 +412,24 @@ static int32_t shape_id(ss_t *s, const unsigned char *p, uint32_t len) {
         memcpy(sc + k, &w, len - k);
         g = (g ^ w) * 0xC2B2AE3D27D4EB4FULL;
     }
+#if defined(__SSE2__)
+    if (len < 16) /* a short line, byte by byte */
+#endif
+        for (uint32_t q = head; q < len; q++) {
+            unsigned char c = p[q];
+            maybe |= (c == '0' && p[q + 1] == 'x') || (c == '-' && q + 28 <= len && p[q + 5] == '-'
+                                                        && ((p[q + 1] >= '0' && p[q + 1] <= '9') || (p[q + 1] >= 'a' && p[q + 1] <= 'f')));
+        }
+    int changed = 0;
+    if (maybe)
+        for (uint32_t q = 0; q < len; q++) bad |= (p[q] >= 0x80 || p[q] == 0x1b); /* only plain ASCII without ESC */
+    if (maybe && !bad)
+        for (uint32_t i = 1; i < len;) /* an id starts no earlier than "0x" at 0 */
+            i = (sc[i] == 'x' || sc[i] == '-') ? mask_id(p, sc, len, i, &changed) : i + 1;
     h ^= g + (h >> 31);
     h ^= h >> 29;
-    return tab_id(&s->shapes, sc, len, h);
+    uint64_t hv = changed ? shape_hash(sc, len) : h;
+    return tab_id(&s->shapes, sc, len, hv);
 }
 
 /* the exact key id of a line of digit-sensitive shape sid; -1 when the key does not fit, -2 out of memory */
