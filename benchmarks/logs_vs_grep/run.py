@@ -68,8 +68,8 @@ GREP_PATTERNS = [
 # The rules' keys as one extended regex (each key a literal): what the diagnosis itself looks for.
 KEYS_ERE = "|".join(re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", k) for k in SCAN_KEYS)
 CORPUS = REPO / "tests" / "corpus"
-_DIGITS = re.compile(rb"\d+")
 _HEX = re.compile(rb"0x[0-9a-f]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_TOKEN = re.compile(rb"(" + _HEX.pattern + rb")|\d+")  # an address or uuid (group 1), else a number
 
 
 def _pool() -> list[bytes]:
@@ -108,7 +108,7 @@ def _write(dest: Path, size_mb: int, seed: int, redraw: object) -> tuple[int, in
 def build_log(dest: Path, size_mb: int, seed: int = 20261207) -> tuple[int, int]:
     """The stress log: at least ``size_mb`` MiB of real lines drawn at random, every number, hex address and uuid
     re-drawn per line (versions, error numbers and ids never repeat): not one block repeated."""
-    return _write(dest, size_mb, seed, lambda x, num, hexid: _DIGITS.sub(num, _HEX.sub(hexid, x)))
+    return _write(dest, size_mb, seed, lambda x, num, hexid: _TOKEN.sub(lambda m: hexid(m) if m[1] else num(m), x))
 
 
 def build_pod_log(dest: Path, size_mb: int, seed: int = 20261208) -> tuple[int, int]:
@@ -120,7 +120,7 @@ def build_pod_log(dest: Path, size_mb: int, seed: int = 20261208) -> tuple[int, 
     def redraw(x: bytes, num: object, hexid: object) -> bytes:
         x = _HEX.sub(hexid, x)
         cut = message_key(x)[1]
-        return _DIGITS.sub(num, x[:cut]) + x[cut:]
+        return _TOKEN.sub(lambda m: m[0] if m[1] else num(m), x[:cut]) + x[cut:]
 
     return _write(dest, size_mb, seed, redraw)
 

@@ -73,6 +73,8 @@ ONCE_MAX = 1 << 14  # shapes remembered as seen once (enough to catch the ones t
 LINES_MAX = 1 << 18  # lines per native batch (28 bytes of arrays each: bounded memory on a block of empty lines)
 REFILL = 1 << 12  # lines without a value handed to Python per batch (C fills in the rest after each batch)
 LONG_LINE = 1 << 10  # longer lines are classified each time, never cached (cache keys stay small: bounded memory)
+NATIVE_LONG_LINE = 1 << 12  # the same for the C tables, bounded by their bytes instead (ARENA_MAX)
+ARENA_MAX = 48 << 20  # bytes of shapes and exact keys the C tables may hold; past it they are cleared
 _KEYS = P.SCAN_KEYS_BYTES
 
 
@@ -247,7 +249,7 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
     source = str(path)
     scan = FileScan(path, chunk=chunk, max_line=max_line)
     find = native.rule_filter(lib)  # the C key search: the prefilter and each new line's candidate rules
-    ctx = lib.ss_new(LONG_LINE)
+    ctx = lib.ss_new(NATIVE_LONG_LINE)
     if not ctx:
         raise MemoryError("shapescan: ss_new failed")
     vobjs: list = []  # value id -> template or NEG
@@ -281,7 +283,7 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                     raise MemoryError("shapescan: out of memory")
                 sstate = {m[k]: v for k, v in sstate.items() if m[k] >= 0}
                 tspans.clear()
-            if max(lib.ss_count(ctx) * 2, lib.ss_keys(ctx), len(vobjs)) > CACHE_MAX:
+            if max(lib.ss_count(ctx) * 2, lib.ss_keys(ctx), len(vobjs)) > CACHE_MAX or lib.ss_bytes(ctx) > ARENA_MAX:
                 if lib.ss_clear(ctx):
                     raise MemoryError("shapescan: out of memory")
                 sstate.clear()
@@ -331,10 +333,13 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
                                 triples, blob = native.span_args(st.spans)
                                 lib.ss_spans(ctx, s, triples, len(st.spans), blob, len(blob))
                         if st.__class__ is _Exact:
-                            key = st.key(raw)
-                            v = mcache.get(key)
-                            if v is None:
-                                v = mcache[key] = template(raw, source, find)
+                            if st.spans is None and len(raw) > LONG_LINE:  # keyed by a long line: not kept
+                                v = template(raw, source, find)
+                            else:
+                                key = st.key(raw)
+                                v = mcache.get(key)
+                                if v is None:
+                                    v = mcache[key] = template(raw, source, find)
                             if kids[i] >= 0:  # C keys this line's digits: later lines with them get v there
                                 lib.ss_setk(ctx, kids[i], vid(v))
                         else:

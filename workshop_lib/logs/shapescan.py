@@ -120,7 +120,7 @@ def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     p, i64, i32, u32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_uint32
     sigs = {
         "ss_new": (p, [u32]), "ss_free": (None, [p]), "ss_clear": (ctypes.c_int, [p]), "ss_count": (i32, [p]),
-        "ss_keys": (i32, [p]), "ss_prune": (i64, [p, p]), "ss_set": (ctypes.c_int, [p, i32, i32]), "ss_setk": (ctypes.c_int, [p, i32, i32]),
+        "ss_keys": (i32, [p]), "ss_bytes": (i64, [p]), "ss_prune": (i64, [p, p]), "ss_set": (ctypes.c_int, [p, i32, i32]), "ss_setk": (ctypes.c_int, [p, i32, i32]),
         "ss_spans": (ctypes.c_int, [p, i32, p, i32, p, i32]),
         "ss_scan": (i64, [p, p, i64, p, p, p, p, i64]),
         "ss_tally": (i64, [p, i64, i32, p, p, p, p]),

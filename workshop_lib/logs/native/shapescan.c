@@ -219,6 +219,8 @@ int64_t ss_prune(ss_t *s, int32_t *map) {
 
 int32_t ss_count(const ss_t *s) { return s->shapes.n; }
 int32_t ss_keys(const ss_t *s) { return s->keys.n; }
+/* the bytes the two tables hold (shapes and exact keys): Python clears them past a cap (bounded memory) */
+int64_t ss_bytes(const ss_t *s) { return (int64_t)(s->shapes.used + s->keys.used); }
 
 /* the value of a shape */
 int ss_set(ss_t *s, int32_t sid, int32_t vid) {
