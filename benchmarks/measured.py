@@ -254,22 +254,34 @@ def logs_vs_grep_row() -> Row:
     need = ("ratio_vs_grep_combined", "log_bytes")
     if not isinstance(rec, dict) or any(k not in rec for k in need):
         return (what, NO_RECORD, where)
-    text = f"{rec['log_bytes'] / MiB:.0f} MiB: {rec['ratio_vs_grep_combined']}x one combined grep with the rules' keys"
-    if rec.get("ratio_vs_grep_per_pattern") is not None:
-        text += f", {rec['ratio_vs_grep_per_pattern']}x the per-pattern greps"
     goal = rec.get("goal") or {}
-    if goal.get("max_ratio") is not None:
-        met = rec["ratio_vs_grep_combined"] <= goal["max_ratio"]
-        text += f" (goal {goal['max_ratio']}x: {'met' if met else 'missed'})"
-    if rec.get("diagnose_peak_rss_mb") is not None:
-        text += f", {rec['diagnose_peak_rss_mb']} MB peak RSS"
-    if rec.get("pool_lines"):
-        text += f"; input drawn from {rec['pool_lines']} real lines, every id and number re-drawn"
     pod = rec.get("pod_log")
-    if isinstance(pod, dict) and pod.get("ratio_vs_grep") is not None:
-        text += f"; {pod['ratio_vs_grep']}x on a pod-like log (only header numbers, addresses and uuids re-drawn)"
-    elif rec.get("fixture_lines_per_copy"):
-        text += f"; input repeats {rec['fixture_lines_per_copy']} fixture lines"
+    if goal.get("log") == "pod" and isinstance(pod, dict) and pod.get("ratio_vs_grep") is not None:
+        met = pod["ratio_vs_grep"] <= goal["max_ratio"] and pod["cpu_ratio_vs_grep"] <= goal["max_ratio"]
+        text = (f"{pod['log_bytes'] / MiB:.0f} MiB of real lines as pods print them again (only header numbers, "
+                f"addresses and uuids re-drawn): {pod['ratio_vs_grep']}x one combined grep with the rules' keys "
+                f"(goal {goal['max_ratio']}x: {'met' if met else 'missed'}), "
+                f"{max(pod['peak_rss_mb'], rec.get('diagnose_peak_rss_mb') or 0)} MB peak RSS; "
+                f"{rec['ratio_vs_grep_combined']}x on a stress log with every number re-drawn")
+        if rec.get("ratio_vs_grep_per_pattern") is not None:
+            text += f" ({rec['ratio_vs_grep_per_pattern']}x the per-pattern greps)"
+        if rec.get("pool_lines"):
+            text += f"; both drawn from {rec['pool_lines']} real lines"
+    else:  # a record from before the pod log was the goal's log
+        text = f"{rec['log_bytes'] / MiB:.0f} MiB: {rec['ratio_vs_grep_combined']}x one combined grep with the rules' keys"
+        if rec.get("ratio_vs_grep_per_pattern") is not None:
+            text += f", {rec['ratio_vs_grep_per_pattern']}x the per-pattern greps"
+        if goal.get("max_ratio") is not None:
+            met = rec["ratio_vs_grep_combined"] <= goal["max_ratio"]
+            text += f" (goal {goal['max_ratio']}x: {'met' if met else 'missed'})"
+        if rec.get("diagnose_peak_rss_mb") is not None:
+            text += f", {rec['diagnose_peak_rss_mb']} MB peak RSS"
+        if rec.get("pool_lines"):
+            text += f"; input drawn from {rec['pool_lines']} real lines, every id and number re-drawn"
+        if isinstance(pod, dict) and pod.get("ratio_vs_grep") is not None:
+            text += f"; {pod['ratio_vs_grep']}x on a pod-like log (only header numbers, addresses and uuids re-drawn)"
+        elif rec.get("fixture_lines_per_copy"):
+            text += f"; input repeats {rec['fixture_lines_per_copy']} fixture lines"
     repeat = re.search(r"--repeat (\d+)", str(rec.get("command", "")))
     if repeat:
         text += f" (times: median of {repeat[1]} runs)"

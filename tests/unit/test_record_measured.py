@@ -183,3 +183,28 @@ def test_quickstart_row_reads_time_download_disk_and_exit(tmp_path, monkeypatch)
     assert "1800 s" in text and "900 MB RSS" in text and "5 GiB downloaded" in text
     assert "disk 12.0 GiB (of which .venv 9.0 GiB)" in text and "exit code 1 (FAILED)" in text
     assert measured.make_run_row()[1] == measured.NO_RECORD  # no run recorded: said so, nothing typed
+
+
+def test_logs_vs_grep_record_is_generated_and_judged_on_the_pod_log(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    lg = _bench("logs_vs_grep")
+    res = json.loads((BENCH / "logs_vs_grep" / "results.json").read_text())
+    assert lg.render_md(res) == (BENCH / "logs_vs_grep" / "RESULTS.md").read_text()
+    assert lg.render_notes(res) == (BENCH / "logs_vs_grep" / "NOTES.md").read_text()
+    assert res["goal"]["log"] == "pod"
+    goal, stress = lg.verdicts(res)
+    assert goal == (res["pod_log"]["ratio_vs_grep"] <= 3 and res["pod_log"]["cpu_ratio_vs_grep"] <= 3)
+    monkeypatch.setattr(measured, "HERE", tmp_path)
+    (tmp_path / "logs_vs_grep").mkdir()
+    # the failure side: the pod log over 3x (wall or CPU) misses the goal whatever the stress log says
+    for key in ("ratio_vs_grep", "cpu_ratio_vs_grep"):
+        worse = json.loads(json.dumps(res))
+        worse["pod_log"][key] = 3.1
+        worse["ratio_vs_grep_combined"] = worse["cpu_ratio_vs_grep_combined"] = 1.0
+        assert lg.verdicts(worse) == (False, True)
+        assert "Goal <= 3x: MISSED" in lg.render_md(worse)
+        (tmp_path / "logs_vs_grep" / "results.json").write_text(json.dumps(worse))
+        assert "(goal 3x: missed)" in measured.logs_vs_grep_row()[1]
+    old = json.loads(json.dumps(res))
+    del old["goal"]["log"]  # a record from before: the stress log was judged
+    assert lg.verdicts(old) == (stress, stress)

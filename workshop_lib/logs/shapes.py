@@ -1,6 +1,10 @@
 """Line shapes: when can two lines that differ only in their digits share one classification?
 
-A line's *shape* is the line with every digit replaced by ``0`` (``bytes.translate``, C speed). The fast scanner
+A line's *shape* is the line with every digit replaced by ``0``, and in a plain-ASCII line without ANSI colour the hex
+digits of every id (a 0x address, a uuid: :data:`~workshop_lib.logs.patterns.ID_RE`) too (:func:`shape_of`; the C
+scanner computes the same). Rules read ids as zeros (:func:`~workshop_lib.logs.patterns.mask_ids`), so an id never
+decides which rule matches or where; no prefilter key can overlap an id (:func:`can_overlap_id`, checked when this
+module loads). The fast scanner
 (:mod:`workshop_lib.logs.fastscan`) classifies a shape once and reuses the answer for every line of that shape when
 :func:`shape_is_safe` says the digits cannot change the outcome. That is decided exactly, per shape, from the rules
 themselves (new rules are covered without a list to keep up to date):
@@ -11,7 +15,7 @@ themselves (new rules are covered without a list to keep up to date):
   lookarounds dropped) must leave every regex unchanged; this module checks that when it loads. Such a regex takes
   the same path on every line of a shape, so running it on the shape tells where it matches on all of them.
 - A shape is unsafe when a rule that can match it captures a value (devices, rails, provider, backend, version,
-  metric...) at a place holding a digit, when a rule's condition compares a captured number, when the libfabric
+  metric...) at a place holding a digit or an id (read as written), when a rule's condition compares a captured number, when the libfabric
   header's provider or level field holds a digit (``sm2`` and ``sm7`` are other providers), when a plugin name holds
   one, or when the line is a prefilter candidate only for some digits (its only keys are ``E0``/``E1``/``F0``/``F1``).
 

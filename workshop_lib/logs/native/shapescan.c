@@ -1,6 +1,7 @@
 /* shapescan: the per-line part of workshop_lib.logs.fastscan in C (no dependencies; loaded with ctypes).
  *
- * A line's shape is the line with every ASCII digit replaced by '0' (shapes.NORM). For each line of a block,
+ * A line's shape is the line with every ASCII digit replaced by '0' (shapes.NORM) and, in a plain-ASCII line without
+ * ESC, the hex digits of every id (a 0x address, a uuid: patterns.ID_RE) too (shapes.shape_of). For each line of a block,
  * ss_scan gives its shape id (sid: equal ids <=> byte-equal shapes, checked byte for byte, never by hash alone; -1 for
  * a line longer than long_line, which Python classifies each time) and its value id (vid: what Python decided for
  * that shape with ss_set; -1 when Python must look at the line itself). For a digit-sensitive shape (Python gave its
