@@ -103,3 +103,14 @@ def test_a_key_that_could_overlap_an_id_is_refused() -> None:
         assert can_overlap_id(key), key
     for key in ("failed", "Backend ", "not found", "0x", "fi_addr"):
         assert not can_overlap_id(key), key
+
+
+def test_a_last_line_without_newline_gets_the_same_shape() -> None:
+    lib = native.load()
+    if lib is None:
+        pytest.skip(f"no native scanner here: {native.scanner()}")
+    u = b"def7d2f1-d482-4cd2-b6de-f238da5a9c70"
+    for line in (b"b 0x2e", b"agent " + u, b"x" * 20 + b" 0x1f", b"y" * 15 + b"0x", b"z" * 40 + b" " + u):
+        other = _redraw(line, random.Random(1))
+        sids = native.shape_ids(lib, line + b"\n" + other)  # the last line has no newline: nothing past it is read
+        assert (sids[0] == sids[1]) == (shape_of(line) == shape_of(other)), line

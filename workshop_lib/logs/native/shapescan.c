@@ -361,11 +361,12 @@ static uint64_t shape_hash(const unsigned char *sc, uint32_t len) {
     return h ^ (h >> 29);
 }
 
-/* the shape id of one line (len <= long_line; p[len] is its '\n'), adding a new shape; -2 when out of memory. The
+/* the shape id of one line (len <= long_line; nl: p[len] is its '\n', else nothing past p[len - 1] is read),
+ * adding a new shape; -2 when out of memory. The
  * line is digit-normalised into scratch and hashed on the way, noting whether it may hold an id (a "0x", or two '-'
  * 5 bytes apart, the first followed by a hex digit and with room for a uuid after it) and whether it is plain ASCII without ESC; only then are its
  * ids looked for and masked (shapes.shape_of), and the shape hashed again when that changed it */
-static int32_t shape_id(ss_t *s, const unsigned char *p, uint32_t len) {
+static int32_t shape_id(ss_t *s, const unsigned char *p, uint32_t len, int nl) {
     unsigned char *sc = s->scratch;
     uint32_t k = 0, bad = 0, maybe = 0;
     uint64_t h = 0x84222325CBF29CE4ULL ^ len, g = 0x9E3779B97F4A7C15ULL;
@@ -383,8 +384,11 @@ static int32_t shape_id(ss_t *s, const unsigned char *p, uint32_t len) {
         memcpy(&w1, sc + k + 8, 8);
         h = (h ^ w0) * 0x9E3779B97F4A7C15ULL;
         g = (g ^ w1) * 0xC2B2AE3D27D4EB4FULL;
-        /* p[k + 16] is at most the line's '\n': in the buffer */
-        __m128i y = _mm_loadu_si128((const __m128i *)(p + k + 1));
+        if (k + 16 == len && !nl) { /* the last chunk of a line without '\n': look at every byte below */
+            maybe = 1;
+            continue;
+        }
+        __m128i y = _mm_loadu_si128((const __m128i *)(p + k + 1)); /* p[k + 16]: at most the line's '\n' */
         __m128i m = _mm_and_si128(_mm_cmpeq_epi8(x, zero), _mm_cmpeq_epi8(y, ex));
         if (k + 28 <= len) { /* a uuid's first dash has 27 bytes after it in the line: p[k + 20] is too */
             __m128i ty = _mm_sub_epi8(y, zero), ly = _mm_sub_epi8(y, lowa); /* a hex digit after the dash */
@@ -394,7 +398,9 @@ static int32_t shape_id(ss_t *s, const unsigned char *p, uint32_t len) {
         }
         maybe |= (uint32_t)_mm_movemask_epi8(m);
     }
-    if (k < len && len >= 16) { /* the last bytes: a "0x" among the line's last 16 (no uuid can start there) */
+    if (k < len && len >= 16 && !nl) {
+        maybe = 1;
+    } else if (k < len && len >= 16) { /* the last bytes: a "0x" among the line's last 16 (no uuid can start there) */
         __m128i x = _mm_loadu_si128((const __m128i *)(p + len - 16));
         __m128i y = _mm_loadu_si128((const __m128i *)(p + len - 15)); /* up to the '\n' */
         maybe |= (uint32_t)_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(x, zero), _mm_cmpeq_epi8(y, ex)));
@@ -420,7 +426,7 @@ static int32_t shape_id(ss_t *s, const unsigned char *p, uint32_t len) {
 #endif
         for (uint32_t q = head; q < len; q++) {
             unsigned char c = p[q];
-            maybe |= (c == '0' && p[q + 1] == 'x') || (c == '-' && q + 28 <= len && p[q + 5] == '-'
+            maybe |= (c == '0' && q + 1 < len && p[q + 1] == 'x') || (c == '-' && q + 28 <= len && p[q + 5] == '-'
                                                         && ((p[q + 1] >= '0' && p[q + 1] <= '9') || (p[q + 1] >= 'a' && p[q + 1] <= 'f')));
         }
     int changed = 0;
@@ -489,7 +495,7 @@ int64_t ss_scan(ss_t *s, const unsigned char *buf, int64_t len, int64_t *starts,
         if (l > longest) longest = l;
         int32_t sid = -1, kid = -1, vid = -1;
         if (l <= (int64_t)s->long_line) {
-            sid = shape_id(s, buf + pos, (uint32_t)l);
+            sid = shape_id(s, buf + pos, (uint32_t)l, nl != NULL);
             if (sid == -2) return -2;
             vid = s->shapes.val[sid];
             if (vid == EXACT) {
