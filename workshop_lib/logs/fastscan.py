@@ -134,7 +134,9 @@ def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int
              once: set, source: str) -> None:
     """Turn every value of ``vals`` into a template or ``NEG``, in place: a line of a new shape is classified (the
     shape is worked out and cached when it comes back, ``once`` holds those seen once), and digit-sensitive lines (an
-    :class:`_Exact` in the shape cache) are looked up by the digits that matter."""
+    :class:`_Exact` in the shape cache) are looked up by the digits that matter. ``norm_lines`` are digit-normalised
+    only (``bytes.translate``); a line that misses and may hold an id is looked up again by its full shape
+    (:func:`~workshop_lib.logs.shapes.shape_of`, ids masked), as the C scanner keys it."""
     n = len(vals)
     miss = list(compress(range(n), map(is_, vals, repeat(None))))
     if len(miss) > 64:  # many new shapes (e.g. unique request ids): settle the keyless ones in bulk first
@@ -146,6 +148,9 @@ def _resolve(vals: list, norm_lines: list[bytes], block: bytes, starts: list[int
     for i in miss:
         norm = norm_lines[i]
         v = shape.get(norm)
+        if v is None and (b"0x" in norm or b"-" in norm):  # a line with ids: cached under its shape with them masked
+            norm = shape_of(block[starts[i]:starts[i + 1] - 1])
+            v = shape.get(norm)
         if v is None:
             if len(norm) > LONG_LINE:  # never cached: the caches hold at most CACHE_MAX lines of LONG_LINE bytes
                 v = template(block[starts[i]:starts[i + 1] - 1], source)
