@@ -64,7 +64,6 @@ from workshop_lib.logs.templates import (
     Template,
     apply_bulk,
     bulk_of,
-    repeat_cheaply,
     template,
     text_span,
     visit,
@@ -377,8 +376,8 @@ def _feed_native(lib: object, path: str | Path, accs: Sequence, chunk: int, max_
             order = idx[:k]
             if refs_only or fresh:
                 order = sorted([*order, *refs_only, *(first_at[tv[t]] for t in fresh)])
-            _visit_native(accs, seen, {base + i + 1 for i in refs_only}, block, starts, sids, vids, vobjs, order, base,
-                          tspans, source)
+            visit(accs, seen, {base + i + 1 for i in refs_only}, _lines(block, starts, sids, vids, vobjs, order, base,
+                                                                        tspans), source)
             apply_bulk(accs, fresh, {t: bc[t] - 1 for t in fresh}, last, base)
             apply_bulk(accs, table, bc, last, base)
             headers = [t for t in table if t.kind == UCXHDR]
@@ -405,36 +404,6 @@ def _table_bulk(tv: dict, seen: list[set], accs: Sequence) -> set:
     if len(quiet) == len(rows) and headers and all(t in s for t in headers for s in seen):
         quiet.update(headers)
     return quiet
-
-
-def _visit_native(accs: Sequence, seen: list[set], refs: set[int], block: memoryview | bytes, starts, sids, vids,  # noqa: ANN001
-                  vobjs: list, order: list[int], base: int, tspans: dict, source: str) -> None:
-    """:func:`~workshop_lib.logs.templates.visit` of the lines ``order`` of a native block, in line order. With one
-    accumulator, a generic error line whose template it has seen repeats straight from its shape's text span (no
-    copy of the line, no event; :func:`~workshop_lib.logs.templates.repeat_cheaply`, as ``visit`` would): error floods
-    are mostly such lines. Any other line, or one that needs the full ``add``, goes through ``visit``."""
-    if len(accs) != 1:
-        visit(accs, seen, refs, _lines(block, starts, sids, vids, vobjs, order, base, tspans), source)
-        return
-    acc, s0 = accs[0], seen[0]
-    rest: list[int] = []  # lines for visit, flushed before the next cheap one (line order kept)
-    for i in order:
-        v = vobjs[vids[i]]
-        if v.__class__ is Template and v.kind == GEN and v in s0 and (s := sids[i]) >= 0:
-            a = starts[i]
-            sp = tspans.get(s, False)
-            if sp is False:
-                sp = tspans[s] = text_span(bytes(block[a:starts[i + 1] - 1]))
-            if sp is not None:
-                if rest:
-                    visit(accs, seen, refs, _lines(block, starts, sids, vids, vobjs, rest, base, tspans), source)
-                    rest = []
-                tk = ("GENERIC_ERROR", bytes(block[a + sp[0]:a + sp[1]]).decode("ascii"))
-                if repeat_cheaply(v, acc, base + i + 1, b"", source, tk):  # False: nothing changed, full add below
-                    continue
-        rest.append(i)
-    if rest:
-        visit(accs, seen, refs, _lines(block, starts, sids, vids, vobjs, rest, base, tspans), source)
 
 
 def _lines(block: memoryview | bytes, starts, sids, vids, vobjs: list, order: list[int], base: int,  # noqa: ANN001
