@@ -170,9 +170,6 @@ def can_overlap_id(s: str) -> bool:
 for _k in (*P.PREFILTER_KEYS, *P.RULE_KEYS, "|", "cfg#", "remote memory", "rma("):
     assert not can_overlap_id(_k), f"a prefilter key or text test could overlap an id (make it longer): {_k!r}"
 
-ID_RE_BYTES = re.compile(P.ID_RE.pattern.encode())
-_ZERO_HEX_BYTES = bytes.maketrans(b"123456789abcdef", b"0" * 15)
-
 
 def shape_of(line: bytes) -> bytes:
     """A line's shape, as ``native/shapescan.c`` gives it: the ids of a plain-ASCII line without ANSI colour masked
@@ -183,7 +180,7 @@ def shape_of(line: bytes) -> bytes:
         b'buffer=0x00000000 size=00000000'
     """
     if (b"0x" in line or b"-" in line) and line.isascii() and b"\x1b" not in line:
-        line = ID_RE_BYTES.sub(lambda m: m.group().translate(_ZERO_HEX_BYTES), line)
+        line = P.mask_ids(line.decode("ascii")).encode("ascii")
     return line.translate(NORM)
 
 
