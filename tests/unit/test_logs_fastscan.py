@@ -250,3 +250,36 @@ def test_repeats_in_bulk_keep_every_effect(tmp_path: Path, scanner: str) -> None
         feed_uncached(p, [ref])
         assert _acc_state(fast) == _acc_state(ref), chunk
         assert ref.handshakes == 5 and ref.errors_dropped > 0
+
+
+@pytest.mark.parametrize("scanner", ["native", "python"])
+def test_a_version_is_read_from_its_first_line_on_every_path(tmp_path: Path, scanner: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Versions do not key a line (FIRST_DETAIL_ONLY): later lines of a shape share the first line's template, which
+    is right only while the accumulator keeps the first version. Read the last one instead and the paths must part."""
+    from workshop_lib.logs import accumulator, shapescan
+
+    if scanner == "native" and shapescan.load() is None:
+        pytest.skip(f"no native scanner here: {shapescan.scanner()}")
+    lines = [b"I1207 19:34:40.1 1 nixl_log.cpp:1] NIXL version: %d.%d.%d" % (i % 7, i % 5, i) for i in range(300)]
+    lines += [b"[1746690477.974497] [h:611  :0]     ucp_context.c:1268 UCX  INFO  Version 1.%d.0 (loaded from /lib%d/x.so)"
+              % (i, i) for i in range(300)]
+    p = tmp_path / "versions.log"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+
+    def report(feed) -> dict:  # noqa: ANN001
+        acc = Accumulator()
+        n = feed(p, [acc])
+        return acc.diagnosis([str(p)], n if isinstance(n, int) else n[1]).versions
+
+    fast = report(lambda path, accs: feed_file(path, accs, scanner=scanner))
+    assert fast == report(feed_uncached)
+    assert fast["versions"] == {"nixl": "0.0.0", "ucx": "1.0.0"} and fast["loaded_from"]["ucx"] == "/lib0/x.so"
+    original = accumulator.Accumulator._add_detail
+
+    def last_wins(self, e: str, ev) -> None:  # noqa: ANN001 - the rule changed on purpose
+        self.versions.pop(accumulator._VERSION_EVENTS.get(e), None)
+        original(self, e, ev)
+
+    monkeypatch.setattr(accumulator.Accumulator, "_add_detail", last_wins)
+    assert report(lambda path, accs: feed_file(path, accs, scanner=scanner)) != report(feed_uncached)

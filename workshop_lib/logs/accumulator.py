@@ -42,6 +42,9 @@ _NIXL_FORMAT = {"and loaded backend ": "0.9.x", "and loaded ": "<=0.8", "backend
 _NIXL_1X_EVENTS = {"nixl.rail_created", "nixl.handshake_stored", "nixl.connection_state"}
 _VERSION_EVENTS = {"nixl.version": "nixl", "ucx.version": "ucx", "libfabric.version": "libfabric",
                    "vllm.version": "vllm", "trtllm.version": "trtllm"}
+# Events whose detail (a version, the plugin directory) the accumulator reads from their first line only (setdefault):
+# a later line's value changes nothing, so it does not key a line in the fast scan (logs/shapes.py).
+FIRST_DETAIL_ONLY = frozenset({*_VERSION_EVENTS, "nixl.plugin_dir"})
 _PATH_RE = re.compile(r"(?:loaded from|path:)\s*(\S+?)\)?$")
 _METRIC_VALUE_RE = re.compile(r"\s([-+\d.eE]+|NaN)\s*$")
 MAX_SET = 1024  # cap on rail indices / metric names kept (bounded memory on any input)

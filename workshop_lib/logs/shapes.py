@@ -14,8 +14,9 @@ themselves (new rules are covered without a list to keep up to date):
   ``returned -(?P<errno>\\d\\d)`` with ``errno`` = 61). :func:`generalize` (each literal digit to ``\\d``, digit
   lookarounds dropped) must leave every regex unchanged; this module checks that when it loads. Such a regex takes
   the same path on every line of a shape, so running it on the shape tells where it matches on all of them.
-- A shape is unsafe when a rule that can match it captures a value (devices, rails, provider, backend, version,
-  metric...) at a place holding a digit or an id (read as written), when a rule's condition compares a captured number, when the libfabric
+- A shape is unsafe when a rule that can match it captures a value (devices, rails, provider, backend, rail index,
+  metric...) at a place holding a digit or an id (read as written); a version or the plugin directory does not count
+  (the accumulator reads it from the first line of its event only, and a shape's first line is classified in full), when a rule's condition compares a captured number, when the libfabric
   header's provider or level field holds a digit (``sm2`` and ``sm7`` are other providers), when a plugin name holds
   one, or when the line is a prefilter candidate only for some digits (its only keys are ``E0``/``E1``/``F0``/``F1``).
 
@@ -36,6 +37,7 @@ import re
 from dataclasses import dataclass
 
 from workshop_lib.logs import patterns as P
+from workshop_lib.logs.accumulator import FIRST_DETAIL_ONLY
 from workshop_lib.logs.parser import PLUGIN_NAME_RE, split_prefixes, to_text
 
 DIGITS = bytes(range(48, 58))
@@ -119,9 +121,17 @@ def _probe(key: str, rx: re.Pattern[str], groups: tuple[str | int, ...], when: t
     return Probe(key.translate(str.maketrans("123456789", "0" * 9)), rx, groups, preds)
 
 
+def _value_groups(rule: P.Rule) -> tuple[str, ...]:
+    """The groups of ``rule`` whose value the accumulator reads from every line (a version or the plugin directory
+    is read from the first line of its event only: :data:`~workshop_lib.logs.accumulator.FIRST_DETAIL_ONLY`)."""
+    groups = set(rule.regex.groupindex) & P.VALUE_GROUPS
+    if rule.event in FIRST_DETAIL_ONLY:
+        groups -= {"detail", "detail2"}
+    return tuple(sorted(groups))
+
+
 PROBES: tuple[Probe, ...] = (
-    *(_probe(r.key, r.regex, tuple(sorted(set(r.regex.groupindex) & P.VALUE_GROUPS)), r.when)
-      for r in P.RULES_BY_PRIORITY),
+    *(_probe(r.key, r.regex, _value_groups(r), r.when) for r in P.RULES_BY_PRIORITY),
     *(_probe("", rx, (), when) for rx, when in P.BENIGN_RULES),
     _probe("", PLUGIN_NAME_RE, (1, 2)),
 )
