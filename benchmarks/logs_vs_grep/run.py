@@ -420,14 +420,15 @@ keep: every rule tests digits only as a class (a number a signature depends on, 
 compared in the rule's `when`), and every rule reads ids as zeros (`patterns.mask_ids`: an id says which object,
 never what happened; what a rule captures is still read from the line as written). So a shape's lines share one
 classification unless a captured value holds a digit or an id, and then only those bytes (or, for a compared number,
-which value it equals) key it. The floor row (read the blocks, shape id per line, nothing classified) is
+which value it equals) key it; a version or the plugin directory does not (the accumulator reads it from the first
+line of its event only, and a shape's first line is classified in full). The floor row (read the blocks, shape id per line, nothing classified) is
 {r['floor_cpu_ratio_vs_grep_combined']}x the reference grep's CPU and start-up {r['cli_startup_cpu_s']} s of CPU (the
 Python interpreter and the rules' regexes); the rest is Python, exactly as the uncached reference path does it: the
 few hundred shapes of the pod log go through the rules once each, and a generic error line is counted line by line
 (tracebacks group by adjacency; its error-table text is cut from the line at its shape's span, no event built). On
-the stress log every re-drawn version, plugin path or count is a new key, classified in full
-(`UCX Version 7.31.4 (loaded from ...)`): about ten thousand lines per 256 MB, which is what keeps it above the pod
-log.
+the stress log every re-drawn rail index or device count is a new key, classified in full
+(`Discovered 4738 EFA devices`), and so is every line that is not plain ASCII (keyed whole: `provider efa, peer
+10.0.0.12 → 10.0.0.134`), which is what keeps it above the pod log.
 Without a C compiler the pure-Python fallback runs (named in the JSON): {r['python_fallback']['cpu_s']} s CPU on the
 stress log, {r['python_fallback']['cpu_ratio_vs_grep_combined']}x, same diagnosis: {r['python_fallback']['same_diagnosis']}.
 """
