@@ -15,10 +15,11 @@ themselves (new rules are covered without a list to keep up to date):
   lookarounds dropped) must leave every regex unchanged; this module checks that when it loads. Such a regex takes
   the same path on every line of a shape, so running it on the shape tells where it matches on all of them.
 - A shape is unsafe when a rule that can match it captures a value (devices, rails, provider, backend, rail index,
-  metric...) at a place holding a digit or an id (read as written); a version or the plugin directory does not count
-  (the accumulator reads it from the first line of its event only, and a shape's first line is classified in full), when a rule's condition compares a captured number, when the libfabric
-  header's provider or level field holds a digit (``sm2`` and ``sm7`` are other providers), when a plugin name holds
-  one, or when the line is a prefilter candidate only for some digits (its only keys are ``E0``/``E1``/``F0``/``F1``).
+  metric...) at a place holding a digit or an id (read as written), when a rule's condition compares a captured
+  number, when the libfabric header's provider or level field holds a digit (``sm2`` and ``sm7`` are other
+  providers), when a plugin name holds one, or when the line is a prefilter candidate only for some digits (its only
+  keys are ``E0``/``E1``/``F0``/``F1``). A version or the plugin directory does not count: the accumulator reads it
+  from the first line of its event only, and a shape's first line is classified in full.
 
 The lines of an unsafe shape are looked up by the shape plus the digits of the spans that matter
 (:func:`exact_spans`): a value's bytes, or for a compared number only which of the rule's values it equals.
@@ -156,8 +157,8 @@ def can_overlap_id(s: str) -> bool:
     fixed point, so ``"failed"`` cannot (``i``, ``l``) and ``"ed:"`` can (an id ending in ``ed``).
 
     Example:
-        >>> can_overlap_id("not found"), can_overlap_id("remote memory"), can_overlap_id("ed:"), can_overlap_id("0x"), can_overlap_id("0x1")
-        (False, False, True, False, True)
+        >>> [can_overlap_id(s) for s in ("not found", "remote memory", "ed:", "0x", "0x1")]
+        [False, False, True, False, True]
     """
     live = [c in _HEXCHARS for c in s]
     changed = True
@@ -174,8 +175,8 @@ def can_overlap_id(s: str) -> bool:
     return any(live)
 
 
-# The prefilter (and each rule's key test) runs on the line as written, rules on the masked one: the same answer only
-# when no key can touch an id. So can the words a template reads from a line's text (accumulator.ucx_table_op,
+# The prefilter runs on the line as written, the rules (their key tests too) on the masked one: the same answer only
+# when no key can touch an id. Nor can the words a template reads from a line's text (accumulator.ucx_table_op,
 # Template: "|", "cfg#"; Accumulator.add: "rma(").
 for _k in (*P.PREFILTER_KEYS, *P.RULE_KEYS, "|", "cfg#", "remote memory", "rma("):
     assert not can_overlap_id(_k), f"a prefilter key or text test could overlap an id (make it longer): {_k!r}"
