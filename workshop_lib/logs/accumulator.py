@@ -80,6 +80,12 @@ def _tl_class(tl: str) -> str:
     return "shm" if tl in P.UCX_SHM_TLS else "other"
 
 
+def only_notes_a_plugin(ev: Event) -> bool:
+    """True for a plugin that failed to load as an optional one (:meth:`Accumulator.add` notes the plugin and stops:
+    no backend, provider or handshake comes from such a line)."""
+    return ev.event == "nixl.plugin_load_failed" and bool(ev.backend)
+
+
 @dataclass
 class _ErrorEntry:
     code: str
@@ -130,7 +136,7 @@ class Accumulator:
             self._add_error(ev)
         if ev.detail is not None:
             self._add_detail(e, ev)
-        if e == "nixl.plugin_load_failed" and ev.backend:
+        if only_notes_a_plugin(ev):
             if len(self.plugin_failures) < MAX_SET:
                 self.plugin_failures.setdefault(ev.backend, ev)
             return

@@ -24,6 +24,7 @@ from workshop_lib.logs.accumulator import (
     HELD_CODES,
     MAX_ERRORS,
     STRONG_PROVIDER,
+    only_notes_a_plugin,
     tl_classes,
     ucx_table_op,
 )
@@ -73,7 +74,9 @@ class Template:
     occurrence; a code held until the provider is known, ``NO_GPUDIRECT_RAIL``, keeps its first line too); REF: also
     the "last seen" evidence (explicit backend, provider) and the handshake count; ERR: a known failure code's count
     and last line; ERREF: both (an EFA abort naming its provider); GEN: a generic error line that may continue the
-    previous one (a traceback); FULL: anything else, replayed through ``add``.
+    previous one (a traceback); UCXHDR/UCXROW: a UCX_PROTO_INFO table line (a header sets the operation, a row adds
+    its transport classes; one that also names a backend or provider is FULL); FULL: anything else, replayed through
+    ``add``.
     """
 
     __slots__ = ("ev", "kind", "event", "explicit", "strong", "weak", "handshake", "backend", "provider", "code",
@@ -82,9 +85,11 @@ class Template:
     def __init__(self, ev: Event) -> None:
         e = ev.event
         self.ev, self.event, self.code = ev, (None if e == "line" else e), ev.code
-        self.explicit = bool(e in EXPLICIT_BACKEND and ev.backend)
-        self.strong = bool(e in STRONG_PROVIDER and ev.provider and not (e == "nixl.efa_devices" and not ev.devices))
-        self.weak = bool(not self.strong and ev.provider and ev.component == "libfabric" and e not in (
+        notes = not only_notes_a_plugin(ev)  # add stops before the backend and provider for such a line
+        self.explicit = bool(notes and e in EXPLICIT_BACKEND and ev.backend)
+        self.strong = bool(notes and e in STRONG_PROVIDER and ev.provider
+                           and not (e == "nixl.efa_devices" and not ev.devices))
+        self.weak = bool(notes and not self.strong and ev.provider and ev.component == "libfabric" and e not in (
             "libfabric.provider_rejected", "libfabric.efa_caps_unsupported", "benign"))
         self.handshake = e in HANDSHAKE_EVENTS
         self.backend = ev.backend.upper() if ev.backend else None
@@ -96,8 +101,10 @@ class Template:
         table = e == "ucx.transport" and "|" in ev.text
         self.op = ucx_table_op(ev.text) if table else None
         self.classes = tl_classes(ev.transport) if table else ()
-        if table:
+        if table and not ref:
             self.kind = UCXHDR if "cfg#" in ev.text else UCXROW
+        elif table:  # a table line that also names a backend or provider (behind a libfabric header): replayed
+            self.kind = FULL
         elif e == "nixl.efa_devices" or e == "vllm.metric" or (ev.code == "GENERIC_ERROR" and ref):
             self.kind = FULL  # a metric's value is read from the line (the largest is kept)
         elif ev.code == "GENERIC_ERROR":
