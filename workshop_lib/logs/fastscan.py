@@ -7,7 +7,8 @@ scanner runs: :mod:`workshop_lib.logs.shapescan`):
 1. **Shape** (every line): the line with every digit as ``0``, ids too (0x addresses, uuids:
    :func:`~workshop_lib.logs.shapes.shape_of`). Every rule tests digits only as a class (numbers a signature depends
    on are compared in the rule's ``when``) and reads ids as zeros, so a shape's lines classify alike unless a captured
-   value holds a digit or an id (devices, rails, version, provider), a rule compares a number (``returned -61``), the
+   value holds a digit or an id (devices, rails, provider; a version is read from its event's first line only), a
+   rule compares a number (``returned -61``), the
    libfabric header's provider field holds one, or the line is a prefilter candidate only for some digits (abseil
    ``E0``/``F1`` levels): :func:`~workshop_lib.logs.shapes.exact_spans`, worked out once per shape.
 2. **Exact key** (digit-sensitive shapes only): the shape plus the bytes of those spans (for a compared number, only
