@@ -33,7 +33,6 @@ PROC_PREFIX_RE = re.compile(r"^(?:\((?:\w+ )?pid=\d+\) )+")
 # hex), with no letter, digit or ``_`` right before or after it; only in a line that is plain ASCII.
 ID_RE = re.compile(r"(?<![0-9A-Za-z_])(?:0x[0-9a-f]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
                    r"(?![0-9A-Za-z_])")
-_ZERO_HEX = str.maketrans("123456789abcdef", "0" * 15)
 _UUID0 = "00000000-0000-0000-0000-000000000000"
 _UUID_MID = re.compile(r"-(?=[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-)")  # a uuid's first dash (overlaps found too)
 
